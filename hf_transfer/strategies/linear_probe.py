@@ -1,0 +1,15 @@
+"""Linear probe (frozen feature extraction): only the head trains on frozen backbone features."""
+
+from torch import nn
+
+from hf_transfer.strategies.base import Strategy, freeze, register
+
+
+@register("linear_probe")
+class LinearProbe(Strategy):
+    """Freeze the whole backbone; the classifier is the only trainable module."""
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        freeze(model.backbone)
+        freeze(model.classifier, trainable=True)
+        return model

@@ -1,0 +1,110 @@
+"""LoRA, or any PEFT method: low-rank adapters in the backbone, the head trained in full and saved with them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_config, get_peft_model
+from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from torch import nn
+
+from hf_transfer.errors import UserInputError
+from hf_transfer.strategies.base import Strategy, register
+
+ADAPTER_FOLDER = "adapter"
+BASE_CONFIG_NAME = "transfer_config.json"
+
+
+@dataclass
+class LoraArguments:
+    lora_r: int = field(default=8, metadata={"help": "lora: rank of the low-rank update."})
+    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling numerator (update x alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "lora: module names to adapt (default: PEFT's choice for the backbone type)."}
+    )
+    peft_config: str | None = field(
+        default=None,
+        metadata={"help": "lora: any PEFT config as a JSON string or a .json/.yaml file (overrides the lora_* keys)."},
+    )
+    lora_save: str = field(
+        default="both",
+        metadata={
+            "help": "lora: 'merged' (full model, adapters folded in), 'adapter' (adapter + head only) or 'both' "
+            "(merged model, adapter in the 'adapter/' subfolder).",
+            "choices": ["merged", "adapter", "both"],
+        },
+    )
+
+
+def _peft_config_from(value: str | dict) -> PeftConfig:
+    if isinstance(value, str):
+        text = Path(value).read_text() if os.path.isfile(value) else value
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise UserInputError(f"peft_config is neither a file nor valid JSON/YAML: {error}.") from error
+    if not isinstance(value, dict) or "peft_type" not in value:
+        raise UserInputError(
+            "peft_config must be a mapping with a 'peft_type' key.",
+            'e.g. --peft_config \'{"peft_type": "IA3", "target_modules": ["key", "value"], "feedforward_modules": []}\'',
+        )
+    try:
+        return get_peft_config(dict(value))
+    except (TypeError, ValueError, KeyError) as error:
+        raise UserInputError(f"peft_config is not a valid PEFT config: {error}.") from error
+
+
+@register("lora", LoraArguments)
+class Lora(Strategy):
+    """Wrap the model with PEFT; ``classifier`` is in ``modules_to_save`` so the head trains and is saved."""
+
+    def peft_config(self, model: nn.Module) -> PeftConfig:
+        if self.args.peft_config:
+            config = _peft_config_from(self.args.peft_config)
+        else:
+            backbone_type = model.config.backbone.model_type
+            targets = self.args.lora_target_modules or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
+            if not targets:
+                raise UserInputError(
+                    f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",
+                    "name them with --lora_target_modules, e.g. --lora_target_modules q_proj v_proj",
+                )
+            config = LoraConfig(
+                r=self.args.lora_r, lora_alpha=self.args.lora_alpha, lora_dropout=self.args.lora_dropout,
+                target_modules=list(targets),
+            )
+        config.modules_to_save = sorted(set(config.modules_to_save or []) | {"classifier"})
+        return config
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return get_peft_model(model, self.peft_config(model))
+
+    def save(self, model: nn.Module, output_dir: str | Path) -> None:
+        output_dir = Path(output_dir)
+        if self.args.lora_save in ("adapter", "both"):
+            adapter_dir = output_dir / ADAPTER_FOLDER if self.args.lora_save == "both" else output_dir
+            model.save_pretrained(adapter_dir)
+            base = model.get_base_model().config
+            (adapter_dir / BASE_CONFIG_NAME).write_text(json.dumps(base.to_dict(), indent=2, sort_keys=True))
+        if self.args.lora_save in ("merged", "both"):
+            merged = model.merge_and_unload(safe_merge=True)
+            merged.save_pretrained(output_dir)
+
+
+def load_adapter_model(adapter_dir: str | Path, backbone: str | None = None) -> PeftModel:
+    """Rebuild the base TransferModel (pretrained backbone + head shape) and load adapter + trained head onto it.
+
+    ``backbone`` overrides the recorded backbone name (needed when it was a local folder).
+    """
+    from hf_transfer.model import TransferConfig, TransferModel
+
+    adapter_dir = Path(adapter_dir)
+    config = TransferConfig.from_dict(json.loads((adapter_dir / BASE_CONFIG_NAME).read_text()))
+    name = backbone or ("default" if config.backbone_sha256 else config.backbone_name)
+    base = TransferModel.from_backbone(name, config.id2label, config.pooling, config.classifier_dropout)
+    return PeftModel.from_pretrained(base, adapter_dir)

@@ -1,0 +1,126 @@
+"""Tiny models, in-memory tokenizers and toy datasets, so tests run offline in seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, ViTImageProcessorPil, ViTModel
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CLASS_WORDS = {
+    "sports": ["goal", "match", "team", "score", "coach", "league"],
+    "weather": ["rain", "sunny", "storm", "cloud", "wind", "snow"],
+    "food": ["pizza", "bread", "soup", "salad", "cheese", "pasta"],
+}
+FILLER_WORDS = ["the", "a", "today", "very", "was", "is", "and", "then", "we", "it", "really", "quite"]
+
+
+def tiny_tokenizer() -> BertTokenizerFast:
+    """A WordPiece tokenizer over the toy vocabulary, built in memory."""
+    words = sorted({w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER_WORDS))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + words)}
+    return BertTokenizerFast(vocab=vocab, model_max_length=64)
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    values = dict(
+        vocab_size=len(SPECIAL_TOKENS) + 30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    values.update(overrides)
+    values["vocab_size"] = max(values["vocab_size"], len(tiny_tokenizer()))
+    return BertConfig(**values)
+
+
+def tiny_vit_config(**overrides) -> ViTConfig:
+    values = dict(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    values.update(overrides)
+    return ViTConfig(**values)
+
+
+def save_tiny_text_backbone(folder: str | Path, seed: int = 0, **overrides) -> Path:
+    """A random tiny BERT + its tokenizer, saved like a Hub checkpoint."""
+    import torch
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    BertModel(tiny_bert_config(**overrides)).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_image_backbone(folder: str | Path, seed: int = 0, **overrides) -> Path:
+    """A random tiny ViT + its image processor, saved like a Hub checkpoint."""
+    import torch
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    config = tiny_vit_config(**overrides)
+    ViTModel(config).save_pretrained(folder)
+    side = config.image_size
+    ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+def toy_sentences(n_per_class: int, seed: int = 0, classes: list[str] | None = None) -> list[dict]:
+    """Separable toy sentences: each holds words of its class among filler words."""
+    rng = random.Random(seed)
+    classes = classes or list(CLASS_WORDS)
+    rows = []
+    for label, name in enumerate(classes):
+        for _ in range(n_per_class):
+            words = rng.sample(CLASS_WORDS[name], 2) + rng.sample(FILLER_WORDS, rng.randint(1, 6))
+            rng.shuffle(words)
+            rows.append({"text": " ".join(words), "label": label, "label_text": name})
+    rng.shuffle(rows)
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def write_text_dataset(folder: str | Path, n_train: int = 12, n_test: int = 6, seed: int = 0) -> Path:
+    """``folder/{train,test}.jsonl`` with the toy classes."""
+    folder = Path(folder)
+    write_jsonl(folder / "train.jsonl", toy_sentences(n_train, seed))
+    write_jsonl(folder / "test.jsonl", toy_sentences(n_test, seed + 1))
+    return folder
+
+
+def toy_images(n_per_class: int, side: int = 16, seed: int = 0, num_classes: int = 3):
+    """PIL images whose class is the position of a bright square (easy to learn)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label in range(num_classes):
+        for _ in range(n_per_class):
+            pixels = rng.integers(0, 60, size=(side, side), dtype=np.uint8)
+            start = label * side // num_classes
+            pixels[:, start : start + side // num_classes] += 180
+            images.append(Image.fromarray(pixels, mode="L"))
+            labels.append(label)
+    return images, labels
+
+
+def write_image_dataset(folder: str | Path, n_train: int = 8, n_test: int = 4, side: int = 16, seed: int = 0) -> Path:
+    """``folder/{train,test}.parquet`` with (image, label) columns, as ``datasets`` writes them."""
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    features = Features({"image": Image(), "label": ClassLabel(names=["left", "middle", "right"])})
+    for split, n, offset in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = toy_images(n, side, seed + offset)
+        Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    return folder
