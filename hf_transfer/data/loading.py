@@ -17,13 +17,25 @@ from hf_transfer.errors import UserInputError, closest
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_NAMES = ("train", "validation", "test")
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled_data"
+
+
+def bundled_dataset(name: str) -> Path:
+    """Folder of a dataset shipped with the package (see ``bundled_data/README.md``)."""
+    folder = BUNDLED_DIR / name
+    if not (folder / "train.jsonl").is_file():
+        known = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir())
+        raise UserInputError(f"No bundled dataset '{name}'.{closest(name, known)}", f"use one of: {', '.join(known)}.")
+    return folder
 
 
 @dataclass
 class DataArguments:
     dataset: str | None = field(
         default=None,
-        metadata={"help": "A folder holding train/validation/test .jsonl/.csv/.parquet files, or a Hub dataset name."},
+        metadata={"help": "A folder holding train/validation/test .jsonl/.csv/.parquet files, a Hub dataset name, "
+            "or 'bundled:sms_spam' / 'bundled:banking77_10' (shipped with the package)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_file: str | None = field(default=None, metadata={"help": "Training data (.jsonl, .json, .csv, .parquet)."})
@@ -106,6 +118,8 @@ def load_raw_splits(args: DataArguments) -> DatasetDict:
     if args.train_file:
         files = {s: getattr(args, f"{s}_file") for s in SPLIT_NAMES if getattr(args, f"{s}_file")}
         return _load_files(files)
+    if args.dataset and args.dataset.startswith(BUNDLED_PREFIX):
+        return _load_files(_files_in_folder(str(bundled_dataset(args.dataset[len(BUNDLED_PREFIX) :]))))
     if args.dataset and os.path.isdir(args.dataset):
         return _load_files(_files_in_folder(args.dataset))
     if args.dataset:
