@@ -134,13 +134,19 @@ def load_processor(name: str | None, modality: str, trust_remote_code: bool = Fa
     """The tokenizer (text) or image processor (image) that belongs to the backbone."""
     reference = resolve_backbone(name)
     loader = AutoTokenizer if modality == "text" else AutoImageProcessor
+    missing = UserInputError(
+        f"Model '{name}' has no {'tokenizer' if modality == 'text' else 'image processor'} files.",
+        "add them to the model folder (save_pretrained of the tokenizer/image processor).",
+    )
     try:
-        return loader.from_pretrained(reference, trust_remote_code=trust_remote_code)
+        processor = loader.from_pretrained(reference, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        raise UserInputError(
-            f"Model '{name}' has no {'tokenizer' if modality == 'text' else 'image processor'} files.",
-            "add them to the model folder (save_pretrained of the tokenizer/image processor).",
-        ) from error
+        raise missing from error
+    # Without vocabulary files transformers builds a tokenizer that knows only its special tokens
+    # (every word becomes [UNK]) instead of failing: refuse it like missing files.
+    if modality == "text" and len(processor) <= len(set(processor.all_special_tokens)):
+        raise missing
+    return processor
 
 
 def encoder_layers(backbone: nn.Module) -> nn.ModuleList:

@@ -14,6 +14,7 @@ from hf_transfer.errors import UserInputError
 
 COMMANDS = {
     "train": ("hf_transfer.train", "Fine-tune a backbone on labelled data: hf-transfer train CONFIG.yaml [--key value ...]"),
+    "fewshot": ("hf_transfer.experiments.runner", "Compare few-shot strategies over K and seeds (no arguments: the main job)"),
 }
 
 

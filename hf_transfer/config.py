@@ -76,6 +76,11 @@ def make_parser() -> HfArgumentParser:
         "Fine-tune a pretrained backbone on labelled data. Usage: hf-transfer train CONFIG.yaml [--key value ...]; "
         "every key below may appear in the YAML file or on the command line (which wins)."
     )
+
+    def error(message: str):  # argparse would print the whole (very long) usage: keep to one line
+        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer train --help' lists every option and its values.")
+
+    parser.error = error
     return parser
 
 

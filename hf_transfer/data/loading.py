@@ -7,6 +7,7 @@ missing files or columns, empty splits, labels that only appear outside train, u
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,12 @@ def _load_files(files: dict[str, str]) -> DatasetDict:
     try:
         return datasets.load_dataset(builders.pop(), data_files=files)
     except Exception as error:  # datasets wraps parse errors in several exception types
+        empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(error))
+        if empty and empty.group(1) in files:  # a header-only CSV, a blank JSONL, a zero-row parquet
+            split = empty.group(1)
+            raise UserInputError(
+                f"The {split} split is empty: {split} file '{files[split]}' has no rows.", "add labelled examples to it."
+            ) from error
         raise UserInputError(
             f"Could not read data files {', '.join(files.values())}: {str(error).splitlines()[0][:300]}",
             "check that every line/row is valid for its format.",

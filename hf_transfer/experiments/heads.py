@@ -1,0 +1,48 @@
+"""Heads fitted on fixed embeddings: multinomial logistic regression and class prototypes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class LogisticRegressionHead:
+    """Multinomial logistic regression fitted with L-BFGS, scikit-learn's objective:
+    ``0.5 * ||W||^2 + C * sum(cross-entropy)`` (the bias is not penalised)."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 200):
+        self.C, self.max_iter = C, max_iter
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> "LogisticRegressionHead":
+        features = features.double()
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, requires_grad=True)
+        bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+
+        def closure():
+            optimizer.zero_grad()
+            logits = features @ weight.T + bias
+            loss = 0.5 * weight.pow(2).sum() / self.C + F.cross_entropy(logits, labels, reduction="sum")
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.weight, self.bias = weight.detach().float(), bias.detach().float()
+        return self
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() @ self.weight.T + self.bias).argmax(dim=-1)
+
+
+class PrototypeHead:
+    """Prototypical classifier: the mean (normalised) embedding per class, cosine similarity."""
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> "PrototypeHead":
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        sums = torch.zeros(num_classes, features.shape[1]).index_add_(0, labels, features.float())
+        self.prototypes = F.normalize(sums, dim=-1)
+        return self
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(features.float(), dim=-1) @ self.prototypes.T).argmax(dim=-1)

@@ -1,0 +1,106 @@
+"""Turn ``results.jsonl`` into ``summary.md`` (mean ± std, best marked) and ``accuracy_vs_k.png``."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from hf_transfer.outputs import write_text
+
+
+def read_results(folder: Path) -> list[dict]:
+    path = Path(folder) / "results.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _k_order(k: str) -> float:
+    return float("inf") if k == "all" else float(k)
+
+
+def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str, str], tuple[float, float, int, float]]:
+    """(dataset, k, strategy) -> (mean, std, number of seeds, mean train seconds)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], str(row["k"]), row["strategy"])].append(row)
+    return {
+        key: (
+            float(np.mean([r[metric] for r in group])),
+            float(np.std([r[metric] for r in group], ddof=1)) if len(group) > 1 else 0.0,
+            len(group),
+            float(np.mean([r["train_seconds"] for r in group])),
+        )
+        for key, group in groups.items()
+    }
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """One table per dataset: rows K, columns strategies, cells 'mean ± std' accuracy; best in bold."""
+    stats = aggregate(rows)
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    lines = ["# Few-shot results", "", "Test accuracy (%) as mean ± std over seeds (n = seeds); **bold** = best mean for that K;",
+             "train seconds are per run, mean over seeds.", ""]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        lines += [f"## {dataset}", "", "| K | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
+        for k in sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order):
+            cells = {s: stats.get((dataset, k, s)) for s in strategies}
+            best = max((v[0] for v in cells.values() if v), default=None)
+            row = []
+            for s in strategies:
+                value = cells[s]
+                if value is None:
+                    row.append("–")
+                    continue
+                text = f"{100 * value[0]:.1f} ± {100 * value[1]:.1f} (n={value[2]}, {value[3]:.1f}s)"
+                row.append(f"**{text}**" if value[0] == best else text)
+            lines.append(f"| {k} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
+    """One panel per dataset, one line per strategy, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = aggregate(rows)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        ks = sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order)
+        for strategy in dict.fromkeys(r["strategy"] for r in rows):
+            points = [(i, stats[(dataset, k, strategy)]) for i, k in enumerate(ks) if (dataset, k, strategy) in stats]
+            if points:
+                axis.errorbar([p[0] for p in points], [100 * p[1][0] for p in points], yerr=[100 * p[1][1] for p in points],
+                              marker="o", capsize=3, label=strategy)
+        axis.set_xticks(range(len(ks)), ks)
+        axis.set_xlabel("K (examples per class)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(dataset)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def write_reports(folder: Path) -> None:
+    rows = read_results(folder)
+    if not rows:
+        return
+    write_text(Path(folder) / "summary.md", summary_markdown(rows))
+    plot_accuracy_vs_k(rows, Path(folder) / "accuracy_vs_k.png")

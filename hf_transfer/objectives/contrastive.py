@@ -1,0 +1,98 @@
+"""Contrastive losses over one batch's n x n similarity matrix.
+
+Each sentence is encoded once per step and the loss uses every pair of the batch, instead of
+encoding both sentences of every sampled pair as SetFit does. Under several processes the
+embeddings are gathered *with* gradients, so negatives from other processes train the encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every process, keeping the autograd graph (plain ``gather`` cuts it)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x
+    if torch.distributed.get_world_size() == 1:
+        return x
+    import torch.distributed.nn.functional as dist_fn
+
+    return torch.cat(dist_fn.all_gather(x), dim=0)
+
+
+def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return same & off_diagonal, ~same
+
+
+def pairwise_cosine(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """SetFit's objective over all pairs: cos -> 1 for same-class pairs and -> 0 otherwise (MSE).
+
+    Positive and negative pairs are weighted equally, as SetFit's balanced pair sampling does.
+    """
+    normalized = F.normalize(embeddings, dim=-1)
+    similarity = normalized @ normalized.T
+    positive, negative = _pair_masks(labels)
+    terms = []
+    if positive.any():
+        terms.append((similarity[positive] - 1).pow(2).mean())
+    if negative.any():
+        terms.append(similarity[negative].pow(2).mean())
+    return torch.stack(terms).mean()
+
+
+def supcon(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020): every same-class example is a positive."""
+    normalized = F.normalize(embeddings, dim=-1)
+    logits = normalized @ normalized.T / temperature
+    self_mask = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive, _ = _pair_masks(labels)
+    count = positive.sum(dim=1)
+    has_positive = count > 0
+    if not has_positive.any():
+        return embeddings.sum() * 0.0
+    mean_log_prob = log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has_positive] / count[has_positive]
+    return -mean_log_prob.mean()
+
+
+def multiple_negatives(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """In-batch multiple-negatives ranking: each anchor's target is its next same-class example,
+    every other-class example is a negative (same-class others are masked out)."""
+    normalized = F.normalize(embeddings, dim=-1)
+    logits = normalized @ normalized.T / temperature
+    positive, negative = _pair_masks(labels)
+    has_positive = positive.any(dim=1)
+    if not has_positive.any():
+        return embeddings.sum() * 0.0
+    index = torch.arange(len(labels), device=labels.device)
+    # the first same-class example after the anchor (cyclically)
+    order = (index[None, :] - index[:, None]) % len(labels)
+    target = torch.where(positive, order, len(labels)).argmin(dim=1)
+    keep = negative | (index[None, :] == target[:, None])
+    logits = logits.masked_fill(~keep, float("-inf"))
+    return F.cross_entropy(logits[has_positive], target[has_positive])
+
+
+CONTRASTIVE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "pairwise_cosine": pairwise_cosine,
+    "supcon": supcon,
+    "multiple_negatives": multiple_negatives,
+}
+
+
+def contrastive_loss(name: str) -> Callable[..., torch.Tensor]:
+    from hf_transfer.errors import UserInputError, closest
+
+    if name not in CONTRASTIVE_LOSSES:
+        raise UserInputError(
+            f"Unknown contrastive loss '{name}'.{closest(name, CONTRASTIVE_LOSSES)}",
+            f"use one of: {', '.join(sorted(CONTRASTIVE_LOSSES))}.",
+        )
+    return CONTRASTIVE_LOSSES[name]
