@@ -150,7 +150,7 @@ def load_processor(name: str | None, modality: str, trust_remote_code: bool = Fa
 
 
 def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks (``encoder.layer`` for BERT and ViT), found generically."""
+    """The stack of transformer blocks (BERT's ``encoder.layer``, ViT's ``layers``...), found generically."""
     depth = getattr(backbone.config, "num_hidden_layers", None)
     candidates = [m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == depth]
     if not candidates:

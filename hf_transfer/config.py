@@ -145,6 +145,8 @@ def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
     parser = make_parser()
     try:
         parsed = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
+    except UserInputError:
+        raise
     except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
         raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
     *objects, remaining = parsed
@@ -161,7 +163,9 @@ def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
 
         get_strategy(model_args.strategy)  # raises the "unknown strategy" error with the known names
     training = by_class[TrainingArguments]
-    if not training.output_dir:
+    source = {**file_values, **_cli_keys(argv)}
+    # TrainingArguments defaults output_dir to 'trainer_output': insist that the user chose one.
+    if not training.output_dir or not {"output_dir", "output-dir"} & set(source):
         raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
     return RecipeConfig(
         model=model_args,
@@ -169,5 +173,5 @@ def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
         strategy_args=by_class[STRATEGIES[model_args.strategy][1]],
         run=by_class[RunArguments],
         training=training,
-        source={**file_values, **_cli_keys(argv)},
+        source=source,
     )

@@ -94,8 +94,11 @@ def _load_files(files: dict[str, str]) -> DatasetDict:
         raise UserInputError(
             f"Data files mix formats ({', '.join(sorted(builders))}).", "use one format for train/validation/test."
         )
-    try:
-        return datasets.load_dataset(builders.pop(), data_files=files)
+    builder = builders.pop()
+    try:  # one split at a time: a split whose columns differ from train's gets the column check below
+        return DatasetDict(
+            {split: datasets.load_dataset(builder, data_files={split: path}, split=split) for split, path in files.items()}
+        )
     except Exception as error:  # datasets wraps parse errors in several exception types
         empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(error))
         if empty and empty.group(1) in files:  # a header-only CSV, a blank JSONL, a zero-row parquet

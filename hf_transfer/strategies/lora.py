@@ -69,6 +69,9 @@ class Lora(Strategy):
         else:
             backbone_type = model.config.backbone.model_type
             targets = self.args.lora_target_modules or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
+            if not targets:  # no PEFT default (e.g. ViT): adapt the attention query and value projections
+                names = {name.rsplit(".", 1)[-1] for name, _ in model.backbone.named_modules()}
+                targets = next((pair for pair in (["query", "value"], ["q_proj", "v_proj"]) if set(pair) <= names), None)
             if not targets:
                 raise UserInputError(
                     f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",

@@ -1,0 +1,115 @@
+"""The few-shot runner: files, resume, main-job command, strategies, on a tiny backbone."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_transfer import testing
+from hf_transfer.cli import main as cli_main
+from hf_transfer.experiments.encoder import SentenceEncoder
+from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
+from hf_transfer.experiments.methods import METHOD_NAMES, make_method, recommended
+from hf_transfer.experiments.runner import run_experiment
+
+
+@pytest.fixture(scope="module")
+def fewshot_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fewshot")
+    testing.write_jsonl(root / "toy" / "train.jsonl", testing.toy_sentences(10, seed=0))
+    testing.write_jsonl(root / "toy" / "test.jsonl", testing.toy_sentences(5, seed=1))
+    return root
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_runner_writes_results_summary_and_plot_and_resumes(fewshot_data, tiny_text_backbone, tmp_path):
+    out = tmp_path / "out"
+    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    rows = _lines(out / "results.jsonl")
+    assert len(rows) == 2 * 2 * 2
+    assert {(r["k"], r["seed"], r["strategy"]) for r in rows} == {(k, s, m) for k in ("2", "4") for s in (0, 1) for m in ("linear_probe", "protonet")}
+    for row in rows:
+        assert 0 <= row["accuracy"] <= 1 and row["num_train"] == 3 * int(row["k"]) and row["num_test"] == 15
+        assert {"macro_f1", "mcc", "train_seconds", "eval_seconds"} <= set(row)
+    summary = (out / "summary.md").read_text()
+    assert "## toy" in summary and "**" in summary and "±" in summary
+    assert (out / "accuracy_vs_k.png").read_bytes()[:4] == b"\x89PNG"
+
+    # resume: nothing is redone; a removed run is redone alone
+    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    assert len(_lines(out / "results.jsonl")) == 8
+    kept = (out / "results.jsonl").read_text().splitlines()[:-1]
+    (out / "results.jsonl").write_text("\n".join(kept) + "\n")
+    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    again = _lines(out / "results.jsonl")
+    assert len(again) == 8 and again[:7] == rows[:7]
+
+
+def test_every_strategy_sees_the_same_sample(fewshot_data, tiny_text_backbone, tmp_path):
+    out = tmp_path / "same"
+    run_experiment(fewshot_data, ["toy"], ["all"], [0], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    rows = _lines(out / "results.jsonl")
+    assert [r["num_train"] for r in rows] == [30, 30] and all(r["k_per_class"] == 10 for r in rows)
+
+
+def test_main_job_command_on_a_tiny_configuration(fewshot_data, tiny_text_backbone, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--shots", "3", "--seeds", "0",
+                     "--model", str(tiny_text_backbone), "--output", str(out)])
+    assert code == 0
+    rows = _lines(out / "results.jsonl")
+    assert [r["strategy"] for r in rows] == ["recommended"]  # the default when --strategies is not given
+    assert "recommended" in capsys.readouterr().out
+
+
+def test_unknown_strategy_is_refused_before_any_work(fewshot_data, tmp_path, capsys):
+    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--strategies", "protonett", "--output", str(tmp_path / "x")])
+    assert code == 2
+    assert "Did you mean 'protonet'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["full", "lora", "contrastive", "recommended"])
+def test_trained_strategies_fit_and_predict(name, tiny_text_backbone):
+    encoder = SentenceEncoder(str(tiny_text_backbone))
+    rows = testing.toy_sentences(4, seed=0)
+    method = make_method(name, 4, 3)
+    if hasattr(method, "epochs"):
+        method.epochs = 2
+    before = {n: p.clone() for n, p in encoder.body.named_parameters()}
+    predict = method.fit(encoder, [r["text"] for r in rows], [r["label"] for r in rows], 3, seed=0)
+    predictions = predict(["goal team today", "rain and snow"])
+    assert predictions.shape == (2,) and set(predictions.tolist()) <= {0, 1, 2}
+    # the pristine body is never modified: each run trains its own copy
+    assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
+
+
+def test_recommended_depends_only_on_k_and_class_count():
+    assert recommended(8, 2) == recommended(8, 2)
+    assert recommended(8, 2).batch_size == 16 and recommended(64, 10).batch_size == 64
+    assert "recommended" in METHOD_NAMES
+
+
+def test_heads_fit_separable_features():
+    torch.manual_seed(0)
+    centers = torch.eye(3) * 4
+    labels = torch.arange(3).repeat_interleave(10)
+    features = centers[labels] + 0.3 * torch.randn(30, 3)
+    for head in (LogisticRegressionHead(C=1.0), PrototypeHead()):
+        assert (head.fit(features, labels, 3).predict(features) == labels).float().mean() == 1.0
+
+
+def test_logistic_head_matches_sklearn_when_available():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    reference = sklearn.LogisticRegression(C=0.5, max_iter=1000, tol=1e-8).fit(features, labels)
+    ours = LogisticRegressionHead(C=0.5, max_iter=500).fit(torch.tensor(features), torch.tensor(labels), 3)
+    # multinomial logits are defined up to a per-sample constant: compare centred weights
+    ref_w = reference.coef_ - reference.coef_.mean(0)
+    our_w = ours.weight.numpy() - ours.weight.numpy().mean(0)
+    assert np.allclose(our_w, ref_w, atol=2e-3)

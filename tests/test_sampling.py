@@ -1,0 +1,66 @@
+"""K-shot and episode sampling guarantees."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from hf_transfer.data.sampling import EpisodeSampler, k_shot_indices, shots_per_class, split_classes
+
+LABELS = [0] * 10 + [1] * 7 + [2] * 3
+
+
+def test_k_shot_takes_k_per_class_and_is_deterministic_by_seed():
+    first = k_shot_indices(LABELS, 3, seed=0)
+    assert first == k_shot_indices(LABELS, 3, seed=0)
+    assert first != k_shot_indices(LABELS, 3, seed=1)
+    picked = np.asarray(LABELS)[first]
+    assert np.bincount(picked).tolist() == [3, 3, 3]
+    assert len(set(first)) == len(first)
+
+
+def test_k_shot_keeps_small_classes_whole_with_a_warning():
+    with pytest.warns(UserWarning, match="fewer than K=5"):
+        chosen = k_shot_indices(LABELS, 5, seed=0)
+    assert np.bincount(np.asarray(LABELS)[chosen]).tolist() == [5, 5, 3]
+
+
+def test_k_shot_all_returns_everything_and_shots_per_class_reports_smallest():
+    assert k_shot_indices(LABELS, "all", seed=3) == list(range(len(LABELS)))
+    assert shots_per_class(LABELS) == 3
+
+
+def test_k_shot_sample_does_not_depend_on_anything_but_labels_and_seed():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = k_shot_indices(list(LABELS), 4, seed=7)
+        b = k_shot_indices(np.asarray(LABELS), 4, seed=7)
+    assert a == b
+
+
+def test_episode_sampler_shapes_disjoint_support_query_and_relabelling():
+    labels = [c for c in range(8) for _ in range(6)]
+    sampler = EpisodeSampler(labels, n_way=3, k_shot=2, n_query=3, classes=[0, 1, 2, 3], seed=0)
+    for _ in range(20):
+        episode = sampler.sample()
+        assert len(episode.classes) == 3 and set(episode.classes) <= {0, 1, 2, 3}
+        assert len(episode.support) == 6 and len(episode.query) == 9
+        assert not set(episode.support) & set(episode.query)
+        for index, new_label in zip(episode.support + episode.query, episode.support_labels + episode.query_labels):
+            assert labels[index] == episode.classes[new_label]
+
+
+def test_meta_train_and_meta_test_classes_are_disjoint():
+    train, test = split_classes(range(10), meta_train=range(6))
+    assert train == [0, 1, 2, 3, 4, 5] and test == [6, 7, 8, 9]
+    labels = [c for c in range(10) for _ in range(5)]
+    train_sampler = EpisodeSampler(labels, 2, 1, 2, classes=train, seed=0)
+    test_sampler = EpisodeSampler(labels, 2, 1, 2, classes=test, seed=0)
+    seen_train = {c for _ in range(30) for c in train_sampler.sample().classes}
+    seen_test = {c for _ in range(30) for c in test_sampler.sample().classes}
+    assert seen_train <= set(train) and seen_test <= set(test) and not seen_train & seen_test
+
+
+def test_episode_sampler_refuses_too_few_classes():
+    with pytest.raises(ValueError, match="need N=5"):
+        EpisodeSampler([0, 0, 0, 1, 1, 1], n_way=5, k_shot=1, n_query=1)
