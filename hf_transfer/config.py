@@ -111,8 +111,8 @@ def read_yaml(path: str) -> dict[str, Any]:
 def _as_argv(values: dict[str, Any]) -> list[str]:
     argv = []
     for key, value in values.items():
-        if value is None:
-            continue
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue  # '--key' with no value is an error: an empty list (e.g. a saved 'report_to: []') keeps the default
         if isinstance(value, (list, tuple)):
             argv += [f"--{key}", *map(str, value)]
         elif isinstance(value, dict):

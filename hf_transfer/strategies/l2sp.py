@@ -34,10 +34,9 @@ class L2SP(Strategy):
             return None
         total = torch.zeros((), device=self._head[0].device)
         if alpha:
-            for parameter, anchor in self._anchors:
-                if anchor.device != parameter.device:
-                    anchor.data = anchor.data.to(parameter.device)
-                total = total + alpha * (parameter - anchor).pow(2).sum()
+            if self._anchors and self._anchors[0][1].device != self._anchors[0][0].device:  # model moved after prepare
+                self._anchors = [(p, anchor.to(p.device)) for p, anchor in self._anchors]
+            total = total + alpha * sum((p - anchor).pow(2).sum() for p, anchor in self._anchors)
         if beta:
             total = total + beta * sum(p.pow(2).sum() for p in self._head)
         return total
