@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}'; choose from: {', '.join(COMMANDS)}")
+    from hf_transfer.launch import relaunch_on_cpu_if_needed
+
+    relaunch_on_cpu_if_needed(argv + (["--debug"] if debug else []))
     module = __import__(COMMANDS[command][0], fromlist=["main"])
     try:
         module.main(rest)

@@ -2,11 +2,9 @@
 
 How the runs are made comparable, and why each setting is needed:
 
-* Launcher. ``accelerate launch --cpu --num_processes 2`` (and ``recipes/accelerate/cpu_2proc.yaml``,
-  ``distributed_type: MULTI_CPU``) goes through accelerate's *simple* launcher, which starts ONE process
-  unless an MPI hostfile is given (accelerate 1.x): the run silently is not distributed. Two local CPU
-  processes need the torchrun path, ``--multi_gpu --num_processes 2``, with ``ACCELERATE_USE_CPU=true``
-  / ``--use_cpu true`` so that TrainingArguments builds a MULTI_CPU (gloo) state instead of looking for GPUs.
+* Launcher. The exact user command ``accelerate launch --cpu --num_processes 2 -m hf_transfer train``.
+  accelerate 1.x alone would start ONE process for ``--cpu`` (its simple launcher needs an MPI
+  hostfile for more); ``hf_transfer.launch`` detects that and re-launches under torch.distributed.run.
   The test proves two ranks ran: 32 training examples in global batches of 8 are 4 steps an epoch,
   so 8 steps report ``epoch == 2.0``; one process with batch 4 would report 1.0 (and a different loss).
 * Data order. ``train_sampling_strategy sequential``: accelerate gives rank r the batches r, r+2, ...
@@ -58,13 +56,13 @@ def test_two_cpu_processes_match_one_process(tmp_path, tiny_text_backbone, toy_t
         "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
     ]
     one_dir, two_dir = tmp_path / "one_process", tmp_path / "two_processes"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
         "-m", "hf_transfer", "train", *common, "--per_device_train_batch_size", "4", "--output_dir", str(two_dir),
     ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1",
-               CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     # Start the two-process run first: its start-up (imports) overlaps the in-process reference run.
     process = subprocess.Popen(launch, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
