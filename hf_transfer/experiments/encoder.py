@@ -24,6 +24,7 @@ class SentenceEncoder:
         self.body = backbones.load_backbone(model).eval()
         self.max_length, self.batch_size, self.pooling = max_length, batch_size, pooling
         self._cache: dict[str, torch.Tensor] = {}
+        self._states: dict[tuple[int, str], torch.Tensor] = {}
 
     def fresh_body(self) -> nn.Module:
         """A trainable copy of the pretrained body (the original stays untouched)."""
@@ -58,3 +59,34 @@ class SentenceEncoder:
             computed = self._cache
         embeddings = torch.stack([computed[t] for t in texts]) if texts else torch.empty(0)
         return F.normalize(embeddings, dim=-1) if normalize and len(texts) else embeddings
+
+    @torch.inference_mode()
+    def hidden_states(self, texts: list[str], layer: int) -> list[torch.Tensor]:
+        """Token states after ``layer`` frozen pretrained layers (0 = embeddings), unpadded, cached by text."""
+        missing = [t for t in dict.fromkeys(texts) if (layer, t) not in self._states]
+        order = sorted(missing, key=len)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            inputs = self.tokenize(chunk)
+            states = self.body(**inputs, output_hidden_states=True).hidden_states[layer]
+            for text, row, mask in zip(chunk, states, inputs["attention_mask"]):
+                self._states[(layer, text)] = row[: int(mask.sum())].clone()
+        return [self._states[(layer, t)] for t in texts]
+
+    @torch.inference_mode()
+    def encode_top(self, top: nn.Module, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        """Embeddings from cached bottom states run through trained top layers ``top`` (a TopLayers)."""
+        from hf_transfer.experiments.top_layers import pad_states
+
+        was_training = top.training
+        top.eval()
+        states = self.hidden_states(texts, top.start)
+        order = sorted(range(len(texts)), key=lambda i: states[i].shape[0])
+        embeddings = torch.empty(len(texts), self.body.config.hidden_size)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = pad_states([{"hidden_states": states[i]} for i in rows])
+            hidden = top(**batch).last_hidden_state
+            embeddings[rows] = backbones.pool(hidden, batch["attention_mask"], self.pooling).float()
+        top.train(was_training)
+        return F.normalize(embeddings, dim=-1) if normalize else embeddings
