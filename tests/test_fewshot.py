@@ -113,3 +113,25 @@ def test_logistic_head_matches_sklearn_when_available():
     ref_w = reference.coef_ - reference.coef_.mean(0)
     our_w = ours.weight.numpy() - ours.weight.numpy().mean(0)
     assert np.allclose(our_w, ref_w, atol=2e-3)
+
+
+def test_top_layers_on_cached_states_reproduce_the_full_forward(tiny_text_backbone):
+    from hf_transfer.experiments.top_layers import TopLayers
+
+    encoder = SentenceEncoder(str(tiny_text_backbone))
+    texts = ["goal team today", "rain and snow was very cloud", "pizza"]
+    for count in (1, 2):
+        top = TopLayers(encoder.body, count)
+        assert torch.allclose(encoder.encode_top(top, texts), encoder.encode(texts), atol=1e-5)
+
+
+def test_top_layer_training_moves_only_the_copy(tiny_text_backbone):
+    from hf_transfer.experiments.methods import Contrastive
+
+    encoder = SentenceEncoder(str(tiny_text_backbone))
+    rows = testing.toy_sentences(4, seed=0)
+    before = {n: p.clone() for n, p in encoder.body.named_parameters()}
+    method = Contrastive(epochs=3, learning_rate=1e-2, train_layers=1)
+    predict = method.fit(encoder, [r["text"] for r in rows], [r["label"] for r in rows], 3, seed=0)
+    assert predict(["goal team"]).shape == (1,)
+    assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
