@@ -18,7 +18,7 @@ class SentenceEncoder:
     (linear probe, prototypes, the head stage) and later seeds re-use them instead of re-encoding.
     """
 
-    def __init__(self, model: str | None = "default", max_length: int = 64, batch_size: int = 64, pooling: str = "mean"):
+    def __init__(self, model: str | None = "default", max_length: int = 128, batch_size: int = 64, pooling: str = "mean"):
         self.name = model or backbones.DEFAULT_BACKBONE
         self.tokenizer = backbones.load_processor(model, "text")
         self.body = backbones.load_backbone(model).eval()

@@ -100,7 +100,7 @@ def _append(path: Path, row: dict) -> None:
 
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], strategies: list[str], output: Path,
-    model: str = "default", max_length: int = 64, max_test: int | None = None,
+    model: str = "default", max_length: int = 128, max_test: int | None = None,
 ) -> Path:
     """Run every missing (dataset, K, seed, strategy), appending to ``output/results.jsonl``."""
     from hf_transfer.experiments.encoder import SentenceEncoder
@@ -172,7 +172,7 @@ def make_parser() -> argparse.ArgumentParser:
         "(contrastive SupCon body tuning + logistic head; settings depend only on K and the class count)",
     )
     parser.add_argument("--model", default="default", help="backbone: 'default' (bundled all-MiniLM-L6-v2), Hub id or folder")
-    parser.add_argument("--max_length", type=int, default=64, help="truncate texts to this many tokens")
+    parser.add_argument("--max_length", type=int, default=128, help="truncate texts to this many tokens")
     parser.add_argument("--max_test", type=int, default=None, help="evaluate on at most N test examples (fixed random subset)")
     parser.add_argument("--output", default="fewshot_results", help="output folder (re-runs skip finished runs)")
     return parser
