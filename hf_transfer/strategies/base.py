@@ -85,7 +85,3 @@ def freeze(module: nn.Module, trainable: bool = False) -> None:
     for parameter in module.parameters():
         parameter.requires_grad_(trainable)
 
-
-def head_of(model: nn.Module) -> nn.Module:
-    """The classification head of a TransferModel (or of the model a PEFT wrapper holds)."""
-    return model.classifier
