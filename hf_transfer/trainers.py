@@ -35,7 +35,7 @@ class TransferTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if model.training:
+        if model.training and type(self.strategy).penalty is not Strategy.penalty:  # skip the unwrap when unused
             penalty = self.strategy.penalty(self._transfer_model())
             if penalty is not None:
                 loss = loss + penalty
