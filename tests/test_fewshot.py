@@ -135,3 +135,23 @@ def test_top_layer_training_moves_only_the_copy(tiny_text_backbone):
     predict = method.fit(encoder, [r["text"] for r in rows], [r["label"] for r in rows], 3, seed=0)
     assert predict(["goal team"]).shape == (1,)
     assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
+
+
+def test_config_file_with_a_datasets_source(tmp_path, tiny_text_backbone):
+    import csv
+
+    for split, n, seed in (("train", 6, 0), ("test", 3, 1)):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sentence", "topic"])
+            writer.writerows([r["text"], r["label_text"]] for r in testing.toy_sentences(n, seed))
+    config = tmp_path / "fewshot.yaml"
+    config.write_text(
+        "sources:\n  toycsv:\n"
+        f"    train_file: {tmp_path / 'train.csv'}\n    test_file: {tmp_path / 'test.csv'}\n"
+        "    text_column: sentence\n    label_column: topic\n"
+        f"shots: [2]\nseeds: [0]\nstrategies: [protonet]\nmodel: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n"
+    )
+    assert cli_main(["fewshot", "--config", str(config)]) == 0
+    rows = _lines(tmp_path / "out" / "results.jsonl")
+    assert [(r["dataset"], r["num_train"], r["num_test"]) for r in rows] == [("toycsv", 6, 9)]

@@ -78,6 +78,24 @@ def load_text_dataset(folder: Path, text_column: str = "text", label_column: str
     return TextSplits(train_texts, [index[l] for l in train_labels], test_texts, [index[l] for l in test_labels], len(names))
 
 
+def load_source(spec: dict, max_test: int | None = None) -> TextSplits:
+    """Any ``datasets`` source described like a train recipe's data keys (Hub name, files, columns)."""
+    from hf_transfer.data.loading import DataArguments, load_splits
+
+    known = set(DataArguments.__dataclass_fields__)
+    unknown = set(spec) - known
+    if unknown:
+        raise UserInputError(f"Unknown key(s) {sorted(unknown)} in a few-shot source.", f"use data keys such as: {', '.join(sorted(known))}.")
+    args = DataArguments(**spec)
+    splits, id2label = load_splits(args, "text")
+    test_name = "test" if "test" in splits else "validation"
+    test = splits[test_name]
+    if max_test and len(test) > max_test:
+        test = test.shuffle(seed=0).select(range(max_test))
+    return TextSplits(list(splits["train"][args.text_column]), list(splits["train"]["labels"]),
+                      list(test[args.text_column]), list(test["labels"]), len(id2label))
+
+
 def _done(path: Path) -> set[tuple]:
     if not path.is_file():
         return set()
@@ -100,7 +118,7 @@ def _append(path: Path, row: dict) -> None:
 
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], strategies: list[str], output: Path,
-    model: str = "default", max_length: int = 128, max_test: int | None = None,
+    model: str = "default", max_length: int = 128, max_test: int | None = None, sources: dict | None = None,
 ) -> Path:
     """Run every missing (dataset, K, seed, strategy), appending to ``output/results.jsonl``."""
     from hf_transfer.experiments.encoder import SentenceEncoder
@@ -123,7 +141,10 @@ def run_experiment(
         for dataset, k, seed, strategy in progress:
             progress.set_postfix_str(f"{dataset} K={k} seed={seed} {strategy}")
             if dataset not in loaded:
-                loaded[dataset] = load_text_dataset(data_dir / dataset, max_test=max_test)
+                if sources and dataset in sources:
+                    loaded[dataset] = load_source(sources[dataset], max_test)
+                else:
+                    loaded[dataset] = load_text_dataset(data_dir / dataset, max_test=max_test)
             splits = loaded[dataset]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore" if strategy != strategies[0] else "default")
@@ -161,7 +182,12 @@ def make_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", help="YAML file with any of the options below (command line wins)")
+    parser.add_argument(
+        "--config",
+        help="YAML file with any of the options below (command line wins), plus 'sources': a mapping from a dataset "
+        "name to data keys of the train recipe (dataset: Hub name or folder, train_file, test_file, text_column, "
+        "label_column, ...), so any datasets source can be used",
+    )
     parser.add_argument("--data", default=str(BUNDLED_DIR), help="folder holding <dataset>/{train,test}.jsonl (text, label)")
     parser.add_argument("--datasets", default=",".join(MAIN_JOB["datasets"]), help="comma-separated dataset folder names under --data")
     parser.add_argument("--shots", nargs="+", default=MAIN_JOB["shots"], help="K values (examples per class); 'all' = the whole train split")
@@ -181,6 +207,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Path:
     """With no arguments: the main job (bundled data, a few strategies and seeds). Otherwise as given."""
     parser = make_parser()
+    sources: dict = {}
     if not argv:
         parser.set_defaults(strategies=",".join(MAIN_JOB["strategies"]))
     args = parser.parse_args(argv)
@@ -189,6 +216,9 @@ def main(argv: list[str] | None = None) -> Path:
         if not path.is_file():
             raise UserInputError(f"Config file '{path}' does not exist.", "pass the path of a YAML file.")
         values = yaml.safe_load(path.read_text()) or {}
+        sources = values.pop("sources", None) or {}
+        if sources and "datasets" not in values:
+            values["datasets"] = list(sources)
         unknown = set(values) - {a.dest for a in parser._actions}
         if unknown:
             raise UserInputError(f"Unknown key(s) {sorted(unknown)} in '{path}'.", f"use: {', '.join(a.dest for a in parser._actions if a.dest != 'help')}.")
@@ -199,7 +229,7 @@ def main(argv: list[str] | None = None) -> Path:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     results = run_experiment(
         Path(args.data), datasets, shots, list(args.seeds), strategies, Path(args.output),
-        model=args.model, max_length=args.max_length, max_test=args.max_test,
+        model=args.model, max_length=args.max_length, max_test=args.max_test, sources=sources,
     )
     print((results.parent / "summary.md").read_text())
     return results
