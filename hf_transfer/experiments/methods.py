@@ -175,15 +175,15 @@ def recommended(k: int, num_classes: int) -> Contrastive:
 
     SetFit's objective (cosine similarity -> 1 for same-class pairs, -> 0 otherwise) and its
     logistic-regression head, but each sentence is encoded once per step and the loss covers every
-    pair of the batch: 12 encoder passes per training sentence instead of SetFit's 80 (fewer once n
-    exceeds 125, where about 1500 passes in all are plenty). Because an
+    pair of the batch: 8 encoder passes per training sentence instead of SetFit's 80 (fewer once n
+    exceeds 125, where about 1000 passes in all are plenty). Because an
     all-pairs batch gives a much less noisy gradient, fewer, larger steps cover the same distance:
     the learning rate is chosen so that learning rate x steps equals SetFit's (2e-5 x 2.5 n steps),
     within [2e-5, 1e-4].
     """
     n = k * num_classes
     batch_size = min(64, n)
-    epochs = min(12, max(2, math.ceil(1500 / n)))  # large training sets: ~1500 passes suffice (all-data row)
+    epochs = min(8, max(2, math.ceil(1000 / n)))  # large training sets: ~1000 passes suffice (all-data row)
     steps = epochs * math.ceil(n / batch_size)
     learning_rate = min(1e-4, max(SETFIT_LEARNING_RATE, SETFIT_LEARNING_RATE * SETFIT_STEPS_PER_EXAMPLE * n / steps))
     return Contrastive(loss="pairwise_cosine", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, C=1.0, name="recommended")

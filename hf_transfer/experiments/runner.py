@@ -195,7 +195,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strategies", default="recommended",
         help=f"comma-separated, from: {', '.join(METHOD_NAMES)}. 'recommended' is our default few-shot strategy "
-        "(SetFit's objective over every pair of each batch, 12 encoder passes per sentence, logistic head; "
+        "(SetFit's objective over every pair of each batch, 8 encoder passes per sentence, logistic head; "
         "settings depend only on K and the class count)",
     )
     parser.add_argument("--model", default="default", help="backbone: 'default' (bundled all-MiniLM-L6-v2), Hub id or folder")
