@@ -90,7 +90,12 @@ def test_trained_strategies_fit_and_predict(name, tiny_text_backbone):
 
 def test_recommended_depends_only_on_k_and_class_count():
     assert recommended(8, 2) == recommended(8, 2)
-    assert recommended(8, 2).batch_size == 16 and recommended(64, 10).batch_size == 64
+    assert recommended(8, 2).batch_size == 16 and recommended(2, 3).batch_size == 6
+    # learning rate x steps matches SetFit's 2e-5 x 2.5 n steps for K=8 (n=16: 8 steps; n=48: 24 steps)
+    for classes in (2, 6):
+        method, n = recommended(8, classes), 8 * classes
+        steps = method.epochs * -(-n // method.batch_size)
+        assert abs(method.learning_rate * steps - 2e-5 * 2.5 * n) < 1e-9
     assert "recommended" in METHOD_NAMES
 
 
