@@ -1,0 +1,6 @@
+"""Trainer subclasses, one objective per file; each is a ``transformers.Trainer``."""
+
+from hf_transfer.trainers.contrastive import ContrastiveTrainer
+from hf_transfer.trainers.transfer import TransferTrainer
+
+__all__ = ["ContrastiveTrainer", "TransferTrainer"]
