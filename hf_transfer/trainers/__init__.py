@@ -1,6 +1,7 @@
 """Trainer subclasses, one objective per file; each is a ``transformers.Trainer``."""
 
 from hf_transfer.trainers.contrastive import ContrastiveTrainer
+from hf_transfer.trainers.dann import DANNTrainer, DomainAdversarialModel
 from hf_transfer.trainers.transfer import TransferTrainer
 
-__all__ = ["ContrastiveTrainer", "TransferTrainer"]
+__all__ = ["ContrastiveTrainer", "DANNTrainer", "DomainAdversarialModel", "TransferTrainer"]

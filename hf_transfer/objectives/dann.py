@@ -1,0 +1,76 @@
+"""Domain-adversarial training (DANN, Ganin & Lempitsky 2015): the pieces of the objective.
+
+A domain discriminator learns to tell source features from target features, while a gradient
+reversal layer (identity forward, ``-lambda * grad`` backward) makes the feature extractor learn
+to fool it, so features become domain-invariant. ``lambda`` ramps from 0 to 1 with training
+progress (``dann_lambda``) so the noisy early discriminator does not disturb the features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity in the forward pass; multiplies the incoming gradient by ``-lambda`` in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, lambda_: float) -> torch.Tensor:
+        ctx.lambda_ = float(lambda_)
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return -ctx.lambda_ * grad_output, None
+
+
+def grad_reverse(features: torch.Tensor, lambda_: float = 1.0) -> torch.Tensor:
+    """Apply the gradient reversal layer with strength ``lambda_``."""
+    return GradientReversal.apply(features, lambda_)
+
+
+def dann_lambda(progress: float, gamma: float = 10.0, max_lambda: float = 1.0) -> float:
+    """Ganin et al.'s schedule ``max_lambda * (2 / (1 + exp(-gamma * p)) - 1)`` for progress p in [0, 1]."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    return max_lambda * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+
+
+class DomainDiscriminator(nn.Module):
+    """MLP ``features -> hidden -> hidden -> 1`` logit (source = 0, target = 1)."""
+
+    def __init__(self, input_size: int, hidden_size: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(input_size, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, 1),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1)
+
+
+def domain_adversarial_loss(
+    source_features: torch.Tensor,
+    target_features: torch.Tensor,
+    discriminator: nn.Module,
+    lambda_: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(binary cross-entropy of the discriminator over both domains, its accuracy).
+
+    The features pass through the gradient reversal layer first: minimising this loss trains the
+    discriminator and, through the reversed gradient, pushes the features toward domain invariance.
+    """
+    features = torch.cat([source_features, target_features])
+    domains = torch.cat([source_features.new_zeros(len(source_features)), target_features.new_ones(len(target_features))])
+    logits = discriminator(grad_reverse(features, lambda_))
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, domains)
+    accuracy = ((logits > 0).to(domains.dtype) == domains).float().mean()
+    return loss, accuracy.detach()

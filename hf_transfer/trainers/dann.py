@@ -1,0 +1,177 @@
+"""``DANNTrainer``: unsupervised domain adaptation with labelled source and unlabelled target batches.
+
+Each training step takes a labelled source batch (the Trainer's own dataloader) and an unlabelled
+target batch (a second dataloader over ``target_dataset``, whose labels, if any, are dropped),
+embeds both with the classifier's backbone, and minimises
+
+    cross_entropy(classifier(source)) + domain_weight * BCE(discriminator(GRL_lambda(features)), domain)
+
+with ``lambda`` following Ganin et al.'s schedule over training progress. The classifier and the
+discriminator sit in one ``DomainAdversarialModel`` so that DDP/FSDP, mixed precision and the
+optimizer treat them together; the transfer strategy (frozen layers, LoRA, L2-SP...) still applies
+to the classifier. Evaluation and saving use the classifier alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from hf_transfer.objectives.dann import DomainDiscriminator, dann_lambda, domain_adversarial_loss
+from hf_transfer.strategies import Strategy
+from hf_transfer.trainers.transfer import TransferTrainer
+
+
+def _core(model: nn.Module) -> nn.Module:
+    """The TransferModel inside an optional PEFT wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@dataclass
+class DomainAdversarialOutput(SequenceClassifierOutput):
+    class_loss: torch.Tensor | None = None
+    domain_loss: torch.Tensor | None = None
+    domain_accuracy: torch.Tensor | None = None
+
+
+class DomainAdversarialModel(nn.Module):
+    """A TransferModel (optionally PEFT-wrapped) and a domain discriminator on its pooled features."""
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, model: nn.Module, discriminator: nn.Module, domain_weight: float = 1.0):
+        super().__init__()
+        self.model, self.discriminator, self.domain_weight = model, discriminator, domain_weight
+        self.main_input_name = getattr(_core(model), "main_input_name", "input_ids")
+
+    def forward(self, labels=None, target_inputs: dict | None = None, domain_lambda: float = 0.0, **inputs):
+        if target_inputs is None:  # evaluation / prediction: the classifier alone
+            return self.model(labels=labels, **inputs)
+        core = _core(self.model)
+        source_features = core.embed(**inputs)
+        target_features = core.embed(**target_inputs)
+        logits = core.classifier(core.dropout(source_features))
+        class_loss = nn.functional.cross_entropy(logits, labels)
+        domain_loss, domain_accuracy = domain_adversarial_loss(source_features, target_features, self.discriminator, domain_lambda)
+        return DomainAdversarialOutput(
+            loss=class_loss + self.domain_weight * domain_loss,
+            logits=logits,
+            class_loss=class_loss.detach(),
+            domain_loss=domain_loss.detach(),
+            domain_accuracy=domain_accuracy,
+        )
+
+
+class DANNTrainer(TransferTrainer):
+    """A TransferTrainer whose training steps add the domain-adversarial loss on unlabelled target batches.
+
+    Args (beyond the Trainer's): ``target_dataset`` (unlabelled target-domain examples, prepared like
+    the training set), ``target_collator`` (default: the data collator), ``discriminator`` (default:
+    a 2-hidden-layer MLP on the pooled features), ``domain_weight``, ``gamma`` and ``max_lambda``
+    (the lambda schedule), ``discriminator_hidden_size``.
+    """
+
+    def __init__(
+        self,
+        *args,
+        model: nn.Module,
+        target_dataset,
+        target_collator=None,
+        discriminator: nn.Module | None = None,
+        domain_weight: float = 1.0,
+        gamma: float = 10.0,
+        max_lambda: float = 1.0,
+        discriminator_hidden_size: int = 256,
+        strategy: Strategy | None = None,
+        **kwargs,
+    ):
+        if discriminator is None:
+            discriminator = DomainDiscriminator(_core(model).config.backbone.hidden_size, discriminator_hidden_size)
+        self.target_dataset, self.target_collator = target_dataset, target_collator
+        self.gamma, self.max_lambda = gamma, max_lambda
+        self._target_batches = None
+        self._dann_sums: dict[str, float] = {}
+        self._dann_count = 0
+        super().__init__(*args, model=DomainAdversarialModel(model, discriminator, domain_weight), strategy=strategy, **kwargs)
+        self.args.remove_unused_columns = False
+
+    def _transfer_model(self) -> nn.Module:
+        return _core(self.accelerator.unwrap_model(self.model).model)
+
+    def classifier_model(self) -> nn.Module:
+        """The trained classifier (PEFT-wrapped when the strategy wraps), without the discriminator."""
+        return self.accelerator.unwrap_model(self.model).model
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            groups = self.strategy.parameter_groups(self._transfer_model(), self.args.learning_rate, self.args.weight_decay)
+            if groups is not None:  # the strategy's groups cover the classifier: add the discriminator's
+                discriminator = self.accelerator.unwrap_model(self.model).discriminator
+                groups.append({"params": list(discriminator.parameters()), "weight_decay": self.args.weight_decay})
+                optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+                optimizer_kwargs.pop("lr", None)
+                self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return super().create_optimizer(model)
+
+    def current_lambda(self) -> float:
+        progress = self.state.global_step / max(self.state.max_steps, 1)
+        return dann_lambda(progress, self.gamma, self.max_lambda)
+
+    def _target_loader(self) -> DataLoader:
+        loader = DataLoader(
+            self.target_dataset,
+            batch_size=self._train_batch_size,
+            shuffle=True,
+            drop_last=len(self.target_dataset) >= self._train_batch_size,
+            collate_fn=self.target_collator or self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            generator=torch.Generator().manual_seed(self.args.seed),
+        )
+        return self.accelerator.prepare(loader)
+
+    def next_target_batch(self) -> dict:
+        """The next unlabelled target batch (cycling through the target set), labels removed."""
+        if self._target_batches is None:
+            self._target_batches = iter(self._target_loader())
+        try:
+            batch = next(self._target_batches)
+        except StopIteration:
+            self._target_batches = iter(self._target_loader())
+            batch = next(self._target_batches)
+        return {key: value for key, value in batch.items() if key not in ("labels", "label")}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            inputs = {**inputs, "target_inputs": self.next_target_batch(), "domain_lambda": self.current_lambda()}
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training and isinstance(outputs, DomainAdversarialOutput):
+            values = {
+                "class_loss": outputs.class_loss,
+                "domain_loss": outputs.domain_loss,
+                "domain_accuracy": outputs.domain_accuracy,
+            }
+            for key, value in values.items():
+                self._dann_sums[key] = self._dann_sums.get(key, 0.0) + float(value)
+            self._dann_sums["domain_lambda"] = self._dann_sums.get("domain_lambda", 0.0) + inputs["domain_lambda"]
+            self._dann_count += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._dann_count:
+            logs.update({key: round(total / self._dann_count, 4) for key, total in self._dann_sums.items()})
+            self._dann_sums, self._dann_count = {}, 0
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints hold the classifier alone (the discriminator only matters during training)."""
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+            self.classifier_model().save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
