@@ -1,4 +1,8 @@
-"""Output folders that are either complete or absent: build in a staging folder, then rename."""
+"""Output folders that are either complete or absent: build in a staging folder, then rename.
+
+The staging folder ``OUTPUT_DIR.incomplete`` also holds the Trainer's checkpoints, so a run that was
+killed is continued by re-running the same command (see ``resume_point``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 from hf_transfer.errors import UserInputError
 
 STAGING_SUFFIX = ".incomplete"
+FINGERPRINT_FILE = "run_fingerprint.json"
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")  # trainer_state.json is written last
 
 
 def staging_dir(output_dir: str | os.PathLike) -> Path:
@@ -30,6 +36,61 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
             f"output_dir '{path}' already exists and is not empty.",
             "choose another output_dir, or pass --overwrite_output_dir true to replace it when the new run succeeds.",
         )
+
+
+def complete_checkpoints(staging: str | os.PathLike) -> list[Path]:
+    """``checkpoint-N`` folders the Trainer finished writing, oldest first (a kill can leave a partial one)."""
+    found = []
+    for folder in Path(staging).glob("checkpoint-*"):
+        step = folder.name.rpartition("-")[2]
+        if not step.isdigit() or not all((folder / name).is_file() for name in CHECKPOINT_FILES):
+            continue
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append((int(step), folder))
+    return [folder for _, folder in sorted(found)]
+
+
+def resume_point(staging: str | os.PathLike, fingerprint: dict, requested: str | None) -> str | None:
+    """The checkpoint to continue from, or None to start afresh.
+
+    ``requested`` (``--resume_from_checkpoint``) wins: a checkpoint folder, or ``true``/``last`` for the
+    last complete checkpoint of this run. Otherwise an unfinished run of the *same* command (same
+    fingerprint) is continued automatically; a different command starts over.
+    """
+    staging = Path(staging)
+    if requested and str(requested).lower() not in ("true", "last"):
+        folder = Path(requested)
+        if not (folder / "trainer_state.json").is_file():
+            raise UserInputError(
+                f"resume_from_checkpoint '{requested}' is not a complete Trainer checkpoint (no trainer_state.json).",
+                f"pass a checkpoint-N folder, or 'last' for the last checkpoint in {staging.name}.",
+            )
+        return str(folder)
+    checkpoints = complete_checkpoints(staging) if staging.is_dir() else []
+    if requested:
+        if not checkpoints:
+            raise UserInputError(
+                f"resume_from_checkpoint={requested} but '{staging}' holds no complete checkpoint.",
+                "drop --resume_from_checkpoint to start afresh, or set save_steps so checkpoints are written.",
+            )
+        return str(checkpoints[-1])
+    try:
+        previous = json.loads((staging / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(checkpoints[-1]) if checkpoints and previous == json.loads(json.dumps(fingerprint, default=str)) else None
+
+
+def prepare_staging(staging: str | os.PathLike, fingerprint: dict, keep: bool) -> None:
+    """Empty the staging folder unless its checkpoints are being resumed, and record the run's fingerprint."""
+    staging = Path(staging)
+    if staging.exists() and not keep:
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    write_json(staging / FINGERPRINT_FILE, fingerprint)
 
 
 def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 from transformers import AutoConfig, ViTImageProcessorPil, set_seed
 
 from hf_transfer import backbones, outputs
+from hf_transfer.callbacks import StopOnNonFiniteLoss
 from hf_transfer.cards import command_line, render_card
 from hf_transfer.config import RecipeConfig, parse_recipe_args
 from hf_transfer.data import load_splits, prepare_splits
@@ -66,6 +68,13 @@ def resolved_config(config: RecipeConfig, output_dir: str) -> dict:
     values.update({key: training[key] for key in config.source if key in training})
     values["output_dir"] = output_dir
     return values
+
+
+def run_fingerprint(config: RecipeConfig) -> dict:
+    """What must match for a re-run to continue an unfinished run: every key the user set but the resume ones."""
+    skip = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token",
+            "hub_private_repo", "hub_revision", "disable_tqdm", "report_to", "logging_dir"}
+    return {key: value for key, value in sorted(config.source.items()) if key.replace("-", "_") not in skip}
 
 
 def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dict, staging: Path, final_dir: str, num_train: int):
@@ -130,6 +139,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         prepared, collator = prepare_splits(splits, processor, modality, config.data, getattr(backbone_config, "num_channels", 3))
 
     staging = outputs.staging_dir(final_dir)
+    resume = outputs.resume_point(staging, run_fingerprint(config), training.resume_from_checkpoint)
+    with training.main_process_first(desc="staging folder"):
+        if training.process_index == 0:
+            outputs.prepare_staging(staging, run_fingerprint(config), keep=resume is not None)
+    if resume:
+        print(f"Resuming from {Path(resume).name} of the unfinished run in {staging.name}.", file=sys.stderr)
     training.output_dir = str(staging)
     if modality == "image":
         training.remove_unused_columns = False  # the transform needs the raw image column
@@ -143,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics,
         strategy=strategy,
     )
-    result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    trainer.add_callback(StopOnNonFiniteLoss())
+    result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate(prepared["validation"], metric_key_prefix="eval"))
     if "test" in prepared:
@@ -152,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if trainer.is_world_process_zero():
         for checkpoint in staging.glob("checkpoint-*"):  # only needed to resume an unfinished run
             shutil.rmtree(checkpoint)
+        (staging / outputs.FINGERPRINT_FILE).unlink(missing_ok=True)
         save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(prepared["train"]))
         outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
