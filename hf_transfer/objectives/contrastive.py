@@ -1,6 +1,8 @@
 """Contrastive losses over one batch's n x n similarity matrix.
 
-Each sentence is encoded once per step and the loss uses every pair of the batch, instead of
+Every loss has the signature ``loss(embeddings, labels, temperature)``. For two-view (SimCLR)
+batches the embeddings are ``[view 1; view 2]`` and ``labels`` are instance ids (self-supervised,
+``nt_xent``) or class labels repeated twice (supervised, ``supcon``). Each sentence is encoded once per step and the loss uses every pair of the batch, instead of
 encoding both sentences of every sampled pair as SetFit does. Under several processes the
 embeddings are gathered *with* gradients, so negatives from other processes train the encoder.
 """
@@ -80,11 +82,38 @@ def multiple_negatives(embeddings: torch.Tensor, labels: torch.Tensor, temperatu
     return F.cross_entropy(logits[has_positive], target[has_positive])
 
 
+def two_view_ids(n: int, device: torch.device | None = None) -> torch.Tensor:
+    """Instance ids for ``[view 1; view 2]`` embeddings of ``n`` examples: row i and row n + i share id i."""
+    return torch.arange(n, device=device).repeat(2)
+
+
+def nt_xent(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's NT-Xent (Chen et al., 2020) over 2n embeddings ``[view 1; view 2]``.
+
+    Each row's positive is the other view of the same instance (the other row with its id in
+    ``labels``); the 2n - 2 remaining rows are negatives. Mean over all 2n anchors.
+    """
+    n2 = len(labels)
+    if n2 % 2 or not torch.equal(labels[: n2 // 2], labels[n2 // 2 :]):
+        raise ValueError("nt_xent needs [view 1; view 2] embeddings whose ids repeat once (see two_view_ids).")
+    if len(torch.unique(labels)) != n2 // 2:
+        raise ValueError("nt_xent needs one id per instance; use supcon for class labels.")
+    normalized = F.normalize(embeddings, dim=-1)
+    logits = normalized @ normalized.T / temperature
+    self_mask = torch.eye(n2, dtype=torch.bool, device=embeddings.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    partner = (torch.arange(n2, device=embeddings.device) + n2 // 2) % n2
+    return F.cross_entropy(logits, partner)
+
+
 CONTRASTIVE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "pairwise_cosine": pairwise_cosine,
     "supcon": supcon,
     "multiple_negatives": multiple_negatives,
+    "nt_xent": nt_xent,
 }
+
+SELF_SUPERVISED_LOSSES = {"nt_xent"}  # losses that take instance ids, never class labels
 
 
 def contrastive_loss(name: str) -> Callable[..., torch.Tensor]:

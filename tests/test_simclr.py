@@ -1,0 +1,158 @@
+"""SimCLR / SimCSE two-view contrastive training: NT-Xent, augmentations, the two-view trainer flow, LoRA + SupCon."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import BertModel, TrainingArguments
+
+from hf_transfer import testing
+from hf_transfer.data.augment import ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator
+from hf_transfer.errors import UserInputError
+from hf_transfer.objectives.contrastive import contrastive_loss, nt_xent, supcon, two_view_ids
+from hf_transfer.trainers import ContrastiveTrainer
+from hf_transfer.trainers.contrastive import ContrastiveEncoder, ProjectionHead
+
+
+def test_nt_xent_matches_the_simclr_definition_and_supcon_on_instance_ids():
+    torch.manual_seed(0)
+    n, tau = 3, 0.3
+    embeddings = torch.randn(2 * n, 4)
+    z = F.normalize(embeddings, dim=-1)
+    total = 0.0
+    for i in range(2 * n):
+        partner = (i + n) % (2 * n)
+        denominator = sum(math.exp(z[i] @ z[k] / tau) for k in range(2 * n) if k != i)
+        total += -math.log(math.exp(z[i] @ z[partner] / tau) / denominator)
+    ids = two_view_ids(n)
+    assert ids.tolist() == [0, 1, 2, 0, 1, 2]
+    assert abs(nt_xent(embeddings, ids, tau).item() - total / (2 * n)) < 1e-5
+    assert torch.allclose(nt_xent(embeddings, ids, tau), supcon(embeddings, ids, tau), atol=1e-6)
+    assert contrastive_loss("nt_xent") is nt_xent
+    with pytest.raises(ValueError, match="one id per instance"):
+        nt_xent(embeddings, torch.tensor([0, 0, 1, 0, 0, 1]), tau)  # class labels are supcon's job
+
+
+def test_text_augmentations_edit_only_content_tokens():
+    tokenizer = testing.tiny_tokenizer()
+    ids = tokenizer("the goal was very sunny and we rain snow")["input_ids"]
+    content, special = ids[1:-1], set(tokenizer.all_special_ids)
+    rng = random.Random(0)
+    for _ in range(20):
+        dropped = TextAugmentation(token_dropout=0.3)(ids, special, tokenizer.mask_token_id, rng)
+        assert dropped[0] == ids[0] and dropped[-1] == ids[-1] and 1 <= len(dropped) - 2 <= len(content)
+        kept = iter(content)  # a subsequence, order kept
+        assert all(token in kept for token in dropped[1:-1])
+        span = TextAugmentation(span_dropout=0.5)(ids, special, None, rng)[1:-1]
+        cut = len(content) - len(span)
+        assert 1 <= cut <= math.ceil(0.5 * len(content))
+        assert any(content[:s] + content[s + cut :] == span for s in range(len(content)))  # one contiguous span
+        shuffled = TextAugmentation(shuffle_window=3)(ids, special, None, rng)[1:-1]
+        for start in range(0, len(content), 3):
+            assert sorted(shuffled[start : start + 3]) == sorted(content[start : start + 3])
+        masked = TextAugmentation(mask_prob=0.5)(ids, special, tokenizer.mask_token_id, rng)
+        assert len(masked) == len(ids) and all(m in (t, tokenizer.mask_token_id) for m, t in zip(masked, ids))
+    assert TextAugmentation()(ids, special, None, rng) == ids  # SimCSE: views differ only by dropout
+    with pytest.raises(UserInputError, match="token_dropout"):
+        TextAugmentation(token_dropout=1.5)
+
+
+def test_two_view_collators_pad_both_views_together():
+    tokenizer = testing.tiny_tokenizer()
+    examples = [{"input_ids": tokenizer(t)["input_ids"], "labels": i} for i, t in enumerate(["goal match team", "rain"])]
+    batch = TwoViewTextCollator(tokenizer, TextAugmentation(token_dropout=0.3), seed=0)(examples)
+    assert batch["input_ids"].shape == batch["view2_input_ids"].shape and batch["labels"].tolist() == [0, 1]
+    assert batch["attention_mask"][1].sum() == 3  # [CLS] rain [SEP]: a single content token is never dropped
+
+    image = torch.rand(3, 8, 8)
+    plain = ImageAugmentation(crop_scale_min=1.0, flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    assert torch.equal(plain(image, random.Random(0)), image)
+    flip = ImageAugmentation(crop_scale_min=1.0, flip_prob=0.999999, brightness=0.0, contrast=0.0, saturation=0.0)
+    assert torch.equal(flip(image, random.Random(0)), image.flip(-1))
+    views = TwoViewImageCollator(ImageAugmentation(), mean=[0.5] * 3, std=[0.5] * 3, seed=0)([{"pixels": image, "labels": 2}] * 4)
+    assert views["pixel_values"].shape == (4, 3, 8, 8) and views["pixel_values"].abs().max() <= 1.0
+    assert not torch.equal(views["pixel_values"], views["view2_pixel_values"])
+
+
+def _toy_batch(tokenizer, n=6):
+    rows = testing.toy_sentences(n // 3, seed=1)
+    examples = [{"input_ids": tokenizer(r["text"])["input_ids"], "labels": r["label"]} for r in rows]
+    return examples
+
+
+def test_two_view_loss_is_nt_xent_or_supcon_on_the_projected_views(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = testing.tiny_tokenizer()
+    body = BertModel(testing.tiny_bert_config(), add_pooling_layer=False).eval()
+    head = ProjectionHead(32, 8)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    batch = TwoViewTextCollator(tokenizer, TextAugmentation(token_dropout=0.3), seed=1)(_toy_batch(tokenizer))
+    n = len(batch["labels"])
+
+    def projected(prefix):
+        mask = batch[prefix + "attention_mask"]
+        hidden = body(input_ids=batch[prefix + "input_ids"], attention_mask=mask).last_hidden_state
+        return head((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+
+    with torch.no_grad():
+        z = torch.cat([projected(""), projected("view2_")])
+        simclr = ContrastiveTrainer(model=body, args=args, loss_fn=nt_xent, projection=head, temperature=0.2)
+        assert isinstance(simclr.model, ContrastiveEncoder) and simclr.projection is head
+        assert torch.allclose(simclr.compute_loss(simclr.model, dict(batch)), nt_xent(z, two_view_ids(n), 0.2), atol=1e-5)
+        sup = ContrastiveTrainer(model=body, args=args, loss_fn=supcon, projection=head, temperature=0.2)
+        assert torch.allclose(sup.compute_loss(sup.model, dict(batch)), supcon(z, batch["labels"].repeat(2), 0.2), atol=1e-5)
+        unlabelled = {k: v for k, v in batch.items() if k != "labels"}  # no labels: supcon on instance ids = NT-Xent
+        assert torch.allclose(sup.compute_loss(sup.model, unlabelled), nt_xent(z, two_view_ids(n), 0.2), atol=1e-5)
+
+
+def test_simcse_dropout_views_train_encoder_and_projection(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = testing.tiny_tokenizer()
+    body = BertModel(testing.tiny_bert_config(hidden_dropout_prob=0.1), add_pooling_layer=False)
+    head = ProjectionHead(32, 16)
+    before = {n: p.detach().clone() for n, p in [*body.named_parameters(), *(("head." + k, v) for k, v in head.named_parameters())]}
+    rows = testing.toy_sentences(8, seed=0)
+    data = Dataset.from_dict({"input_ids": [tokenizer(r["text"])["input_ids"] for r in rows]})  # unlabelled
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=12, learning_rate=2e-3,
+                             report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    collator = TwoViewTextCollator(tokenizer)  # identical ids: the two views differ only by dropout
+    trainer = ContrastiveTrainer(model=body, args=args, train_dataset=data, data_collator=collator,
+                                 loss_fn=nt_xent, projection=head, temperature=0.1)
+    batch = collator([data[i] for i in range(len(data))])
+    assert torch.equal(batch["input_ids"], batch["view2_input_ids"])
+    trainer.model.eval()
+    with torch.no_grad():
+        initial = trainer.compute_loss(trainer.model, dict(batch)).item()
+    trainer.model.train()
+    with torch.no_grad():  # dropout on: the views' embeddings differ, so the loss differs from the dropout-free one
+        assert abs(trainer.compute_loss(trainer.model, dict(batch)).item() - initial) > 1e-4
+    trainer.train()
+    trainer.model.eval()
+    with torch.no_grad():
+        final = trainer.compute_loss(trainer.model, dict(batch)).item()
+    assert final < initial
+    after = {n: p for n, p in [*body.named_parameters(), *(("head." + k, v) for k, v in head.named_parameters())]}
+    assert not torch.equal(before["head.net.0.weight"], after["head.net.0.weight"])  # the head is optimised
+    assert not torch.equal(before["encoder.layer.0.attention.self.query.weight"], after["encoder.layer.0.attention.self.query.weight"])
+
+
+def test_lora_strategy_composes_with_supcon(tmp_path, tiny_text_backbone):
+    from hf_transfer.model import TransferModel
+    from hf_transfer.strategies import get_strategy
+
+    torch.manual_seed(0)
+    tokenizer = testing.tiny_tokenizer()
+    strategy = get_strategy("lora")
+    model = strategy.prepare(TransferModel.from_backbone(str(tiny_text_backbone), {0: "a", 1: "b", 2: "c"}))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    rows = testing.toy_sentences(8, seed=0)
+    data = Dataset.from_dict({"input_ids": [tokenizer(r["text"])["input_ids"] for r in rows], "labels": [r["label"] for r in rows]})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=12, learning_rate=1e-2,
+                             report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    ContrastiveTrainer(model=model, args=args, train_dataset=data, data_collator=TwoViewTextCollator(tokenizer, TextAugmentation(token_dropout=0.1)),
+                       loss_fn=supcon, projection=ProjectionHead(32, 8), strategy=strategy).train()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed and all("lora_" in n for n in changed)  # only adapters moved: base weights and classifier kept
