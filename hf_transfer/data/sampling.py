@@ -73,11 +73,13 @@ class EpisodeSampler:
             )
         self.rng = np.random.default_rng(seed)
 
-    def sample(self) -> Episode:
-        classes = self.rng.choice(self.classes, size=self.n_way, replace=False)
+    def sample(self, rng: np.random.Generator | None = None) -> Episode:
+        """The next episode from the sampler's own stream, or from ``rng`` (e.g. one seeded per episode index)."""
+        rng = self.rng if rng is None else rng
+        classes = rng.choice(self.classes, size=self.n_way, replace=False)
         support, support_labels, query, query_labels = [], [], [], []
         for new_label, c in enumerate(classes):
-            picked = self.rng.choice(self.members[c], size=self.k_shot + self.n_query, replace=False)
+            picked = rng.choice(self.members[c], size=self.k_shot + self.n_query, replace=False)
             support += picked[: self.k_shot].tolist()
             query += picked[self.k_shot :].tolist()
             support_labels += [new_label] * self.k_shot

@@ -1,0 +1,169 @@
+"""``MetaTrainer``: episodic meta-learning (MAML, first-order MAML, Reptile, ANIL, ProtoNet) in a Trainer.
+
+One training batch is one N-way K-shot episode (``hf_transfer.data.episodes``). ``compute_loss``
+adapts fast weights on the support set with ``torch.func.functional_call`` and returns the query
+loss; the Trainer's backward and optimizer step are the outer loop, gradient accumulation (times
+the number of processes) is the meta-batch, and the model (the learned initialisation) saves and
+loads like any other. The adaptable parameters are the trainable ones, so strategies compose: with
+LoRA only the adapters and the head are fast weights; with ``partial`` only the top layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from transformers import EvalPrediction, Trainer
+
+from hf_transfer.errors import UserInputError
+from hf_transfer.objectives import meta as objectives
+
+HEAD = "classifier"
+
+
+@dataclass
+class MetaArguments:
+    meta_method: str = field(
+        default="maml", metadata={"help": "Meta-learning algorithm.", "choices": list(objectives.META_METHODS)}
+    )
+    n_way: int = field(default=5, metadata={"help": "Classes per episode (the head's outputs)."})
+    k_shot: int = field(default=1, metadata={"help": "Support examples per class in meta-training episodes."})
+    n_query: int = field(default=5, metadata={"help": "Query examples per class in every episode."})
+    inner_steps: int = field(default=1, metadata={"help": "Inner-loop gradient steps on the support set while meta-training."})
+    inner_lr: float = field(default=0.01, metadata={"help": "Inner-loop (fast weight) learning rate."})
+    eval_inner_steps: int | None = field(default=None, metadata={"help": "Inner steps at evaluation (default: inner_steps)."})
+    eval_inner_lr: float | None = field(default=None, metadata={"help": "Inner learning rate at evaluation (default: inner_lr)."})
+    head_init: str = field(
+        default="zero",
+        metadata={
+            "help": "'zero': every episode's head starts at zero (frozen, not meta-learned; labels are permuted "
+            "per episode anyway); 'learned': the head's initialisation is meta-learned too.",
+            "choices": ["zero", "learned"],
+        },
+    )
+
+    def __post_init__(self):
+        if self.meta_method not in objectives.META_METHODS:
+            raise UserInputError(
+                f"Unknown meta_method '{self.meta_method}'.", f"use one of: {', '.join(objectives.META_METHODS)}."
+            )
+        for name in ("n_way", "k_shot", "n_query"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be at least 1 (got {getattr(self, name)}).", f"set --{name} 1 or more.")
+        if self.n_way < 2:
+            raise UserInputError(f"n_way must be at least 2 (got {self.n_way}).", "set --n_way 2 or more.")
+
+
+def episode_metrics(prediction: EvalPrediction, per_episode: int) -> dict[str, float]:
+    """Mean query accuracy over episodes and its 95% confidence interval (normal approximation)."""
+    logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+    correct = (logits.argmax(-1) == labels).reshape(-1, per_episode).mean(axis=1)
+    half = 1.96 * correct.std(ddof=1) / np.sqrt(len(correct)) if len(correct) > 1 else float("nan")
+    return {"accuracy": float(correct.mean()), "accuracy_ci95": float(half), "episodes": float(len(correct))}
+
+
+class MetaTrainer(Trainer):
+    """A ``transformers.Trainer`` whose batches are episodes and whose loss is a meta-learning objective.
+
+    The model is a ``TransferModel`` (optionally PEFT-wrapped) with an ``n_way``-output ``classifier``.
+    Use ``per_device_*_batch_size=1`` (one episode per batch) and ``EpisodeCollator``. Evaluation
+    adapts on each episode's support set (``eval_inner_steps``) and reports query accuracy with a 95%
+    confidence interval over episodes.
+    """
+
+    def __init__(self, *args, meta_args: MetaArguments | None = None, **kwargs):
+        self.meta = meta_args or MetaArguments()
+        super().__init__(*args, **kwargs)
+        self.args.remove_unused_columns = False
+        if self.args.per_device_train_batch_size != 1 or self.args.per_device_eval_batch_size != 1:
+            raise UserInputError(
+                "MetaTrainer batches hold one episode each.",
+                "set per_device_train_batch_size 1 and per_device_eval_batch_size 1; the meta-batch is "
+                "gradient_accumulation_steps x processes.",
+            )
+        outputs = next((p.shape[0] for n, p in self.model.named_parameters() if self._is_head(n) and n.endswith("weight")), None)
+        if outputs != self.meta.n_way:
+            raise UserInputError(
+                f"The model's classifier has {outputs} outputs but episodes are {self.meta.n_way}-way.",
+                f"build the model with {self.meta.n_way} labels (id2label of size n_way) or set --n_way {outputs}.",
+            )
+        if self.meta.head_init == "zero" or self.meta.meta_method == "protonet":
+            for name, parameter in self.model.named_parameters():  # a fixed zero start, not a meta-parameter
+                if self._is_head(name):
+                    parameter.requires_grad_(False)
+                    with torch.no_grad():
+                        parameter.zero_()
+        if self.meta.meta_method == "maml":
+            objectives.use_double_differentiable_attention(self.model)
+        if self.compute_metrics is None:
+            per_episode = self.meta.n_way * self.meta.n_query
+            self.compute_metrics = lambda prediction: episode_metrics(prediction, per_episode)
+
+    @staticmethod
+    def _is_head(name: str) -> bool:
+        parts = name.split(".")
+        return HEAD in parts and "original_module" not in parts
+
+    def _transfer_model(self) -> nn.Module:
+        model = self.accelerator.unwrap_model(self.model)
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def _features(self, model: nn.Module, inputs: dict) -> torch.Tensor:
+        """Pooled embeddings (the head's input, before dropout), through the possibly wrapped model's forward."""
+        captured = []
+        hook = self._transfer_model().dropout.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            model(**inputs)
+        finally:
+            hook.remove()
+        return captured[-1]
+
+    def _head_start(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.meta.head_init == "zero":
+            return {name: torch.zeros_like(p, requires_grad=True) for name, p in head.items()}
+        return dict(head)
+
+    def episode_loss(self, model: nn.Module, inputs: dict, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query loss, query logits) of one episode; backward of the loss gives the meta-gradient when ``training``."""
+        meta = self.meta
+        steps = meta.inner_steps if training else (meta.eval_inner_steps if meta.eval_inner_steps is not None else meta.inner_steps)
+        lr = meta.inner_lr if training else (meta.eval_inner_lr if meta.eval_inner_lr is not None else meta.inner_lr)
+        support, support_labels = inputs["support"], inputs["support_labels"]
+        query, query_labels = inputs["query"], inputs["query_labels"]
+        named = dict(model.named_parameters())
+        head = {name: p for name, p in named.items() if self._is_head(name)}
+        if meta.meta_method in ("anil", "protonet"):
+            support_features, query_features = self._features(model, support), self._features(model, query)
+            if meta.meta_method == "protonet":
+                return objectives.protonet_loss(support_features, support_labels, query_features, query_labels, meta.n_way)
+            return objectives.anil_loss(
+                support_features, support_labels, query_features, query_labels, self._head_start(head), steps, lr, training
+            )
+
+        meta_params = {name: p for name, p in named.items() if p.requires_grad}
+        params = {**{n: p for n, p in meta_params.items() if n not in head}, **self._head_start(head)}
+
+        def logits_of(fast: dict[str, torch.Tensor], features: dict) -> torch.Tensor:
+            return functional_call(model, fast, args=(), kwargs=features).logits
+
+        if meta.meta_method == "reptile" and training:
+            return objectives.reptile_loss(
+                logits_of, params, {n: p for n, p in meta_params.items() if n not in head or meta.head_init == "learned"},
+                support, support_labels, query, query_labels, steps, lr,
+            )
+        second_order = training and meta.meta_method == "maml"
+        return objectives.maml_loss(logits_of, params, support, support_labels, query, query_labels, steps, lr, second_order)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, logits = self.episode_loss(model, inputs, training=model.training)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Adapt on the support set (gradients on, even inside evaluation), then predict the query set."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.enable_grad():
+            loss, logits = self.episode_loss(model, inputs, training=False)
+        return loss.detach(), (None if prediction_loss_only else logits.detach()), inputs["query_labels"]

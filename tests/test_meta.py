@@ -1,0 +1,252 @@
+"""Meta-learning: gradients against references (float64, tiny BERT), the Trainer's outer step, episodes, save/load."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.func import functional_call
+from torch.nn import functional as F
+from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+from hf_transfer import testing
+from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+from hf_transfer.errors import UserInputError
+from hf_transfer.model import TransferModel
+from hf_transfer.objectives import meta as M
+from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
+
+STEPS, LR = 2, 0.5
+
+
+def _model(folder, n_way=3, head_std=1.0, seed=0):
+    torch.manual_seed(seed)
+    model = TransferModel.from_backbone(str(folder), {i: str(i) for i in range(n_way)}, classifier_dropout=0.0).double()
+    M.use_double_differentiable_attention(model)
+    with torch.no_grad():  # a non-trivial head, so second-order terms are large enough to tell apart
+        model.classifier.weight.normal_(0, head_std)
+    return model
+
+
+@pytest.fixture(scope="module")
+def episode():
+    tokenizer, rows = testing.tiny_tokenizer(), testing.toy_sentences(4, seed=1)
+    by_class = {c: [r for r in rows if r["label"] == c] for c in range(3)}
+    support = [r for c in range(3) for r in by_class[c][:2]]
+    query = [r for c in range(3) for r in by_class[c][2:4]]
+
+    def encode(part):
+        inputs = dict(tokenizer([r["text"] for r in part], padding=True, return_tensors="pt"))
+        return inputs, torch.tensor([r["label"] for r in part])
+
+    return (*encode(support), *encode(query))
+
+
+def _logits_of(model):
+    return lambda params, inputs: functional_call(model, params, args=(), kwargs=inputs).logits
+
+
+def _trainable(model):
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _flat(grads):
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def test_second_order_meta_gradient_matches_finite_differences(tiny_text_backbone, episode):
+    model = _model(tiny_text_backbone)
+    params = _trainable(model)
+
+    def loss(p, second_order=True):
+        return M.maml_loss(_logits_of(model), p, *episode, steps=STEPS, lr=LR, second_order=second_order)[0]
+
+    gradient = _flat(torch.autograd.grad(loss(params), list(params.values())))
+    first_order = _flat(torch.autograd.grad(loss(params, False), list(params.values())))
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(2):  # two random directions
+        direction = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params.values()]
+        eps = 1e-5
+        shifted = [{n: (p + s * eps * d).detach().requires_grad_() for (n, p), d in zip(params.items(), direction)} for s in (1, -1)]
+        finite = (loss(shifted[0]) - loss(shifted[1])).item() / (2 * eps)
+        analytic = (gradient @ _flat(direction)).item()
+        assert abs(analytic - finite) / abs(finite) < 1e-3
+        # ... and the test can tell: the first-order gradient is far from the finite difference here.
+        assert abs((first_order @ _flat(direction)).item() - finite) / abs(finite) > 1e-2
+
+
+def test_first_order_maml_equals_the_manual_first_order_update(tiny_text_backbone, episode):
+    support, support_labels, query, query_labels = episode
+    model = _model(tiny_text_backbone)
+    params = _trainable(model)
+    loss, _ = M.maml_loss(_logits_of(model), params, *episode, steps=STEPS, lr=LR, second_order=False)
+    ours = torch.autograd.grad(loss, list(params.values()))
+
+    manual = copy.deepcopy(model)  # plain SGD on a copy, then the query gradient at phi
+    for _ in range(STEPS):
+        manual.zero_grad()
+        F.cross_entropy(manual(**support).logits, support_labels).backward()
+        with torch.no_grad():
+            for p in manual.parameters():
+                if p.grad is not None:
+                    p -= LR * p.grad
+    manual.zero_grad()
+    F.cross_entropy(manual(**query).logits, query_labels).backward()
+    reference = [dict(manual.named_parameters())[n].grad for n in params]
+    assert torch.allclose(_flat(ours), _flat(reference), rtol=1e-10, atol=1e-12)
+
+
+def _trainer(model, tmp_path, meta_args, dataset, **training):
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, per_device_eval_batch_size=1, report_to="none",
+        use_cpu=True, save_strategy="no", disable_tqdm=True, **training,
+    )
+    return MetaTrainer(model=model, args=args, meta_args=meta_args, train_dataset=dataset, eval_dataset=dataset,
+                       data_collator=EpisodeCollator(testing.tiny_tokenizer()))
+
+
+def _toy_episodes(n_way=3, k_shot=2, n_query=2, num_episodes=2, seed=0):
+    rows = testing.toy_sentences(6, seed=seed)
+    examples = tokenized_examples([r["text"] for r in rows], testing.tiny_tokenizer(), 32)
+    return EpisodeDataset(examples, [r["label"] for r in rows], n_way, k_shot, n_query, num_episodes, seed=seed)
+
+
+@pytest.mark.parametrize("head_init", ["learned", "zero"])
+def test_reptile_outer_step_is_theta_plus_eps_times_phi_minus_theta(tiny_text_backbone, tmp_path, head_init):
+    eps = 0.25
+    model = _model(tiny_text_backbone)
+    dataset = _toy_episodes(num_episodes=1)
+    meta_args = MetaArguments(meta_method="reptile", n_way=3, k_shot=2, n_query=2, inner_steps=3, inner_lr=0.1, head_init=head_init)
+    trainer = _trainer(model, tmp_path, meta_args, dataset, max_steps=1, learning_rate=eps, optim="sgd",
+                       lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0)
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    batch = EpisodeCollator(testing.tiny_tokenizer())([dataset[0]])  # the same episode, adapted by hand
+    phi = copy.deepcopy(model)
+    phi.train().requires_grad_(True)  # the (zero) head adapts in the inner loop too
+    for _ in range(3):
+        phi.zero_grad()
+        F.cross_entropy(phi(**batch["support"]).logits, batch["support_labels"]).backward()
+        with torch.no_grad():
+            for p in phi.parameters():
+                if p.grad is not None:
+                    p -= 0.1 * p.grad
+    phi = dict(phi.named_parameters())
+
+    trainer.train()
+    after = dict(model.named_parameters())
+    for name, before in theta.items():
+        expected = before + eps * (phi[name].detach() - before)
+        if head_init == "zero" and name.startswith("classifier."):
+            expected = before  # the zero start is not a meta-parameter
+        assert torch.allclose(after[name].detach(), expected, rtol=1e-9, atol=1e-12), name
+    assert max((after[n] - theta[n]).abs().max().item() for n in theta if not n.startswith("classifier")) > 1e-6
+
+
+def test_anil_adapts_only_the_head_and_matches_head_only_maml(tiny_text_backbone, episode, monkeypatch):
+    model = _model(tiny_text_backbone)
+    support, support_labels, query, query_labels = episode
+    adapted = []
+    original = M.inner_adapt
+    monkeypatch.setattr(M, "inner_adapt", lambda loss_of, params, *a, **k: adapted.append(set(params)) or original(loss_of, params, *a, **k))
+    body_before = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("classifier")}
+
+    features = lambda inputs: model.embed(**inputs)  # noqa: E731
+    head = {n: p for n, p in model.named_parameters() if n.startswith("classifier")}
+    loss, _ = M.anil_loss(features(support), support_labels, features(query), query_labels, head, STEPS, LR)
+    assert adapted == [{"classifier.weight", "classifier.bias"}]
+    body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
+    anil_gradient = torch.autograd.grad(loss, body)
+    assert all(torch.equal(p, body_before[n]) for n, p in model.named_parameters() if n in body_before)
+
+    # Reference: MAML through the whole model whose only fast weights are the head's.
+    reference, _ = M.maml_loss(_logits_of(model), head, *episode, steps=STEPS, lr=LR, second_order=True)
+    assert reference.item() == pytest.approx(loss.item(), rel=1e-12)
+    reference_gradient = torch.autograd.grad(reference, body)
+    assert torch.allclose(_flat(anil_gradient), _flat(reference_gradient), rtol=1e-9, atol=1e-12)
+    assert _flat(anil_gradient).abs().max() > 0  # the body still learns, through the features
+
+
+def test_protonet_logits_are_negative_squared_distances_to_class_means():
+    generator = torch.Generator().manual_seed(0)
+    support, query = torch.randn(6, 4, generator=generator), torch.randn(5, 4, generator=generator)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    loss, logits = M.protonet_loss(support, labels, query, torch.tensor([0, 1, 2, 0, 1]), 3)
+    for q in range(5):
+        for c in range(3):
+            centre = support[labels == c].mean(0)
+            assert logits[q, c].item() == pytest.approx(-((query[q] - centre) ** 2).sum().item(), rel=1e-5)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, torch.tensor([0, 1, 2, 0, 1])).item())
+
+
+def test_episode_dataset_is_reproducible_and_stays_in_its_classes():
+    rows = testing.toy_sentences(6, seed=0)
+    labels = [r["label"] for r in rows]
+    examples = [{"input_ids": [i]} for i in range(len(rows))]
+    dataset = EpisodeDataset(examples, labels, n_way=2, k_shot=2, n_query=1, num_episodes=5, classes=[1, 2], seed=3)
+    again = EpisodeDataset(examples, labels, n_way=2, k_shot=2, n_query=1, num_episodes=5, classes=[1, 2], seed=3)
+    assert len(dataset) == 5 and dataset[4] == again[4]
+    for i in range(5):
+        episode = dataset.episode(i)
+        assert set(episode.classes) == {1, 2}
+        assert not set(episode.support) & set(episode.query)
+        for index, new in zip(episode.support + episode.query, episode.support_labels + episode.query_labels):
+            assert labels[index] == episode.classes[new]  # labels re-indexed 0..N-1
+    assert sorted(dataset[0]["support_labels"]) == [0, 0, 1, 1]
+    with pytest.raises(UserInputError, match="n_way"):
+        EpisodeDataset(examples, labels, n_way=3, k_shot=2, n_query=1, num_episodes=5, classes=[1, 2])
+    with pytest.raises(UserInputError, match="one episode"):
+        EpisodeCollator(testing.tiny_tokenizer())([dataset[0], dataset[1]])
+
+
+@pytest.mark.parametrize("method", ["maml", "fomaml", "anil", "protonet"])
+def test_meta_trainer_trains_evaluates_and_round_trips(tiny_text_backbone, tmp_path, method):
+    model = _model(tiny_text_backbone, head_std=0.02).float()
+    dataset = _toy_episodes(num_episodes=3)
+    meta_args = MetaArguments(meta_method=method, n_way=3, k_shot=2, n_query=2, inner_steps=1, inner_lr=0.1, eval_inner_steps=2)
+    trainer = _trainer(model, tmp_path, meta_args, dataset, max_steps=2, learning_rate=1e-2, gradient_accumulation_steps=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert any(n.startswith("backbone.") for n in moved)
+    assert not any(n.startswith("classifier") for n in moved)  # zero head: a fixed start, not meta-learned
+    metrics = trainer.evaluate()
+    assert metrics["eval_episodes"] == 3 and 0 <= metrics["eval_accuracy"] <= 1 and metrics["eval_accuracy_ci95"] >= 0
+
+    trainer.save_model(str(tmp_path / "saved"))
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert isinstance(loaded, TransferModel)
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter.detach(), dict(loaded.named_parameters())[name].detach()), name
+
+
+def test_lora_fast_weights_are_the_adapters_and_only_they_move(tiny_text_backbone, tmp_path):
+    from hf_transfer.strategies import get_strategy
+    from hf_transfer.strategies.lora import LoraArguments
+
+    base = _model(tiny_text_backbone, head_std=0.02).float()
+    model = get_strategy("lora", LoraArguments(lora_r=2, lora_dropout=0.0)).prepare(base)
+    calls = []
+    original = M.inner_adapt
+    M_inner = lambda loss_of, params, *a, **k: calls.append(sorted(params)) or original(loss_of, params, *a, **k)  # noqa: E731
+    meta_args = MetaArguments(meta_method="maml", n_way=3, k_shot=2, n_query=2, inner_steps=1, inner_lr=0.1)
+    trainer = _trainer(model, tmp_path, meta_args, _toy_episodes(num_episodes=1), max_steps=1, learning_rate=1e-2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    M.inner_adapt, saved = M_inner, M.inner_adapt
+    try:
+        trainer.train()
+    finally:
+        M.inner_adapt = saved
+    assert calls and all(("lora_" in n or "classifier" in n) for n in calls[0])
+    assert any("lora_A" in n for n in calls[0]) and any("modules_to_save" in n for n in calls[0])
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all("lora_" in n for n in moved)
+
+
+def test_bad_meta_settings_are_user_errors(tiny_text_backbone, tmp_path):
+    with pytest.raises(UserInputError, match="meta_method"):
+        MetaArguments(meta_method="mamll")
+    model = _model(tiny_text_backbone).float()
+    with pytest.raises(UserInputError, match="5-way"):
+        _trainer(model, tmp_path, MetaArguments(n_way=5), _toy_episodes(num_episodes=1))
