@@ -80,18 +80,25 @@ class Contrastive:
     name: str = "contrastive"
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
+        if self.train_layers:
+            torch.manual_seed(seed)
+            return self._fit_top_layers(encoder, texts, labels, num_classes, seed)
+        body = self.train_body(encoder, texts, labels, seed)
+        head = LogisticRegressionHead(self.C).fit(encoder.encode(texts, body), torch.tensor(labels), num_classes)
+        return lambda test: head.predict(encoder.encode(test, body)).numpy()
+
+    def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], seed: int) -> torch.nn.Module:
+        """Stage 1: a fresh copy of the pretrained body, contrastively tuned on the labelled texts (eval mode)."""
         from hf_transfer.trainers import ContrastiveTrainer
 
         torch.manual_seed(seed)
-        if self.train_layers:
-            return self._fit_top_layers(encoder, texts, labels, num_classes, seed)
         body = encoder.fresh_body()
         if self.lora:
             from peft import LoraConfig, get_peft_model
 
             body = get_peft_model(body, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
         with tempfile.TemporaryDirectory() as folder:
-            trainer = ContrastiveTrainer(
+            ContrastiveTrainer(
                 model=body,
                 args=_training_args(folder, self.epochs, min(self.batch_size, len(texts)), self.learning_rate, seed),
                 train_dataset=_tokenized(encoder, texts, labels),
@@ -99,11 +106,8 @@ class Contrastive:
                 loss_fn=contrastive_loss(self.loss),
                 pooling=encoder.pooling,
                 temperature=self.temperature,
-            )
-            trainer.train()
-        body = body.eval()
-        head = LogisticRegressionHead(self.C).fit(encoder.encode(texts, body), torch.tensor(labels), num_classes)
-        return lambda test: head.predict(encoder.encode(test, body)).numpy()
+            ).train()
+        return body.eval()
 
     def _fit_top_layers(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
         from hf_transfer.experiments.top_layers import CachedStates, TopLayers, pad_states
