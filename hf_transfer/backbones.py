@@ -87,6 +87,14 @@ def public_name(name: str | None) -> str:
     return os.path.basename(os.path.normpath(name)) if os.path.isdir(os.path.expanduser(name)) else name
 
 
+def weights_sha256(name: str | None) -> str | None:
+    """sha256 of a backbone's ``model.safetensors`` when it is a local file (the bundled default included)."""
+    if name in (None, "", DEFAULT_BACKBONE):
+        return DEFAULT_BACKBONE_SHA256
+    weights = Path(os.path.expanduser(name)) / "model.safetensors"
+    return file_sha256(weights) if weights.is_file() else None
+
+
 def _load_failure(name: str, error: Exception) -> UserInputError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     reason = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it is neither a local folder nor reachable on the Hub"
@@ -97,12 +105,41 @@ def _load_failure(name: str, error: Exception) -> UserInputError:
 
 
 def load_backbone_config(name: str | None, trust_remote_code: bool = False) -> PreTrainedConfig:
-    """The backbone's config, with a one-line error for unknown names or unreachable Hub ids."""
+    """The backbone's config, checked, with a one-line error for unknown names or unreachable Hub ids."""
     reference = resolve_backbone(name)
     try:
-        return AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
+        if "trust_remote_code" in str(error):
+            raise UserInputError(
+                f"Model '{public_name(name)}' needs its own Python code from the model repository to run.",
+                "read that code first; pass --trust_remote_code true only if you trust it.",
+            ) from error
         raise _load_failure(name or DEFAULT_BACKBONE, error) from error
+    validate_backbone_config(config, f"model '{public_name(name)}'")
+    return config
+
+
+def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
+    """Refuse configs that would build a broken or absurd model (sizes <= 0, heads not dividing the width...)."""
+    def bad(problem: str, fix: str):
+        raise UserInputError(f"The config of {source} is invalid: {problem}.", fix)
+
+    if type(config).__name__ == "TransferConfig":
+        bad("it is an hf_transfer classifier, not a backbone", "load it with hf_transfer.load_model, or pass its backbone.")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size", "image_size", "patch_size"):
+        value = getattr(config, key, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            bad(f"{key} is {value!r}", f"set {key} to a positive integer.")
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        bad(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}", "make hidden_size divisible by num_attention_heads.")
+    image, patch = getattr(config, "image_size", None), getattr(config, "patch_size", None)
+    if isinstance(image, int) and isinstance(patch, int) and image % patch:
+        bad(f"image_size {image} is not a multiple of patch_size {patch}", "make image_size divisible by patch_size.")
+    channels = getattr(config, "num_channels", None)
+    if channels is not None and channels not in (1, 3):
+        bad(f"num_channels is {channels!r}", "use 1 (grey) or 3 (RGB) channels.")
 
 
 def modality_of(config: PreTrainedConfig) -> str:
@@ -118,15 +155,41 @@ def build_backbone(config: PreTrainedConfig) -> nn.Module:
         return AutoModel.from_config(config)
 
 
-def load_backbone(name: str | None, trust_remote_code: bool = False) -> nn.Module:
-    """Pretrained ``AutoModel`` weights for ``name``, without the pooler when the architecture allows."""
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickle: bool = False) -> nn.Module:
+    """Pretrained ``AutoModel`` weights for ``name``, without the pooler when the architecture allows.
+
+    Only safetensors files are read: pickled ``pytorch_model.bin`` weights can run code when unpickled,
+    so they need ``allow_pickle=True`` (``--allow_pickle_weights true``), for sources you trust.
+    """
     reference = resolve_backbone(name)
+    if not allow_pickle and os.path.isdir(reference):
+        has = {file for file in (*PICKLE_WEIGHT_FILES, "model.safetensors", "model.safetensors.index.json")
+               if os.path.isfile(os.path.join(reference, file))}
+        if not has:
+            raise UserInputError(
+                f"Model folder '{public_name(name)}' has no weights (no model.safetensors).",
+                "save the model there with save_pretrained, or train from scratch with --backbone_config.",
+            )
+        if has <= set(PICKLE_WEIGHT_FILES):
+            raise UserInputError(
+                f"Model '{public_name(name)}' has only pickled weights ({', '.join(sorted(has))}), which can run code when loaded.",
+                "convert them to model.safetensors, or pass --allow_pickle_weights true if you trust their source.",
+            )
+    options = dict(trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     try:
         try:
-            return AutoModel.from_pretrained(reference, add_pooling_layer=False, trust_remote_code=trust_remote_code)
+            return AutoModel.from_pretrained(reference, add_pooling_layer=False, **options)
         except TypeError:
-            return AutoModel.from_pretrained(reference, trust_remote_code=trust_remote_code)
+            return AutoModel.from_pretrained(reference, **options)
     except OSError as error:
+        if not allow_pickle and "safetensors" in str(error):
+            raise UserInputError(
+                f"Model '{public_name(name)}' offers no safetensors weights; pickled weights can run code when loaded.",
+                "use a model with model.safetensors, or pass --allow_pickle_weights true if you trust its source.",
+            ) from error
         raise _load_failure(name or DEFAULT_BACKBONE, error) from error
 
 

@@ -15,6 +15,8 @@ from hf_transfer.errors import UserInputError
 COMMANDS = {
     "train": ("hf_transfer.train", "Fine-tune a backbone on labelled data: hf-transfer train CONFIG.yaml [--key value ...]"),
     "fewshot": ("hf_transfer.experiments.runner", "Compare few-shot strategies over K and seeds (no arguments: the main job)"),
+    "pretrain": ("hf_transfer.pretrain", "Contrastive (SimCLR/SupCon) pre-training + linear probe before/after: hf-transfer pretrain CONFIG.yaml"),
+    "push": ("hf_transfer.hub", "Upload a finished output folder to the Hub: hf-transfer push OUTPUT_DIR --repo_id NAME"),
 }
 
 

@@ -40,6 +40,10 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub to run (off unless you ask)."}
     )
+    allow_pickle_weights: bool = field(
+        default=False,
+        metadata={"help": "Allow loading pickled pytorch_model.bin backbone weights, which can run code (only for trusted sources)."},
+    )
     strategy: str = field(
         default="full", metadata={"help": f"Transfer strategy: {', '.join(sorted(STRATEGIES))}."}
     )

@@ -3,9 +3,16 @@
 It is a regular ``PreTrainedModel`` registered with the Auto classes, so after ``import hf_transfer``
 a saved folder loads back with ``AutoModelForSequenceClassification`` (text) or
 ``AutoModelForImageClassification`` (images), and works in ``pipeline(...)``.
+
+Loading is safe by default: only safetensors weights (pickled ``.bin`` files need
+``use_safetensors=False``), and a PEFT adapter folder saved by hf_transfer (its ``config.json`` and
+adapter, no full weights) loads as its *base* model (recorded pretrained backbone + head shape), which is
+what ``AutoPeftModelForSequenceClassification`` needs before it applies the adapter.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -32,6 +39,7 @@ class TransferConfig(PreTrainedConfig):
     backbone: PreTrainedConfig | dict | None = None
     backbone_name: str | None = None
     backbone_sha256: str | None = None
+    backbone_revision: str | None = None
     pooling: str = "mean"
     classifier_dropout: float = 0.1
     modality: str = "text"
@@ -64,14 +72,47 @@ class TransferModel(PreTrainedModel):
         pooling: str = "mean",
         classifier_dropout: float = 0.1,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ) -> "TransferModel":
-        """Pretrained backbone weights + a freshly initialised head for ``id2label``."""
+        """Pretrained backbone weights + a freshly initialised head for ``id2label`` (safetensors only unless ``allow_pickle``)."""
         backbone_config = backbones.load_backbone_config(name, trust_remote_code)
+        revision = getattr(backbone_config, "_commit_hash", None)
         model = cls(cls._config(backbone_config, name, id2label, pooling, classifier_dropout))
-        model.backbone = backbones.load_backbone(name, trust_remote_code)
-        if name in (None, "", backbones.DEFAULT_BACKBONE):
-            model.config.backbone_sha256 = backbones.DEFAULT_BACKBONE_SHA256
+        model.backbone = backbones.load_backbone(name, trust_remote_code, allow_pickle)
+        model.config.backbone_sha256 = backbones.weights_sha256(name)
+        model.config.backbone_revision = revision if name not in (None, "", backbones.DEFAULT_BACKBONE) else backbones.DEFAULT_BACKBONE_REVISION
         return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "TransferModel":
+        """``PreTrainedModel.from_pretrained``, safetensors only unless ``use_safetensors=False`` is passed.
+
+        An hf_transfer adapter folder (``config.json`` + ``adapter_config.json``, no full weights) gives
+        the base model the adapter was trained on: the recorded backbone with its pretrained weights.
+        """
+        kwargs.setdefault("use_safetensors", True)
+        if _is_adapter_only(pretrained_model_name_or_path, kwargs):
+            config = kwargs.get("config")
+            if not isinstance(config, TransferConfig):
+                config = TransferConfig.from_pretrained(pretrained_model_name_or_path, revision=kwargs.get("revision"))
+            return cls.base_for_adapter(config)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def base_for_adapter(cls, config: TransferConfig, backbone: str | None = None) -> "TransferModel":
+        """Pretrained backbone named in ``config`` (or ``backbone``) + a head of the right shape."""
+        default = config.backbone_sha256 == backbones.DEFAULT_BACKBONE_SHA256
+        name = backbone or (backbones.DEFAULT_BACKBONE if default else config.backbone_name)
+        base = cls.from_backbone(name, config.id2label, config.pooling, config.classifier_dropout)
+        if backbone is None and config.backbone_sha256 and base.config.backbone_sha256 not in (None, config.backbone_sha256):
+            from hf_transfer.errors import UserInputError
+
+            raise UserInputError(
+                f"The backbone '{name}' found now has other weights (sha256 {base.config.backbone_sha256}) than the one "
+                f"this adapter was trained on (sha256 {config.backbone_sha256}).",
+                "load the adapter onto the original backbone: hf_transfer.load_model(path, backbone=FOLDER_OR_ID).",
+            )
+        return base
 
     @classmethod
     def from_backbone_config(
@@ -83,6 +124,8 @@ class TransferModel(PreTrainedModel):
     @staticmethod
     def _config(backbone_config, name, id2label, pooling, classifier_dropout) -> TransferConfig:
         id2label = {int(i): str(label) for i, label in id2label.items()}
+        if name is not None:  # never keep a local absolute path in a saved config
+            backbone_config._name_or_path = backbones.public_name(name)
         return TransferConfig(
             backbone=backbone_config,
             backbone_name=backbones.public_name(name) if name is not None else f"{backbone_config.model_type} (from scratch)",
@@ -118,6 +161,30 @@ class TransferModel(PreTrainedModel):
         logits = self.classifier(self.dropout(self.embed(**inputs)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _is_adapter_only(path, kwargs: dict) -> bool:
+    """True for a folder/repo holding a PEFT adapter and a config but no full model weights."""
+    path = str(path)
+    subfolder = kwargs.get("subfolder") or ""
+    if os.path.isdir(path):
+        folder = os.path.join(path, subfolder)
+        return os.path.isfile(os.path.join(folder, "adapter_config.json")) and not any(
+            os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES
+        )
+    from transformers.utils import cached_file
+
+    def present(name: str) -> bool:
+        try:
+            return cached_file(path, name, subfolder=subfolder, revision=kwargs.get("revision"), token=kwargs.get("token"),
+                               _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False) is not None
+        except OSError:
+            return False
+
+    return present("adapter_config.json") and not present("model.safetensors") and not present("model.safetensors.index.json")
 
 
 AutoConfig.register(TransferConfig.model_type, TransferConfig, exist_ok=True)

@@ -106,6 +106,23 @@ def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
         staging.rename(output_dir)
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """A path fit to record in a saved file: relative to the working folder when inside it, else its last part.
+
+    Saved configs, cards and adapter configs are shared and published: they must never reveal a local
+    absolute path (user names, mount points).
+    """
+    text = os.fspath(path)
+    if not os.path.isabs(os.path.expanduser(text)):
+        return text
+    absolute = os.path.abspath(os.path.expanduser(text))
+    try:
+        relative = os.path.relpath(absolute, os.getcwd())
+    except ValueError:  # another drive on Windows
+        relative = ".."
+    return relative if not relative.startswith("..") else os.path.basename(os.path.normpath(absolute))
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (temp file + rename), so readers never see half a file."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

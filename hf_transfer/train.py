@@ -25,6 +25,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.strategies import Strategy, get_strategy
+from hf_transfer.strategies.lora import point_adapter_at
 from hf_transfer.trainers import TransferTrainer
 
 CONFIG_FILE = "recipe_config.yaml"
@@ -33,21 +34,28 @@ METRICS_FILE = "metrics.json"
 
 def _scratch_backbone_config(config: RecipeConfig):
     text = config.model.backbone_config
+    example = 'give a mapping with model_type, e.g. {"model_type": "vit", "image_size": 28, "patch_size": 4}.'
     try:
-        values = yaml.safe_load(Path(text).read_text() if os.path.isfile(text) else text)
-        return AutoConfig.for_model(**values)
-    except (yaml.YAMLError, TypeError, ValueError, KeyError) as error:
-        raise UserInputError(
-            f"backbone_config is not a valid model config: {error}.",
-            'give a mapping with model_type, e.g. {"model_type": "vit", "image_size": 28, "patch_size": 4}.',
-        ) from error
+        values = yaml.safe_load(Path(text).read_text(encoding="utf-8") if os.path.isfile(text) else text)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserInputError(f"backbone_config is neither a readable file nor valid JSON/YAML: {str(error).splitlines()[0]}.", example) from error
+    if not isinstance(values, dict) or "model_type" not in values:
+        raise UserInputError(f"backbone_config must be a mapping with a 'model_type' key, got {str(values)[:80]!r}.", example)
+    try:
+        backbone_config = AutoConfig.for_model(**values)
+    except (TypeError, ValueError, KeyError) as error:
+        raise UserInputError(f"backbone_config is not a valid model config: {str(error).splitlines()[0][:200]}.", example) from error
+    backbones.validate_backbone_config(backbone_config, "backbone_config")
+    return backbone_config
 
 
 def build_model(config: RecipeConfig, id2label: dict[int, str], backbone_config=None):
     """The TransferModel and its tokenizer/image processor."""
     args = config.model
     if backbone_config is None:
-        model = TransferModel.from_backbone(args.model, id2label, args.pooling, args.classifier_dropout, args.trust_remote_code)
+        model = TransferModel.from_backbone(
+            args.model, id2label, args.pooling, args.classifier_dropout, args.trust_remote_code, args.allow_pickle_weights
+        )
         processor = backbones.load_processor(args.model, model.config.modality, args.trust_remote_code)
         return model, processor
     model = TransferModel.from_backbone_config(backbone_config, id2label, args.pooling, args.classifier_dropout)
@@ -61,12 +69,27 @@ def build_model(config: RecipeConfig, id2label: dict[int, str], backbone_config=
     return model, processor
 
 
+PATH_KEYS = ("model", "dataset", "train_file", "validation_file", "test_file", "backbone_config", "peft_config",
+             "output_dir", "logging_dir", "resume_from_checkpoint", "deepspeed", "fsdp_config")
+SECRET_WORDS = ("token", "password", "secret")
+
+
 def resolved_config(config: RecipeConfig, output_dir: str) -> dict:
-    """What to save next to the model: every recipe key, and the TrainingArguments keys the user set."""
+    """What to save next to the model: every recipe key, and the TrainingArguments keys the user set.
+
+    Local absolute paths become relative (or their last part) and tokens are dropped: the file is
+    published with the model.
+    """
     values = {**asdict(config.model), **asdict(config.data), **asdict(config.strategy_args)}
     training = config.training.to_dict()
     values.update({key: training[key] for key in config.source if key in training})
     values["output_dir"] = output_dir
+    for key in list(values):
+        if any(word in key.lower() for word in SECRET_WORDS):
+            del values[key]
+        elif key in PATH_KEYS and isinstance(values[key], str) and os.path.exists(os.path.expanduser(values[key])):
+            values[key] = outputs.portable_path(values[key])
+    values["output_dir"] = outputs.portable_path(output_dir)
     return values
 
 
@@ -84,7 +107,13 @@ def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dic
     base_config = base.config
     strategy.save(model, staging)
     trainer.processing_class.save_pretrained(staging)
-    outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(resolved_config(config, final_dir), sort_keys=True))
+    adapter_dir = staging / "adapter" if (staging / "adapter" / "adapter_config.json").is_file() else staging
+    if (adapter_dir / "adapter_config.json").is_file():  # AutoPeftModel loads it from where the run put it
+        trainer.processing_class.save_pretrained(adapter_dir)
+        location = Path(outputs.portable_path(final_dir))
+        point_adapter_at(adapter_dir, (location / adapter_dir.relative_to(staging)).as_posix())
+    header = "# Saved by hf_transfer. Local absolute paths are recorded relative to the working folder or by their last part.\n"
+    outputs.write_text(staging / CONFIG_FILE, header + yaml.safe_dump(resolved_config(config, final_dir), sort_keys=True))
     outputs.write_json(staging / METRICS_FILE, metrics)
     training = config.training
     card = render_card(
@@ -116,6 +145,23 @@ def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dic
     card.save(staging / "README.md")
 
 
+def push_result(training, final_dir: str) -> str:
+    """``--push_to_hub``: upload the published folder (``hub_model_id``, ``hub_private_repo``, ``hub_revision``)."""
+    from hf_transfer import hub
+
+    repo_id = training.hub_model_id or Path(final_dir).name
+    try:
+        url = hub.push(final_dir, repo_id, private=bool(training.hub_private_repo),
+                       revision=getattr(training, "hub_revision", None), token=training.hub_token)
+    except UserInputError as error:
+        raise UserInputError(
+            f"The model was saved in '{final_dir}' but not pushed: {error.problem}",
+            f"{error.fix} Then run: hf-transfer push {final_dir} --repo_id {repo_id}",
+        ) from error
+    print(f"Pushed to {url}", file=sys.stderr)
+    return url
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the final metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     config = parse_recipe_args(argv)
@@ -138,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with training.main_process_first(desc="preprocessing"):
         prepared, collator = prepare_splits(splits, processor, modality, config.data, getattr(backbone_config, "num_channels", 3))
 
+    push_to_hub = training.push_to_hub  # pushed once, after the run succeeded: not the Trainer's checkpoint pushes
+    training.push_to_hub = False
     staging = outputs.staging_dir(final_dir)
     resume = outputs.resume_point(staging, run_fingerprint(config), training.resume_from_checkpoint)
     with training.main_process_first(desc="staging folder"):
@@ -172,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(prepared["train"]))
         outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+        if push_to_hub:
+            push_result(training, final_dir)
     trainer.accelerator.wait_for_everyone()
     training.output_dir = final_dir
     return metrics

@@ -79,7 +79,8 @@ def test_text_config_round_trip(text_folder, tiny_text_backbone):
     assert config.backbone.model_type == "bert"
     assert config.backbone.num_hidden_layers == 2
     assert config.backbone_name == tiny_text_backbone.name  # the folder's name, never a local absolute path
-    assert config.backbone_sha256 is None  # only the bundled default backbone is sha-checked
+    assert config.backbone_sha256 == backbones.file_sha256(tiny_text_backbone / "model.safetensors")  # provenance
+    assert str(tiny_text_backbone) not in (folder / "config.json").read_text()  # no local absolute path
 
 
 def test_text_save_writes_only_safetensors(text_folder):

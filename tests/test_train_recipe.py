@@ -82,7 +82,8 @@ def test_output_folder_is_complete(runs, name):
 def test_saved_recipe_config_records_the_run_and_parses_back(runs, name, tmp_path):
     output_dir, _, _ = runs(name)
     saved = yaml.safe_load((output_dir / "recipe_config.yaml").read_text())
-    assert saved["output_dir"] == str(output_dir)  # the final folder, not the staging one
+    assert saved["output_dir"] == output_dir.name  # the final folder (not the staging one), no local absolute path
+    assert str(output_dir.parent) not in (output_dir / "recipe_config.yaml").read_text()
     assert saved["max_steps"] == 10 and saved["seed"] == 0
     assert saved["strategy"] == ("lora" if name == "text_lora" else "full")
     config = parse_recipe_args([str(output_dir / "recipe_config.yaml"), "--output_dir", str(tmp_path / "again")])

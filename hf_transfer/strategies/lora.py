@@ -16,7 +16,6 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.strategies.base import Strategy, register
 
 ADAPTER_FOLDER = "adapter"
-BASE_CONFIG_NAME = "transfer_config.json"
 
 
 @dataclass
@@ -92,11 +91,28 @@ class Lora(Strategy):
         if self.args.lora_save in ("adapter", "both"):
             adapter_dir = output_dir / ADAPTER_FOLDER if self.args.lora_save == "both" else output_dir
             model.save_pretrained(adapter_dir)
-            base = model.get_base_model().config
-            (adapter_dir / BASE_CONFIG_NAME).write_text(json.dumps(base.to_dict(), indent=2, sort_keys=True))
+            model.get_base_model().config.save_pretrained(adapter_dir)  # what AutoPeftModel rebuilds the base from
+            point_adapter_at(adapter_dir, None)
         if self.args.lora_save in ("merged", "both"):
             merged = model.merge_and_unload(safe_merge=True)
             merged.save_pretrained(output_dir)
+
+
+def point_adapter_at(adapter_dir: str | Path, location: str | None, revision: str | None = None) -> None:
+    """Make ``AutoPeftModelFor...Classification.from_pretrained(location)`` work for this adapter folder.
+
+    PEFT loads the base model from ``base_model_name_or_path`` with the Auto class of ``auto_mapping``.
+    Both point back at the adapter folder itself (``location``: its Hub repo id, or a path): its
+    ``config.json`` makes ``TransferModel.from_pretrained`` rebuild the pretrained backbone + head shape,
+    then PEFT applies the adapter and the trained head. ``import hf_transfer`` must come first.
+    """
+    path = Path(adapter_dir) / "adapter_config.json"
+    values = json.loads(path.read_text(encoding="utf-8"))
+    modality = json.loads((Path(adapter_dir) / "config.json").read_text(encoding="utf-8")).get("modality", "text")
+    auto_class = "AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification"
+    values.update(base_model_name_or_path=location, revision=revision,
+                  auto_mapping={"base_model_class": auto_class, "parent_library": "transformers"})
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def load_adapter_model(adapter_dir: str | Path, backbone: str | None = None) -> PeftModel:
@@ -107,7 +123,7 @@ def load_adapter_model(adapter_dir: str | Path, backbone: str | None = None) -> 
     from hf_transfer.model import TransferConfig, TransferModel
 
     adapter_dir = Path(adapter_dir)
-    config = TransferConfig.from_dict(json.loads((adapter_dir / BASE_CONFIG_NAME).read_text()))
-    name = backbone or ("default" if config.backbone_sha256 else config.backbone_name)
-    base = TransferModel.from_backbone(name, config.id2label, config.pooling, config.classifier_dropout)
+    legacy = adapter_dir / "transfer_config.json"
+    config = TransferConfig.from_dict(json.loads(legacy.read_text())) if legacy.is_file() else TransferConfig.from_pretrained(adapter_dir)
+    base = TransferModel.base_for_adapter(config, backbone)
     return PeftModel.from_pretrained(base, adapter_dir)

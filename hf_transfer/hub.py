@@ -1,0 +1,188 @@
+"""Publish a finished output folder to the Hugging Face Hub through ``huggingface_hub``.
+
+    hf-transfer push OUTPUT_DIR --repo_id NAME [--private] [--revision BRANCH] [--merged] [--dry_run DIR]
+
+``prepare_upload`` builds the exact folder that is uploaded (tested offline: it loads back with
+``from_pretrained`` / ``AutoPeftModel...`` / ``pipeline``); ``push`` creates the repo (and branch) and
+uploads that folder in one commit. For a PEFT run the adapter + trained head are uploaded, the merged
+weights on request (``merged=True``). The token comes from ``HF_TOKEN`` or ``hf auth login`` (or the
+``token`` argument in Python); it is never printed, logged or written into a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from hf_transfer.errors import UserInputError
+
+ROOT_EXTRAS = ("README.md", "metrics.json", "recipe_config.yaml")
+UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt")
+
+
+def _adapter_dir(output_dir: Path) -> Path | None:
+    for folder in (output_dir / "adapter", output_dir):
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    return None
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    if output_dir.name.endswith(".incomplete") or not output_dir.is_dir():
+        raise UserInputError(
+            f"'{output_dir}' is not a finished output folder.",
+            "pass the output_dir of a run that completed (an '.incomplete' folder is an unfinished run: re-run it to finish).",
+        )
+    if not (output_dir / "config.json").is_file() and _adapter_dir(output_dir) is None:
+        raise UserInputError(
+            f"'{output_dir}' holds no saved model (no config.json or adapter_config.json).",
+            "pass the output_dir that 'hf-transfer train' wrote.",
+        )
+
+
+def _copy_files(source: Path, destination: Path, skip: set[str] = frozenset()) -> None:
+    for item in source.iterdir():
+        if item.is_file() and item.name not in skip and not item.name.startswith("."):
+            shutil.copy2(item, destination / item.name)
+
+
+def _check_safe(folder: Path) -> None:
+    """Only safetensors weights, and nothing that looks like a token or a local absolute path."""
+    for item in folder.rglob("*"):
+        if item.suffix in UNSAFE_SUFFIXES:
+            raise UserInputError(
+                f"'{item.name}' is a pickled file; only safetensors weights are published.",
+                "remove it from the output folder (hf_transfer itself never writes one).",
+            )
+        if item.is_file() and item.suffix in TEXT_SUFFIXES:
+            text = item.read_text(encoding="utf-8", errors="replace")
+            if TOKEN_PATTERN.search(text):
+                raise UserInputError(f"'{item.name}' contains what looks like a Hugging Face token.", "remove the token from it.")
+
+
+def _retarget_card(card_file: Path, repo_id: str, adapter: bool) -> None:
+    """Point the card's usage snippet at the repository instead of the local folder name."""
+    if not card_file.is_file():
+        return
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(card_file)
+    name = card.data.model_name
+    text = card.text
+    if name:
+        text = text.replace(f'"{name}"', f'"{repo_id}"').replace(f"\"{name}/adapter\"", f'"{repo_id}"')
+    if adapter:
+        text += (
+            "\n## Loading the adapter\n\nThis repository holds the PEFT adapter and the trained head; the base model is "
+            f"rebuilt from the recorded backbone:\n\n```python\nimport hf_transfer\n"
+            "from peft import AutoPeftModelForSequenceClassification\n\n"
+            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n'
+        )
+    card.text = text
+    card.save(card_file)
+
+
+def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike, repo_id: str,
+                   revision: str | None = None, merged: bool = False) -> Path:
+    """Write into ``destination`` exactly what ``push`` uploads for ``output_dir``; returns ``destination``."""
+    output_dir, destination = Path(output_dir), Path(destination)
+    _check_output_dir(output_dir)
+    destination.mkdir(parents=True, exist_ok=True)
+    adapter = _adapter_dir(output_dir)
+    if adapter is None or (merged and (output_dir / "model.safetensors").is_file()):
+        _copy_files(output_dir, destination)  # a full model (merged LoRA included); the adapter/ subfolder stays behind
+    elif merged:  # only the adapter was saved: merge it now
+        from hf_transfer.strategies.lora import load_adapter_model
+
+        model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
+        model.save_pretrained(destination)
+        _copy_files(adapter, destination, skip={"adapter_config.json", "adapter_model.safetensors", "config.json", "README.md"})
+        for name in ROOT_EXTRAS:
+            if (output_dir / name).is_file():
+                shutil.copy2(output_dir / name, destination / name)
+    else:
+        from hf_transfer.strategies.lora import point_adapter_at
+
+        _copy_files(adapter, destination, skip={"README.md"})
+        for name in ROOT_EXTRAS:
+            if (output_dir / name).is_file():
+                shutil.copy2(output_dir / name, destination / name)
+        point_adapter_at(destination, repo_id, revision)
+    _retarget_card(destination / "README.md", repo_id, adapter=adapter is not None and not merged)
+    _check_safe(destination)
+    return destination
+
+
+def push(output_dir: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+         merged: bool = False, token: str | None = None, commit_message: str | None = None) -> str:
+    """Create ``repo_id`` (and branch ``revision``) when needed and upload the prepared folder; returns the commit URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id or ""):
+        raise UserInputError(f"--repo_id '{repo_id}' is not a repository name.", "use NAME or USER/NAME, e.g. --repo_id me/my-model.")
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="hf_transfer_upload_") as folder:
+        prepare_upload(output_dir, folder, repo_id, revision, merged)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, revision=revision, repo_type="model",
+                commit_message=commit_message or f"Upload {Path(output_dir).name} with hf_transfer",
+            )
+        except OfflineModeIsEnabled as error:
+            raise UserInputError("Cannot push: the Hub is offline (HF_HUB_OFFLINE=1).", "unset HF_HUB_OFFLINE and retry.") from error
+        except ValueError as error:  # the Hub rejected the card's metadata
+            if "README" not in str(error):
+                raise
+            raise UserInputError(f"The Hub refused README.md of '{output_dir}': {str(error)[:300]}", "fix the card's metadata block.") from None
+        except HfHubHTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            fix = ("log in with 'hf auth login' or set HF_TOKEN to a token with write access." if status in (401, 403)
+                   else "check --repo_id and your network, then retry.")
+            raise UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP {status}).", fix) from None
+    return str(getattr(info, "commit_url", info))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-transfer push",
+        description="Upload a finished output folder (model or adapter + head, card, metrics, config) to the Hub. "
+        "The token is read from HF_TOKEN or 'hf auth login', never from the command line.",
+    )
+    parser.add_argument("output_dir", help="the output_dir of a finished 'hf-transfer train' run")
+    parser.add_argument("--repo_id", required=True, help="NAME or USER/NAME of the model repository")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", help="branch to upload to (created when missing)")
+    parser.add_argument("--merged", action="store_true", help="PEFT runs: upload merged weights instead of adapter + head")
+    parser.add_argument("--commit_message", help="message of the upload commit")
+    parser.add_argument("--dry_run", metavar="DIR", help="write the folder that would be uploaded to DIR; no network")
+
+    def error(message: str):
+        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer push --help' lists the options.")
+
+    parser.error = error
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    """``hf-transfer push``: prints the commit URL (or the dry-run folder)."""
+    args = _parser().parse_args(argv)
+    if args.dry_run:
+        if Path(args.dry_run).exists() and any(Path(args.dry_run).iterdir()):
+            raise UserInputError(f"--dry_run folder '{args.dry_run}' is not empty.", "give a new or empty folder.")
+        folder = prepare_upload(args.output_dir, args.dry_run, args.repo_id, args.revision, args.merged)
+        print(f"Would upload {sorted(p.name for p in folder.iterdir())} to {args.repo_id}.")
+        return str(folder)
+    url = push(args.output_dir, args.repo_id, private=args.private, revision=args.revision, merged=args.merged,
+               commit_message=args.commit_message)
+    print(f"Uploaded to {url}")
+    return url
