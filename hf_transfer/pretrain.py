@@ -1,0 +1,284 @@
+"""Contrastive pre-training recipe: SimCLR/SimCSE (or SupCon) on a dataset's inputs, linear probe before and after.
+
+    hf-transfer pretrain recipes/configs/pretrain_text_simclr.yaml
+    hf-transfer pretrain recipes/configs/pretrain_image_simclr.yaml
+    accelerate launch --cpu --num_processes 2 -m hf_transfer pretrain recipes/configs/pretrain_text_simclr.yaml
+
+Steps: build the backbone (pretrained, or from a config for ViTs), measure a linear probe (logistic
+regression on frozen, normalised embeddings of the labelled train split, accuracy on test), pre-train
+the encoder contrastively on the train inputs (``simclr``: labels unused; ``supcon``: labels used)
+under any transfer strategy (LoRA, partial...), probe again, and save the encoder as a plain Hugging
+Face checkpoint (``save_pretrained`` + tokenizer/image processor) that ``hf-transfer train --model DIR``
+fine-tunes. The projection head is saved beside it (``projection_head.safetensors``) but not used.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from hf_transfer import backbones, outputs
+from hf_transfer.config import ModelArguments, RunArguments, _as_argv, _cli_keys
+from hf_transfer.data import load_splits
+from hf_transfer.data.augment import (
+    ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator, image_to_tensor, normalize,
+)
+from hf_transfer.data.loading import DataArguments
+from hf_transfer.errors import UserInputError, closest
+from hf_transfer.strategies import STRATEGIES, get_strategy
+
+OBJECTIVES = {"simclr": "nt_xent", "supcon": "supcon"}
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "pretrain_config.yaml"
+PROJECTION_FILE = "projection_head.safetensors"
+
+
+@dataclass
+class PretrainArguments:
+    objective: str = field(default="simclr", metadata={
+        "help": "simclr: NT-Xent on two views, labels unused; supcon: supervised contrastive on two views.",
+        "choices": list(OBJECTIVES)})
+    temperature: float = field(default=0.1, metadata={"help": "Softmax temperature of the contrastive loss."})
+    projection_dim: int = field(default=128, metadata={"help": "Output size of the MLP projection head (0: no head)."})
+    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Hidden size of the head (default: embedding size)."})
+    token_dropout: float = field(default=0.0, metadata={"help": "text: drop each token with this probability."})
+    span_dropout: float = field(default=0.0, metadata={"help": "text: delete one span of up to this fraction of tokens."})
+    shuffle_window: int = field(default=0, metadata={"help": "text: shuffle tokens within windows of this size (0: off)."})
+    mask_prob: float = field(default=0.0, metadata={"help": "text: replace each token by [MASK] with this probability."})
+    crop_scale_min: float = field(default=0.3, metadata={"help": "image: random resized crop keeps this to 100% of the area."})
+    flip_prob: float = field(default=0.5, metadata={"help": "image: horizontal flip probability (0 for digits)."})
+    brightness: float = field(default=0.4, metadata={"help": "image: brightness jitter factor range 1 +- x."})
+    contrast: float = field(default=0.4, metadata={"help": "image: contrast jitter factor range 1 +- x."})
+    saturation: float = field(default=0.4, metadata={"help": "image: saturation jitter factor range 1 +- x."})
+    probe_train_samples: int | None = field(default=None, metadata={"help": "Labelled train examples for the linear probe (default: all)."})
+    probe_C: float = field(default=1.0, metadata={"help": "Inverse L2 strength of the probe's logistic regression."})
+
+
+@dataclass
+class PretrainConfig:
+    """Parsed configuration; attribute names match ``RecipeConfig`` so ``train.build_model`` accepts it."""
+
+    model: ModelArguments
+    data: DataArguments
+    pretrain: PretrainArguments
+    strategy_args: Any
+    run: RunArguments
+    training: TrainingArguments
+    source: dict[str, Any]
+
+
+def _argument_classes() -> list[type]:
+    strategy_args = dict.fromkeys(args for _, args in STRATEGIES.values())
+    return [ModelArguments, DataArguments, PretrainArguments, RunArguments, *strategy_args, TrainingArguments]
+
+
+def parse_pretrain_args(argv: list[str] | None = None) -> PretrainConfig:
+    """``[CONFIG.yaml] [--key value ...]`` -> a checked PretrainConfig (the command line wins over the file)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    classes = _argument_classes()
+    keys = {f.name for cls in classes for f in fields(cls) if f.init}
+    file_values: dict[str, Any] = {}
+    if argv and not argv[0].startswith("-"):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise UserInputError(f"Config file '{path}' does not exist.", "pass e.g. recipes/configs/pretrain_text_simclr.yaml")
+        try:
+            file_values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
+        if not isinstance(file_values, dict):
+            raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
+        for key in file_values:
+            if key not in keys:
+                raise UserInputError(f"Unknown key '{key}' in config file '{path}'.{closest(str(key), keys)}",
+                                     "fix the key; 'hf-transfer pretrain --help' lists every key.")
+    parser = HfArgumentParser(classes, allow_abbrev=False)
+    parser.prog = "hf-transfer pretrain"
+
+    def error(message: str):
+        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer pretrain --help' lists every option and its values.")
+
+    parser.error = error
+    try:
+        *objects, remaining = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
+    except UserInputError:
+        raise
+    except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
+        raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
+    if remaining:
+        unknown = next((token for token in remaining if token.startswith("--")), remaining[0])
+        raise UserInputError(f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), keys)}", "'hf-transfer pretrain --help' lists every option.")
+    by_class = {type(obj): obj for obj in objects}
+    model_args = by_class[ModelArguments]
+    get_strategy(model_args.strategy)  # unknown names fail here with the known ones listed
+    source = {**file_values, **_cli_keys(argv)}
+    if not {"output_dir", "output-dir"} & set(source):
+        raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
+    return PretrainConfig(model_args, by_class[DataArguments], by_class[PretrainArguments],
+                          by_class[STRATEGIES[model_args.strategy][1]], by_class[RunArguments], by_class[TrainingArguments], source)
+
+
+class PixelTransform:
+    """Dataset transform: PIL images -> ``pixels`` ((C, H, W) in [0, 1], resized) + ``labels``."""
+
+    def __init__(self, image_column: str, size: int, channels: int):
+        self.image_column, self.size, self.channels = image_column, size, channels
+
+    def __call__(self, batch: dict) -> dict:
+        return {"pixels": [image_to_tensor(image, self.size, self.channels) for image in batch[self.image_column]],
+                "labels": list(batch["labels"])}
+
+
+def _image_side(processor, backbone_config) -> int:
+    size = getattr(processor, "size", None) or {}
+    return int(size.get("height") or size.get("shortest_edge") or backbone_config.image_size)
+
+
+def prepare_data(config: PretrainConfig, splits, processor, modality: str, backbone_config):
+    """Model-ready splits (``input_ids`` or ``pixels``, plus ``labels``) and the two-view collator."""
+    args, data = config.pretrain, config.data
+    if modality == "text":
+        def tokenize(batch):
+            return {"input_ids": processor(batch[data.text_column], truncation=True, max_length=data.max_length)["input_ids"]}
+
+        prepared = {name: split.map(tokenize, batched=True, remove_columns=[c for c in split.column_names if c != "labels"])
+                    for name, split in splits.items()}
+        augmentation = TextAugmentation(args.token_dropout, args.span_dropout, args.shuffle_window, args.mask_prob)
+        return prepared, TwoViewTextCollator(processor, augmentation)
+    channels = getattr(backbone_config, "num_channels", 3)
+    transform = PixelTransform(data.image_column, _image_side(processor, backbone_config), channels)
+    for split in splits.values():
+        split.set_transform(transform)
+    augmentation = ImageAugmentation(args.crop_scale_min, args.flip_prob, args.brightness, args.contrast, args.saturation)
+    return dict(splits), TwoViewImageCollator(augmentation, _stats(processor.image_mean, channels), _stats(processor.image_std, channels))
+
+
+def _stats(values, channels: int) -> list[float]:
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    return values[:channels] if len(values) >= channels else values * channels
+
+
+@torch.no_grad()
+def embed_split(encoder, dataset, collator, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised pooled embeddings (before any projection) of a prepared split, and its labels."""
+    from hf_transfer.trainers.contrastive import ContrastiveEncoder
+
+    assert isinstance(encoder, ContrastiveEncoder)
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    chunks, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        if isinstance(collator, TwoViewTextCollator):
+            features = dict(collator.tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt"))
+        else:
+            pixels = torch.stack([torch.as_tensor(r["pixels"]) for r in rows])
+            features = {"pixel_values": normalize(pixels, collator.mean, collator.std)}
+        features = {k: v.to(device) for k, v in features.items() if k in ("input_ids", "attention_mask", "pixel_values")}
+        chunks.append(encoder.encode(**features).float().cpu())
+        labels += [int(r["labels"]) for r in rows]
+    encoder.train(was_training)
+    return F.normalize(torch.cat(chunks), dim=-1), torch.tensor(labels)
+
+
+def linear_probe(encoder, train, test, collator, num_classes: int, C: float) -> float:
+    """Test accuracy of a logistic regression fitted on frozen ``train`` embeddings."""
+    from hf_transfer.experiments.heads import LogisticRegressionHead
+
+    train_x, train_y = embed_split(encoder, train, collator)
+    test_x, test_y = embed_split(encoder, test, collator)
+    head = LogisticRegressionHead(C).fit(train_x, train_y, num_classes)
+    return (head.predict(test_x) == test_y).float().mean().item()
+
+
+def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, staging: Path, final_dir: str) -> None:
+    """The backbone as a plain HF checkpoint (adapters merged), its processor, the head, config, metrics, card."""
+    from safetensors.torch import save_file
+
+    model = encoder.model
+    if hasattr(model, "merge_and_unload"):  # PEFT: fold the adapters into the weights
+        model = model.merge_and_unload(safe_merge=True)
+    model.backbone.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    if encoder.projection is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()}, str(staging / PROJECTION_FILE))
+    values = {**asdict(config.model), **asdict(config.data), **asdict(config.pretrain), **asdict(config.strategy_args)}
+    training = config.training.to_dict()
+    values.update({key: training[key] for key in config.source if key in training})
+    values["output_dir"] = final_dir
+    outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(values, sort_keys=True))
+    outputs.write_json(staging / METRICS_FILE, metrics)
+    base = config.model.backbone_config and "from scratch" or backbones.public_name(config.model.model)
+    outputs.write_text(staging / "README.md", (
+        f"---\nlibrary_name: transformers\ntags: [hf_transfer, contrastive-pretraining, {config.pretrain.objective}]\n---\n\n"
+        f"# {Path(final_dir).name}\n\n"
+        f"Encoder pre-trained contrastively ({config.pretrain.objective}, temperature {config.pretrain.temperature}, "
+        f"strategy {config.model.strategy}) from `{base}` on the inputs of `{config.data.dataset or config.data.train_file}`. "
+        "Load it with `AutoModel.from_pretrained`, or fine-tune it with `hf-transfer train --model <this folder>`.\n\n"
+        "| linear probe (test accuracy) | before | after |\n|---|---|---|\n"
+        f"| logistic regression on frozen embeddings | {metrics['probe_accuracy_before']:.4f} | {metrics['probe_accuracy_after']:.4f} |\n"
+    ))
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the recipe; returns the metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
+    from hf_transfer.objectives.contrastive import contrastive_loss
+    from hf_transfer.train import _scratch_backbone_config, build_model
+    from hf_transfer.trainers.contrastive import ContrastiveEncoder, ContrastiveTrainer, ProjectionHead
+
+    config = parse_pretrain_args(argv)
+    training, args = config.training, config.pretrain
+    final_dir = training.output_dir
+    outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
+    set_seed(training.seed)
+
+    scratch = bool(config.model.backbone_config)
+    backbone_config = (_scratch_backbone_config(config) if scratch
+                       else backbones.load_backbone_config(config.model.model, config.model.trust_remote_code))
+    modality = backbones.modality_of(backbone_config)
+    splits, id2label = load_splits(config.data, modality, seed=training.seed)
+    model, processor = build_model(config, id2label, backbone_config if scratch else None)
+    with training.main_process_first(desc="preprocessing"):
+        prepared, collator = prepare_data(config, splits, processor, modality, backbone_config)
+    probe_train = prepared["train"]
+    if args.probe_train_samples:
+        probe_train = probe_train.shuffle(seed=training.seed).select(range(min(args.probe_train_samples, len(probe_train))))
+    probe_test = prepared.get("test", prepared["validation"])
+    probe = lambda encoder: linear_probe(encoder, probe_train, probe_test, collator, len(id2label), args.probe_C)  # noqa: E731
+
+    metrics = {"probe_accuracy_before": probe(ContrastiveEncoder(model, pooling=config.model.pooling))}
+    strategy = get_strategy(config.model.strategy, config.strategy_args)
+    hidden = backbone_config.hidden_size
+    projection = ProjectionHead(hidden, args.projection_dim, args.projection_hidden_dim) if args.projection_dim > 0 else None
+    encoder = ContrastiveEncoder(strategy.prepare(model), projection, config.model.pooling)
+
+    staging = outputs.staging_dir(final_dir)
+    training.output_dir = str(staging)
+    trainer = ContrastiveTrainer(
+        model=encoder, args=training, train_dataset=prepared["train"], data_collator=collator,
+        loss_fn=contrastive_loss(OBJECTIVES[args.objective]), temperature=args.temperature, strategy=strategy,
+    )
+    metrics.update(trainer.train().metrics)
+    encoder = trainer.accelerator.unwrap_model(trainer.model)
+    metrics["probe_accuracy_after"] = probe(encoder)
+    metrics["probe_train_examples"], metrics["probe_test_examples"] = len(probe_train), len(probe_test)
+
+    if trainer.is_world_process_zero():
+        for checkpoint in staging.glob("checkpoint-*"):  # only needed to resume an unfinished run
+            shutil.rmtree(checkpoint)
+        save_encoder(encoder, processor, config, metrics, staging, final_dir)
+        outputs.publish(staging, final_dir)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+    trainer.accelerator.wait_for_everyone()
+    training.output_dir = final_dir
+    return metrics
