@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Knowledge distillation recipe: a shallower student learns from a trained teacher's soft targets.
+
+The teacher is a folder saved by ``hf-transfer train`` (or any ``TransferModel`` + tokenizer folder).
+The student copies the teacher's embeddings, ``num_student_layers`` of its blocks (evenly spaced,
+first and last kept, or ``student_layers``) and its head, then trains with ``DistillationTrainer``:
+``alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * cross-entropy``. The teacher is frozen;
+its logits on the training set are computed once (``cache_teacher_logits``).
+
+    hf-transfer train recipes/configs/text_full.yaml --output_dir outputs/teacher
+    python recipes/distill.py recipes/configs/distill_sms_spam.yaml --teacher outputs/teacher
+    accelerate launch --num_processes 2 recipes/distill.py recipes/configs/distill_sms_spam.yaml --teacher outputs/teacher
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+
+from hf_transfer import outputs
+from hf_transfer.cards import command_line, render_card
+from hf_transfer.config import RunArguments
+from hf_transfer.data import DataArguments, load_splits
+from hf_transfer.data.preprocess import tokenize_splits
+from hf_transfer.errors import UserInputError
+from hf_transfer.metrics import classification_metrics, compute_metrics
+from hf_transfer.model import TransferModel
+from hf_transfer.recipe_args import parse_config
+from hf_transfer.student import make_student, parse_layers
+from hf_transfer.trainers import DistillationTrainer
+from hf_transfer.trainers.distill import add_teacher_logits, teacher_logits
+
+PROG = "recipes/distill.py"
+
+
+@dataclass
+class DistillArguments:
+    teacher: str | None = field(default=None, metadata={"help": "Folder of the trained teacher (TransferModel + tokenizer), e.g. an 'hf-transfer train' output."})
+    num_student_layers: int = field(default=2, metadata={"help": "Transformer blocks the student keeps (evenly spaced, first and last included)."})
+    student_layers: str | None = field(default=None, metadata={"help": "Exactly which teacher blocks to keep, e.g. '0,5' (overrides num_student_layers)."})
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets (> 0)."})
+    alpha: float = field(default=0.5, metadata={"help": "Weight of the soft-target term; 1 - alpha weighs hard-label cross-entropy."})
+    cache_teacher_logits: bool = field(default=True, metadata={"help": "Compute the teacher's logits once before training instead of at every step."})
+
+
+def load_teacher(path: str | None):
+    if not path:
+        raise UserInputError("No teacher given.", "pass --teacher FOLDER (a model saved by 'hf-transfer train').")
+    if not (Path(path) / "config.json").is_file():
+        raise UserInputError(f"Teacher folder '{path}' has no config.json.", "pass a folder saved by 'hf-transfer train' (a full model, not an adapter).")
+    try:
+        return TransferModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"Cannot load the teacher from '{path}': {str(error).splitlines()[0]}", "pass a folder saved by 'hf-transfer train'.") from error
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse, build the student, distil, evaluate student and teacher, save; returns the metrics."""
+    by_class, source = parse_config(argv, [DistillArguments, DataArguments, RunArguments, TrainingArguments], PROG)
+    args, data_args, training = by_class[DistillArguments], by_class[DataArguments], by_class[TrainingArguments]
+    if args.temperature <= 0 or not 0 <= args.alpha <= 1:
+        raise UserInputError(f"temperature={args.temperature}, alpha={args.alpha}: need temperature > 0 and 0 <= alpha <= 1.", "fix temperature/alpha.")
+    final_dir = training.output_dir
+    outputs.check_output_dir(final_dir, by_class[RunArguments].overwrite_output_dir)
+    set_seed(training.seed)
+
+    teacher, tokenizer = load_teacher(args.teacher)
+    if teacher.config.modality != "text":
+        raise UserInputError("This recipe distils text classifiers.", "pass a teacher trained on text.")
+    labels = [teacher.config.id2label[i] for i in sorted(teacher.config.id2label)]
+    data_args.class_names = data_args.class_names or labels  # label ids must mean what they mean to the teacher
+    splits, _ = load_splits(data_args, "text", seed=training.seed)
+    with training.main_process_first(desc="preprocessing"):
+        prepared = tokenize_splits(splits, tokenizer, data_args)
+    collator = DataCollatorWithPadding(tokenizer)
+
+    depth = teacher.config.backbone.num_hidden_layers
+    layers = parse_layers(args.student_layers, depth, args.num_student_layers)
+    student = make_student(teacher, layers)
+    train = add_teacher_logits(teacher, prepared["train"], collator) if args.cache_teacher_logits else prepared["train"]
+
+    staging = outputs.staging_dir(final_dir)
+    training.output_dir = str(staging)
+    trainer = DistillationTrainer(
+        model=student, args=training, train_dataset=train, eval_dataset=prepared["validation"], processing_class=tokenizer,
+        data_collator=collator, compute_metrics=compute_metrics, teacher=None if args.cache_teacher_logits else teacher,
+        temperature=args.temperature, alpha=args.alpha,
+    )
+    metrics = dict(trainer.train(resume_from_checkpoint=training.resume_from_checkpoint).metrics)
+    for split in ("validation", "test"):
+        if split in prepared:
+            prefix = "eval" if split == "validation" else "test"
+            metrics.update(trainer.evaluate(prepared[split], metric_key_prefix=prefix))
+            logits = teacher_logits(teacher, prepared[split], collator, training.per_device_eval_batch_size, device=trainer.args.device)
+            teacher_scores = classification_metrics(prepared[split]["labels"], logits.argmax(-1).numpy(), len(labels))
+            metrics[f"teacher_{prefix}_accuracy"] = teacher_scores["accuracy"]
+            if teacher_scores["accuracy"] > 0:
+                metrics[f"{prefix}_retention"] = metrics[f"{prefix}_accuracy"] / teacher_scores["accuracy"]
+
+    if trainer.is_world_process_zero():
+        for checkpoint in staging.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        save(trainer, args, data_args, training, metrics, layers, depth, staging, final_dir, len(train), source)
+        outputs.publish(staging, final_dir)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+    trainer.accelerator.wait_for_everyone()
+    training.output_dir = final_dir
+    return metrics
+
+
+def save(trainer, args, data_args, training, metrics, layers, depth, staging: Path, final_dir: str, num_train: int, source: dict) -> None:
+    student = trainer.accelerator.unwrap_model(trainer.model)
+    student.save_pretrained(staging)
+    trainer.processing_class.save_pretrained(staging)
+    config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}, "output_dir": final_dir}
+    outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(config, sort_keys=True))
+    outputs.write_json(staging / "metrics.json", metrics)
+    card = render_card(
+        model_name=Path(final_dir).name,
+        base_model=student.config.backbone_name,
+        base_model_sha256=student.config.backbone_sha256,
+        strategy="full",
+        strategy_hyperparameters={"student_layers": layers, "teacher_layers": depth},
+        objective=f"knowledge distillation from {args.teacher} (temperature {args.temperature}, alpha {args.alpha})",
+        pooling=student.config.pooling,
+        labels=[student.config.id2label[i] for i in sorted(student.config.id2label)],
+        modality="text",
+        dataset=os.path.basename(os.path.normpath(data_args.dataset or data_args.train_file or "custom")),
+        num_train_examples=num_train,
+        training_summary=f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
+        f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} {'steps' if training.max_steps > 0 else 'epochs'}, seed {training.seed}",
+        metrics=metrics,
+        command=command_line(),
+    )
+    card.save(staging / "README.md")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Multi-task recipe: one shared backbone, one head per task, batches sampled task by task.
+
+Each task is ``NAME=DATASET`` (a folder of train/test files, a Hub name, or ``bundled:NAME``); the
+data options (columns, max_length, sample caps) apply to every task. With ``compare_single_task``
+each task is also trained alone (a ``TransferModel`` with the same backbone, pooling, head, epochs
+over its own data and learning rate), and ``comparison.md`` shows multi-task vs single-task per task.
+
+    python recipes/multitask.py recipes/configs/multitask_sst2_trec.yaml
+    accelerate launch --num_processes 2 recipes/multitask.py recipes/configs/multitask_sst2_trec.yaml
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+
+from hf_transfer import backbones, outputs
+from hf_transfer.cards import command_line
+from hf_transfer.config import RunArguments
+from hf_transfer.data import DataArguments
+from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
+from hf_transfer.errors import UserInputError
+from hf_transfer.metrics import compute_metrics
+from hf_transfer.model import TransferModel
+from hf_transfer.multitask import MultiTaskModel
+from hf_transfer.recipe_args import parse_config
+from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
+from hf_transfer.trainers.multitask import SAMPLING
+
+PROG = "recipes/multitask.py"
+
+
+@dataclass
+class MultiTaskArguments:
+    tasks: list[str] = field(default_factory=list, metadata={"help": "Tasks as NAME=DATASET, e.g. sst2=../shared/datasets/sst2 trec=../shared/datasets/trec."})
+    model: str = field(default="default", metadata={"help": "Shared backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a local folder."})
+    pooling: str = field(default="mean", metadata={"help": "How token states become one vector.", "choices": ["mean", "cls"]})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before each task head."})
+    task_sampling: str = field(default="proportional", metadata={"help": "How each batch's task is drawn.", "choices": list(SAMPLING)})
+    task_temperature: float = field(default=2.0, metadata={"help": "With task_sampling=temperature: p(task) ~ size^(1/T)."})
+    compare_single_task: bool = field(default=False, metadata={"help": "Also train each task alone with the same settings and compare."})
+
+
+def _evaluate(trainer, splits: dict, prefix: str) -> dict[str, float]:
+    metrics = {}
+    for task, dataset in splits.items():
+        metrics.update(trainer.evaluate(dataset, metric_key_prefix=f"{prefix}_{task}"))
+    return metrics
+
+
+def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArguments, tokenizer, collator) -> dict[str, float]:
+    """The same task trained alone: a TransferModel with the same backbone, pooling and head; test metrics."""
+    labels = data.labels[task]
+    set_seed(training.seed)
+    model = TransferModel.from_backbone(args.model, dict(enumerate(labels)), args.pooling, args.classifier_dropout)
+    single_args = copy.deepcopy(training)
+    single_args.output_dir = str(Path(training.output_dir) / f"single_{task}")
+    single_args.eval_strategy = "no"
+    drop = lambda ds: ds.remove_columns(TASK_IDS)  # noqa: E731
+    trainer = TransferTrainer(model=model, args=single_args, train_dataset=drop(data.train_by_task[task]), processing_class=tokenizer,
+                              data_collator=collator, compute_metrics=compute_metrics)
+    result = trainer.train().metrics
+    metrics = {f"single_{task}_train_runtime": result["train_runtime"]}
+    splits = {"eval": data.validation[task], **({"test": data.test[task]} if task in data.test else {})}
+    for prefix, dataset in splits.items():
+        for key, value in trainer.evaluate(drop(dataset), metric_key_prefix=f"single_{prefix}_{task}").items():
+            metrics[key] = value
+    shutil.rmtree(single_args.output_dir, ignore_errors=True)
+    return metrics
+
+
+def comparison_table(tasks: list[str], metrics: dict[str, float]) -> str:
+    """Markdown: per task, multi-task vs single-task accuracy and macro-F1 on test (validation when no test)."""
+    lines = ["| task | split | multi-task accuracy | single-task accuracy | difference | multi-task macro-F1 | single-task macro-F1 |", "|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        split = "test" if f"test_{task}_accuracy" in metrics else "eval"
+        multi, single = metrics.get(f"{split}_{task}_accuracy"), metrics.get(f"single_{split}_{task}_accuracy")
+        multi_f1, single_f1 = metrics.get(f"{split}_{task}_macro_f1"), metrics.get(f"single_{split}_{task}_macro_f1")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        diff = "-" if single is None else f"{multi - single:+.4f}"
+        lines.append(f"| {task} | {split} | {fmt(multi)} | {fmt(single)} | {diff} | {fmt(multi_f1)} | {fmt(single_f1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse, load every task, train jointly (and alone), evaluate per task, save; returns the metrics."""
+    by_class, source = parse_config(argv, [MultiTaskArguments, DataArguments, RunArguments, TrainingArguments], PROG)
+    args, data_args, training = by_class[MultiTaskArguments], by_class[DataArguments], by_class[TrainingArguments]
+    tasks = parse_tasks(args.tasks)
+    final_dir = training.output_dir
+    outputs.check_output_dir(final_dir, by_class[RunArguments].overwrite_output_dir)
+    set_seed(training.seed)
+
+    tokenizer = backbones.load_processor(args.model, "text")
+    with training.main_process_first(desc="preprocessing"):
+        data = load_multitask(tasks, tokenizer, data_args, seed=training.seed)
+    collator = DataCollatorWithPadding(tokenizer)
+    model = MultiTaskModel.from_backbone(args.model, data.labels, args.pooling, args.classifier_dropout)
+
+    staging = outputs.staging_dir(final_dir)
+    training.output_dir = str(staging)
+    trainer = MultiTaskTrainer(
+        model=model, args=training, train_dataset=data.train, eval_dataset=data.validation, processing_class=tokenizer,
+        data_collator=collator, compute_metrics=compute_metrics, task_sizes=data.task_sizes,
+        task_sampling=args.task_sampling, task_temperature=args.task_temperature,
+    )
+    metrics = dict(trainer.train(resume_from_checkpoint=training.resume_from_checkpoint).metrics)
+    metrics.update(_evaluate(trainer, data.validation, "eval"))
+    metrics.update(_evaluate(trainer, data.test, "test"))
+    if args.compare_single_task:
+        for task in tasks:
+            metrics.update(single_task(task, data, args, training, tokenizer, collator))
+
+    if trainer.is_world_process_zero():
+        for checkpoint in staging.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}, "output_dir": final_dir}
+        outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(config, sort_keys=True))
+        outputs.write_json(staging / "metrics.json", metrics)
+        table = comparison_table(list(tasks), metrics)
+        outputs.write_text(staging / "comparison.md", table)
+        outputs.write_text(staging / "README.md", readme(Path(final_dir).name, args, data, table))
+        outputs.publish(staging, final_dir)
+        print(table)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+    trainer.accelerator.wait_for_everyone()
+    training.output_dir = final_dir
+    return metrics
+
+
+def readme(name: str, args: MultiTaskArguments, data, table: str) -> str:
+    tasks = "\n".join(f"- `{task}`: {len(labels)} classes ({', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''}), "
+                      f"{size} training examples" for (task, labels), size in zip(data.labels.items(), data.task_sizes))
+    return (
+        f"---\nlibrary_name: transformers\ntags: [hf_transfer, multi-task]\n---\n\n# {name}\n\n"
+        f"A multi-task model: one shared `{backbones.public_name(args.model)}` backbone ({args.pooling} pooling), one linear head per task, "
+        f"trained jointly with {args.task_sampling} task sampling"
+        f"{f' (T={args.task_temperature})' if args.task_sampling == 'temperature' else ''}.\n\n## Tasks\n\n{tasks}\n\n"
+        f"## Results\n\n{table}\n## Use\n\n```python\nimport hf_transfer\nfrom hf_transfer.multitask import MultiTaskModel\n"
+        f"model = MultiTaskModel.from_pretrained(\"{name}\")  # model(**inputs, task_ids=...) ; task order: {list(data.labels)}\n```\n\n"
+        f"Trained with:\n\n```\n{command_line()}\n```\n"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,165 @@
+"""Distillation: the KD loss against a hand-written reference, the layer-dropping student, the trainer
+(teacher frozen, cached logits == online teacher) and the recipe end to end on a tiny BERT."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+
+from hf_transfer import testing
+from hf_transfer.errors import UserInputError
+from hf_transfer.model import TransferModel
+from hf_transfer.objectives.distillation import distillation_loss
+from hf_transfer.student import make_student, parse_layers, spread_layers
+from hf_transfer.trainers import DistillationTrainer
+from hf_transfer.trainers.distill import TEACHER_LOGITS, add_teacher_logits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+import distill as distill_recipe  # noqa: E402
+
+LABELS = {0: "sports", 1: "weather", 2: "food"}
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    """A 4-layer tiny BERT TransferModel (random, no dropout) + tokenizer, saved like an 'hf-transfer train' output."""
+    folder = tmp_path_factory.mktemp("teacher")
+    backbone = testing.save_tiny_text_backbone(folder / "backbone", seed=1, num_hidden_layers=4)
+    torch.manual_seed(0)
+    model = TransferModel.from_backbone(str(backbone), LABELS, classifier_dropout=0.0)
+    model.save_pretrained(folder / "model")
+    testing.tiny_tokenizer().save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def _batch(tokenizer, n=6, seed=0):
+    rows = testing.toy_sentences(n, seed)
+    batch = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
+    return dict(batch), torch.tensor([r["label"] for r in rows])
+
+
+def test_kd_loss_matches_reference():
+    torch.manual_seed(0)
+    student, teacher, labels = torch.randn(5, 3), torch.randn(5, 3) * 2, torch.tensor([0, 2, 1, 1, 0])
+    T, alpha = 3.0, 0.3
+    p_teacher = torch.softmax(teacher / T, -1)
+    kl = (p_teacher * (p_teacher.log() - torch.log_softmax(student / T, -1))).sum(-1).mean()
+    ce = -torch.log_softmax(student, -1)[torch.arange(5), labels].mean()
+    expected = alpha * T * T * kl + (1 - alpha) * ce
+    assert torch.allclose(distillation_loss(student, teacher, labels, T, alpha), expected, atol=1e-6)
+    assert torch.allclose(distillation_loss(student, teacher, labels, T, 0.0), ce, atol=1e-6)  # alpha 0 = plain CE
+    assert distillation_loss(teacher, teacher, None, T, 1.0).abs() < 1e-6  # same distribution: no soft loss, no labels needed
+    with pytest.raises(ValueError, match="no labels"):
+        distillation_loss(student, teacher, None, T, 0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(student, teacher, labels, 0.0, 0.5)
+
+
+def test_student_layers_are_copied_and_round_trip(teacher_folder, tmp_path):
+    teacher = TransferModel.from_pretrained(teacher_folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    batch, _ = _batch(tokenizer)
+    assert spread_layers(6, 2) == [0, 5] and spread_layers(6, 3) == [0, 2, 5] and spread_layers(4, 1) == [3]
+    assert parse_layers("3, 0", 4, 2) == [0, 3] and parse_layers(None, 4, 2) == [0, 3]
+    for bad in ("0,4", "1,1", "a,b"):
+        with pytest.raises(UserInputError, match="student_layers"):
+            parse_layers(bad, 4, 2)
+
+    # Keeping every layer reproduces the teacher exactly; the teacher is not modified by the copy.
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    full = make_student(teacher, [0, 1, 2, 3]).eval()
+    with torch.no_grad():
+        assert torch.allclose(full(**batch).logits, teacher(**batch).logits, atol=1e-6)
+
+    student = make_student(teacher, [0, 3]).eval()
+    assert student.config.backbone.num_hidden_layers == 2 and teacher.config.backbone.num_hidden_layers == 4
+    assert torch.equal(student.backbone.encoder.layer[1].attention.self.query.weight, teacher.backbone.encoder.layer[3].attention.self.query.weight)
+    # The student computes what the teacher computes with its block list cut down to blocks 0 and 3.
+    cut = copy.deepcopy(teacher)
+    cut.backbone.encoder.layer = torch.nn.ModuleList([cut.backbone.encoder.layer[0], cut.backbone.encoder.layer[3]])
+    with torch.no_grad():
+        assert torch.allclose(student(**batch).logits, cut(**batch).logits, atol=1e-6)
+        assert not torch.allclose(student(**batch).logits, teacher(**batch).logits, atol=1e-3)
+    student.classifier.weight.data.add_(1.0)  # a copy, not shared storage
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+
+    student.save_pretrained(tmp_path / "student")
+    loaded = TransferModel.from_pretrained(tmp_path / "student").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, student(**batch).logits)
+    assert loaded.config.backbone.num_hidden_layers == 2
+
+
+def _tokenized(tokenizer, n=8):
+    from datasets import Dataset
+
+    rows = testing.toy_sentences(n, 0)
+    dataset = Dataset.from_list([{"text": r["text"], "labels": r["label"]} for r in rows])
+    return dataset.map(lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"])
+
+
+def _args(tmp_path, **kw):
+    values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, learning_rate=1e-3, report_to="none",
+                  save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, train_sampling_strategy="sequential")
+    values.update(kw)
+    return TrainingArguments(**values)
+
+
+def test_trainer_cached_logits_equal_online_teacher_and_teacher_stays_frozen(teacher_folder, tmp_path):
+    teacher = TransferModel.from_pretrained(teacher_folder)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    collator = DataCollatorWithPadding(tokenizer)
+    train = _tokenized(tokenizer)
+    cached = add_teacher_logits(teacher, train, collator)
+    assert len(cached[0][TEACHER_LOGITS]) == 3
+
+    student = make_student(teacher, [0, 3])
+    online = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=train, data_collator=collator,
+                                 teacher=teacher, temperature=2.0, alpha=0.7)
+    offline = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=cached, data_collator=collator,
+                                  temperature=2.0, alpha=0.7)
+    student.train()
+    online_batch, offline_batch = next(iter(online.get_train_dataloader())), next(iter(offline.get_train_dataloader()))
+    assert TEACHER_LOGITS in offline_batch and TEACHER_LOGITS not in online_batch
+    with torch.no_grad():
+        assert torch.allclose(online.compute_loss(student, online_batch), offline.compute_loss(student, offline_batch), atol=1e-6)
+
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = {k: v.clone() for k, v in student.state_dict().items()}
+    online.args.max_steps = 3
+    online.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    assert not torch.equal(student.classifier.weight, student_before["classifier.weight"])
+    metrics = online.evaluate(train)  # evaluation = the student's plain cross-entropy
+    with torch.no_grad():
+        batch = collator([{k: v for k, v in row.items()} for row in train])
+        expected = student.eval()(**batch).loss
+    assert math.isclose(metrics["eval_loss"], expected.item(), rel_tol=1e-4)
+
+
+def test_distill_recipe_end_to_end(teacher_folder, toy_text_data, tmp_path):
+    out = tmp_path / "student"
+    metrics = distill_recipe.main([
+        "--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--num_student_layers", "2",
+        "--max_steps", "4", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--report_to", "none",
+        "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true", "--output_dir", str(out),
+    ])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "README.md", "recipe_config.yaml"} <= {p.name for p in out.iterdir()}
+    student = TransferModel.from_pretrained(out)
+    assert student.config.backbone.num_hidden_layers == 2 and student.config.student_of_layers == [0, 3]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert {"test_accuracy", "teacher_test_accuracy", "test_retention"} <= set(saved)
+    assert math.isclose(saved["test_retention"], saved["test_accuracy"] / saved["teacher_test_accuracy"])
+    assert metrics["test_accuracy"] == saved["test_accuracy"]
+    with pytest.raises(UserInputError, match="teacher"):
+        distill_recipe.main(["--dataset", str(toy_text_data), "--output_dir", str(tmp_path / "x")])
+    with pytest.raises(UserInputError, match="Unknown option '--temprature'.*temperature"):
+        distill_recipe.main(["--teacher", str(teacher_folder), "--temprature", "2", "--output_dir", str(tmp_path / "x")])
