@@ -1,0 +1,173 @@
+"""DANN: gradient reversal, lambda schedule, discriminator loss, DANNTrainer and the domain_adapt recipe."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification, TrainingArguments
+
+from hf_transfer import testing
+from hf_transfer.data import DataArguments, load_splits, prepare_splits
+from hf_transfer.errors import UserInputError
+from hf_transfer.model import TransferModel
+from hf_transfer.objectives.dann import DomainDiscriminator, dann_lambda, domain_adversarial_loss, grad_reverse
+from hf_transfer.strategies import get_strategy
+from hf_transfer.trainers import DANNTrainer
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "domain_adapt.py"
+TINY_VIT = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 1, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}'
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("domain_adapt", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("lambda_", [0.0, 0.3, 1.0, 2.5])
+def test_gradient_reversal_is_identity_forward_and_minus_lambda_backward(lambda_):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, requires_grad=True)
+    weights = torch.randn(4, 6)
+    y = grad_reverse(x, lambda_)
+    assert torch.equal(y, x)
+    (y * weights).sum().backward()
+    reversed_grad = x.grad.clone()
+    x.grad = None
+    (x * weights).sum().backward()  # the identity's gradient
+    assert torch.equal(reversed_grad, -lambda_ * x.grad)
+
+
+def test_lambda_schedule_matches_ganin():
+    assert dann_lambda(0.0) == 0.0
+    assert dann_lambda(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
+    assert dann_lambda(1.0) == pytest.approx(1.0, abs=1e-4)
+    assert dann_lambda(2.0) == dann_lambda(1.0)  # progress is clamped
+    assert dann_lambda(0.5, gamma=10, max_lambda=0.1) == pytest.approx(0.1 * dann_lambda(0.5))
+    values = [dann_lambda(p / 10) for p in range(11)]
+    assert values == sorted(values)
+
+
+def test_domain_loss_trains_discriminator_and_reverses_feature_gradient():
+    torch.manual_seed(0)
+    discriminator = DomainDiscriminator(8, 16, dropout=0.0)
+    source = torch.randn(5, 8, requires_grad=True)
+    target = torch.randn(3, 8, requires_grad=True)
+    loss, accuracy = domain_adversarial_loss(source, target, discriminator, lambda_=0.7)
+    logits = discriminator(torch.cat([source, target]))
+    domains = torch.tensor([0.0] * 5 + [1.0] * 3)
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(logits, domains)
+    assert loss.item() == pytest.approx(reference.item())
+    assert accuracy.item() == pytest.approx(((logits > 0).float() == domains).float().mean().item())
+    loss.backward()
+    reversed_grads = (source.grad.clone(), target.grad.clone())
+    discriminator_grad = discriminator.net[0].weight.grad.clone()
+    source.grad = target.grad = None
+    discriminator.zero_grad()
+    reference.backward()
+    assert torch.allclose(reversed_grads[0], -0.7 * source.grad, atol=1e-7)
+    assert torch.allclose(reversed_grads[1], -0.7 * target.grad, atol=1e-7)
+    assert torch.allclose(discriminator_grad, discriminator.net[0].weight.grad)  # the discriminator itself descends
+
+
+def _image_sets(toy_image_data, tmp_path):
+    target_folder = testing.write_image_dataset(tmp_path / "target", seed=7)
+    args = DataArguments(dataset=str(toy_image_data))
+    source, id2label = load_splits(args, "image")
+    target, _ = load_splits(DataArguments(dataset=str(target_folder)), "image")
+    return source, target, id2label
+
+
+def _trainer(source, target, id2label, tmp_path, strategy="full", max_steps=4):
+    from transformers import AutoConfig
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(**json.loads(TINY_VIT))
+    model = get_strategy(strategy).prepare(TransferModel.from_backbone_config(config, id2label, "mean", 0.0))
+    from transformers import ViTImageProcessorPil
+
+    processor = ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5], image_std=[0.5])
+    source, collator = prepare_splits(source, processor, "image", DataArguments(), 1)
+    target, _ = prepare_splits(target, processor, "image", DataArguments(), 1)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-2,
+        report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True, use_cpu=True, seed=0,
+    )
+    return DANNTrainer(
+        model=model, args=args, train_dataset=source["train"], target_dataset=target["train"], data_collator=collator,
+        strategy=get_strategy(strategy), discriminator_hidden_size=16,
+    )
+
+
+def test_dann_trainer_updates_backbone_and_discriminator_and_ignores_target_labels(toy_image_data, tmp_path):
+    source, target, id2label = _image_sets(toy_image_data, tmp_path)
+    trainer = _trainer(source, target, id2label, tmp_path)
+    wrapper = trainer.model
+    before = {name: p.detach().clone() for name, p in wrapper.named_parameters()}
+    trainer.train()
+    changed = {name for name, p in wrapper.named_parameters() if not torch.equal(p, before[name])}
+    assert any(name.startswith("discriminator.") for name in changed)
+    assert any(name.startswith("model.backbone.") for name in changed)
+    logged = [entry for entry in trainer.state.log_history if "domain_lambda" in entry]
+    assert len(logged) == 4 and [e["domain_lambda"] for e in logged] == sorted(e["domain_lambda"] for e in logged)
+    assert logged[0]["domain_lambda"] == 0.0 and 0 < logged[-1]["domain_lambda"] < 1
+
+    # The same run with scrambled target labels ends at exactly the same weights: target labels are never used.
+    scrambled = target.map(lambda row: {"labels": (row["labels"] + 1) % 3})
+    again = _trainer(source, scrambled, id2label, tmp_path)
+    again.train()
+    for (name, p), q in zip(wrapper.named_parameters(), again.model.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_dann_composes_with_linear_probe(toy_image_data, tmp_path):
+    source, target, id2label = _image_sets(toy_image_data, tmp_path)
+    trainer = _trainer(source, target, id2label, tmp_path, strategy="linear_probe", max_steps=2)
+    backbone = {n: p.detach().clone() for n, p in trainer.model.model.backbone.named_parameters()}
+    head = trainer.model.model.classifier.weight.detach().clone()
+    trainer.train()
+    assert all(torch.equal(p, backbone[n]) for n, p in trainer.model.model.backbone.named_parameters())
+    assert not torch.equal(trainer.model.model.classifier.weight, head)
+
+
+def test_domain_adapt_recipe_image_and_text(toy_image_data, toy_text_data, tiny_text_backbone, tmp_path):
+    recipe = load_recipe()
+    target_images = testing.write_image_dataset(tmp_path / "target_images", seed=3)
+    common = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true"]
+    metrics = recipe.main(
+        ["--backbone_config", TINY_VIT, "--dataset", str(toy_image_data), "--target_dataset", str(target_images),
+         "--output_dir", str(tmp_path / "img"), *common]
+    )
+    assert metrics["adaptation"] == "dann" and 0 <= metrics["target_test_accuracy"] <= 1 and "source_test_accuracy" in metrics
+    saved = load_file(str(tmp_path / "img" / "model.safetensors"))
+    assert saved and not any("discriminator" in key for key in saved)
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "img")
+    assert isinstance(model, TransferModel)
+    assert "DANN" in (tmp_path / "img" / "README.md").read_text()
+
+    target_text = testing.write_text_dataset(tmp_path / "target_text", seed=9)
+    for arm in ("dann", "target_oracle"):
+        metrics = recipe.main(
+            ["--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--target_dataset", str(target_text),
+             "--adaptation", arm, "--strategy", "lora", "--output_dir", str(tmp_path / f"text_{arm}"), *common]
+        )
+        assert metrics["adaptation"] == arm and "target_test_accuracy" in metrics
+
+
+def test_domain_adapt_recipe_bad_inputs(toy_image_data, tmp_path):
+    recipe = load_recipe()
+    with pytest.raises(UserInputError, match="target_dataset"):
+        recipe.main(["--backbone_config", TINY_VIT, "--dataset", str(toy_image_data), "--output_dir", str(tmp_path / "x")])
+    config = tmp_path / "bad.yaml"
+    config.write_text("target_datset: foo\n")
+    with pytest.raises(UserInputError, match="target_dataset"):
+        recipe.main([str(config), "--output_dir", str(tmp_path / "y")])
+    with pytest.raises(UserInputError, match="adaptation"):
+        recipe.main(["--target_dataset", "x", "--adaptation", "magic", "--output_dir", str(tmp_path / "z")])
