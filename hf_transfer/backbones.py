@@ -127,6 +127,8 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
 
     if type(config).__name__ == "TransferConfig":
         bad("it is an hf_transfer classifier, not a backbone", "load it with hf_transfer.load_model, or pass its backbone.")
+    if getattr(config, "is_encoder_decoder", False):
+        bad(f"'{config.model_type}' is an encoder-decoder model, which needs decoder inputs", "use an encoder (BERT-, RoBERTa-, ViT-type) as backbone.")
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size", "image_size", "patch_size"):
         value = getattr(config, key, None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):

@@ -6,6 +6,7 @@ missing files or columns, empty splits, labels that only appear outside train, u
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -83,12 +84,53 @@ def _files_in_folder(folder: str) -> dict[str, str]:
     return found
 
 
+def check_text_file(split: str, path: str) -> None:
+    """Find the first line that is not UTF-8 (any text format) or not a JSON object (JSON lines), by number.
+
+    ``datasets`` reports such problems without a line number (or, for bad bytes, deep in a traceback);
+    one pass over the file here names the exact line to fix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        return
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if suffix == ".json" and data.lstrip()[:1] == b"[":
+        lines = None  # one JSON array: checked as a whole below
+    else:
+        lines = data.split(b"\n")
+    for number, raw in enumerate(lines or [data], start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = number if lines else data[: error.start].count(b"\n") + 1
+            raise UserInputError(
+                f"{split} file '{path}' line {line} is not UTF-8 text (byte 0x{raw[error.start]:02x}).",
+                "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).",
+            ) from None
+        if suffix in (".jsonl", ".json") and text.strip():
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                line = number if lines else error.lineno
+                raise UserInputError(
+                    f"{split} file '{path}' line {line} is not valid JSON ({error.msg}).",
+                    "fix or delete that line: every line must be one JSON object such as {\"text\": \"...\", \"label\": 0}.",
+                ) from None
+            if lines and not isinstance(value, dict):
+                raise UserInputError(
+                    f"{split} file '{path}' line {number} holds a JSON {type(value).__name__}, not an object.",
+                    "write one object per line, e.g. {\"text\": \"...\", \"label\": 0}.",
+                )
+
+
 def _load_files(files: dict[str, str]) -> DatasetDict:
     for split, path in files.items():
         if not os.path.isfile(path):
             raise UserInputError(f"{split} file '{path}' does not exist.", f"check the path given for {split}_file.")
         if os.path.getsize(path) == 0:
             raise UserInputError(f"{split} file '{path}' is empty.", "add labelled examples to it.")
+        check_text_file(split, path)
     builders = {_builder_for(path) for path in files.values()}
     if len(builders) > 1:
         raise UserInputError(
@@ -143,10 +185,30 @@ def _class_names(splits: DatasetDict, args: DataArguments) -> list[str]:
         return list(args.class_names)
     if isinstance(feature, ClassLabel):
         return list(feature.names)
-    values = splits["train"][args.label_column]
+    values = list(splits["train"][args.label_column])
+    for split, dataset in splits.items():  # a missing label anywhere is a mistake, not a class
+        column = dataset[args.label_column] if split != "train" else values
+        missing = next((i for i, v in enumerate(column) if v is None), None)
+        if missing is not None:
+            raise UserInputError(
+                f"Row {missing + 1} of the {split} split has no value in label column '{args.label_column}'.",
+                "give every example a label, or remove the unlabelled rows.",
+            )
     if all(isinstance(v, str) for v in values):
         return sorted(set(values))
+    kinds = {type(v) for v in values}
+    if kinds == {int, str}:
+        raise UserInputError(
+            f"Label column '{args.label_column}' mixes class-name strings and integer ids "
+            f"(e.g. {next(v for v in values if isinstance(v, str))!r} and {next(v for v in values if isinstance(v, int))!r}).",
+            "use one kind: all integer class ids, or all class names.",
+        )
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if min(values) < 0:
+            raise UserInputError(
+                f"Label column '{args.label_column}' holds the negative class id {min(values)}.",
+                "use class ids 0..N-1 (or class-name strings).",
+            )
         text_column = f"{args.label_column}_text"
         names = {v: str(v) for v in range(max(values) + 1)}
         if text_column in splits["train"].column_names:
@@ -189,12 +251,23 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
             raise UserInputError(f"The {split} split is empty.", "add examples to it or leave it out.")
         for column in filter(None, (input_column, args.label_column, args.text_pair_column if modality == "text" else None)):
             if column not in dataset.column_names:
+                other = args.text_column if modality == "image" else args.image_column
+                if column == input_column and other in dataset.column_names:
+                    kind = "n image" if modality == "image" else " text"
+                    raise UserInputError(
+                        f"The model is a{kind} model but the {split} split holds {'text' if modality == 'image' else 'images'} "
+                        f"(column '{other}', no column '{column}').",
+                        f"use a{kind} dataset, or a {'text' if modality == 'image' else 'vision'} backbone for this data (--model).",
+                    )
                 option = {input_column: "text_column" if modality == "text" else "image_column", args.label_column: "label_column"}.get(column, "text_pair_column")
                 raise UserInputError(
                     f"Column '{column}' is missing from the {split} split "
                     f"(columns: {', '.join(dataset.column_names)}).{closest(column, dataset.column_names)}",
                     f"set {option} to one of the columns.",
                 )
+    if modality == "image":
+        for split, dataset in splits.items():
+            check_images(split, dataset, args.image_column)
     names = _class_names(splits, args)
     train_labels = set(splits["train"][args.label_column])
     for split in splits:
@@ -215,6 +288,52 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
             if split in splits:
                 splits[split] = splits[split].select(range(min(args.max_eval_samples, len(splits[split]))))
     return splits, dict(enumerate(names))
+
+
+MIN_IMAGE_SIDE = 4
+WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's convert("L"/"RGB") clips them to 0..255
+
+
+def check_images(split: str, dataset: Dataset, column: str) -> None:
+    """Every image decodes and is big enough; names the row of the first bad one.
+
+    Images are decoded lazily during training, so a corrupt file would otherwise stop the run with a
+    traceback hours in (or be skipped silently by some loaders).
+    """
+    import io
+
+    from PIL import Image as PILImage
+
+    feature = dataset.features[column]
+    if not isinstance(feature, datasets.Image):
+        raise UserInputError(
+            f"Column '{column}' of the {split} split holds {getattr(feature, 'dtype', type(feature).__name__)} values, not images.",
+            "point image_column at a column of images (datasets.Image), or use a text backbone for text data.",
+        )
+    raw = dataset.cast_column(column, datasets.Image(decode=False))[column]
+    for row, value in enumerate(raw, start=1):
+        try:
+            if value is None:
+                raise ValueError("no image")
+            source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+            with PILImage.open(source) as image:
+                image.load()
+                width, height, mode = *image.size, image.mode
+        except Exception as error:  # PIL raises many types for broken files
+            raise UserInputError(
+                f"Image in row {row} of the {split} split cannot be read ({type(error).__name__}: {str(error)[:120]}).",
+                "replace or remove that image.",
+            ) from None
+        if mode in WIDE_MODES:
+            raise UserInputError(
+                f"Image in row {row} of the {split} split has {mode} pixels (16/32-bit); converting them to 8-bit would clip them.",
+                "rescale the images to 8-bit (L or RGB) yourself, choosing the intensity range.",
+            )
+        if min(width, height) < MIN_IMAGE_SIDE:
+            raise UserInputError(
+                f"Image in row {row} of the {split} split is {width}x{height} pixels, too small to classify.",
+                f"remove images smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, or check the image column.",
+            )
 
 
 def _carve_validation(splits: DatasetDict, fraction: float, seed: int) -> DatasetDict:
