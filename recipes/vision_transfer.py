@@ -1,0 +1,163 @@
+"""Vision transfer MNIST -> USPS: pre-train a small ViT on the source, save it, fine-tune it on K target images per class.
+
+    python recipes/vision_transfer.py                      # the full grid (3 seeds, K = 10, 100, all)
+    python recipes/vision_transfer.py --quick              # 1 seed, K = 10, 100: a few minutes on 2 CPU cores
+    python recipes/vision_transfer.py --source_model google/vit-base-patch16-224-in21k   # any Hub ViT when online
+
+1. Source pre-training: ``hf-transfer train recipes/configs/vit_mnist_source.yaml`` (a ViT built
+   from a ``ViTConfig``; no pretrained ViT exists offline), run through ``hf_transfer.train.main``.
+2. Its backbone is exported as a plain Hugging Face ViT checkpoint (``ViTModel`` + image processor)
+   in ``WORK/source_backbone``, which ``--model`` accepts like any Hub id.
+3. Transfer grid: for every K (images per class, drawn by ``k_shot_indices`` with the seed) and seed,
+   ``scratch`` (the same ViTConfig, random init) and each strategy (``full``, ``linear_probe``,
+   ``lora``, ``l2sp``) are trained with ``hf_transfer.train.main`` and scored on the USPS test split
+   (given as the validation file; nothing is selected on it: no early stopping, no best checkpoint).
+4. ``WORK/results.jsonl`` (one line per run) and ``WORK/summary.md`` (mean +- std accuracy table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import datasets
+import yaml
+
+from hf_transfer import train
+from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.model import TransferModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_CONFIG = ROOT / "recipes" / "configs" / "vit_mnist_source.yaml"
+ARMS = ("scratch", "full", "linear_probe", "lora", "l2sp")
+# Per-arm options (learning rates picked once on the K=100 grid; see benchmarks/RESULTS.md).
+ARM_OPTIONS = {
+    "scratch": ["--learning_rate", "1e-3"],
+    "full": ["--learning_rate", "5e-4"],
+    "linear_probe": ["--learning_rate", "1e-2"],
+    "lora": ["--learning_rate", "3e-3", "--lora_r", "8", "--lora_alpha", "16", "--lora_save", "merged"],
+    "l2sp": ["--learning_rate", "5e-4", "--l2sp_alpha", "0.01", "--l2sp_beta", "0.01"],
+}
+COMMON = [
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "256", "--weight_decay", "0.01",
+    "--warmup_steps", "10", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50",
+    "--report_to", "none", "--disable_tqdm", "true", "--overwrite_output_dir", "true",
+]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source_dataset", default=str(ROOT.parent / "shared" / "datasets" / "mnist5k"))
+    parser.add_argument("--target_dataset", default=str(ROOT.parent / "shared" / "datasets" / "usps"))
+    parser.add_argument("--source_config", default=str(SOURCE_CONFIG), help="hf-transfer train config of the source pre-training.")
+    parser.add_argument("--source_model", default=None, help="Skip pre-training: transfer this Hub id or ViT folder instead.")
+    parser.add_argument("--work_dir", default="outputs/vision_transfer")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--shots", nargs="+", default=["10", "100", "all"], help="Target images per class ('all' = every one).")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=8.0, help="Epochs over the K-shot set...")
+    parser.add_argument("--min_steps", type=int, default=150, help="...but at least this many optimizer steps.")
+    parser.add_argument("--source_epochs", type=float, default=None, help="Override num_train_epochs of the source config.")
+    parser.add_argument("--quick", action="store_true", help="1 seed, K = 10 and 100, fewer steps.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.shots, args.epochs, args.min_steps = args.seeds[:1], ["10", "100"], 4.0, 80
+        args.source_epochs = args.source_epochs or 6
+    return args
+
+
+def pretrain_source(args: argparse.Namespace, work: Path) -> Path:
+    """Train the source classifier (once; reused when its folder exists) and export its backbone."""
+    source_dir, backbone_dir = work / "source", work / "source_backbone"
+    if not (source_dir / "model.safetensors").is_file():
+        argv = [args.source_config, "--dataset", args.source_dataset, "--output_dir", str(source_dir), "--overwrite_output_dir", "true", "--disable_tqdm", "true"]
+        if args.source_epochs:
+            argv += ["--num_train_epochs", str(args.source_epochs)]
+        metrics = train.main(argv)
+        print(f"source pre-training: MNIST test accuracy {metrics.get('test_accuracy', float('nan')):.4f}", flush=True)
+    if not (backbone_dir / "config.json").is_file():
+        export_backbone(source_dir, backbone_dir)
+    return backbone_dir
+
+
+def export_backbone(model_dir: Path, backbone_dir: Path) -> None:
+    """Save the backbone of a trained TransferModel as a plain checkpoint of its own architecture (e.g. ViTModel)."""
+    from transformers import AutoImageProcessor
+
+    model = TransferModel.from_pretrained(model_dir)
+    model.backbone.save_pretrained(backbone_dir)
+    AutoImageProcessor.from_pretrained(model_dir).save_pretrained(backbone_dir)
+
+
+def write_k_shot(target: str, k: str, seed: int, folder: Path) -> tuple[Path, int]:
+    """``folder/train.parquet`` holding K images per class of the target train split (drawn with ``seed``)."""
+    path = folder / "train.parquet"
+    full = datasets.load_dataset("parquet", data_files={"train": os.path.join(target, "train.parquet")}, split="train")
+    indices = k_shot_indices(full["label"], k, seed)
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        full.select(indices).to_parquet(str(path))
+    return path, len(indices)
+
+
+def run_arm(arm: str, backbone: str, scratch_config: str, train_file: Path, n_train: int, seed: int, args, out: Path) -> dict:
+    steps = max(args.min_steps, math.ceil(args.epochs * n_train / 32))
+    model = ["--backbone_config", scratch_config] if arm == "scratch" else ["--model", backbone, "--strategy", arm]
+    argv = [
+        *model, "--pooling", "mean", "--train_file", str(train_file),
+        "--validation_file", os.path.join(args.target_dataset, "test.parquet"),
+        "--output_dir", str(out), "--seed", str(seed), "--max_steps", str(steps), *COMMON, *ARM_OPTIONS[arm],
+    ]
+    metrics = train.main(argv)
+    return {"accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"], "steps": steps, "train_seconds": metrics["train_runtime"]}
+
+
+def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
+    lines = ["| method | " + " | ".join(f"K={k}" for k in shots) + " |", "|---" * (len(shots) + 1) + "|"]
+    for arm in arms:
+        cells = []
+        for k in shots:
+            values = [r["accuracy"] for r in rows if r["arm"] == arm and r["shots"] == k]
+            if not values:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    backbone = args.source_model or str(pretrain_source(args, work))
+    scratch_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
+    rows = []
+    with open(work / "results.jsonl", "w") as results:
+        for k in args.shots:
+            for seed in args.seeds:
+                train_file, n_train = write_k_shot(args.target_dataset, k, seed, work / "data" / f"k{k}_seed{seed}")
+                for arm in args.arms:
+                    row = {"arm": arm, "shots": k, "seed": seed, "n_train": n_train}
+                    row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
+                    rows.append(row)
+                    results.write(json.dumps(row) + "\n")
+                    results.flush()
+                    print(f"RUN {json.dumps(row)}", flush=True)
+    table = summary_table(rows, args.arms, args.shots)
+    (work / "summary.md").write_text(
+        f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; K = labelled target images per class.\n\n{table}\n"
+    )
+    print(table)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

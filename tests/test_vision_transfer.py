@@ -1,0 +1,62 @@
+"""The vision transfer recipe on toy images: source pre-training -> plain ViT checkpoint -> K-shot transfer grid."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import datasets
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, ViTModel
+
+from hf_transfer import testing
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "vision_transfer.py"
+TINY_VIT = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 1, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}'
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("vision_transfer", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vision_transfer_grid_end_to_end(toy_image_data, tmp_path):
+    recipe = load_recipe()
+    target = testing.write_image_dataset(tmp_path / "target", n_train=6, n_test=3, seed=11)
+    source_config = tmp_path / "source.yaml"
+    source_config.write_text(
+        f"backbone_config: '{TINY_VIT}'\npooling: mean\nstrategy: full\noutput_dir: unused\nmax_steps: 3\n"
+        "per_device_train_batch_size: 4\nreport_to: none\nsave_strategy: 'no'\n"
+    )
+    work = tmp_path / "work"
+    rows = recipe.main(
+        ["--source_dataset", str(toy_image_data), "--target_dataset", str(target), "--source_config", str(source_config),
+         "--work_dir", str(work), "--shots", "2", "--seeds", "0", "--epochs", "1", "--min_steps", "2"]
+    )
+
+    # The exported source backbone is a plain ViT checkpoint that AutoModel loads, equal to the source model's backbone.
+    backbone = AutoModel.from_pretrained(work / "source_backbone")
+    assert isinstance(backbone, ViTModel) and backbone.config.image_size == 16
+    source = load_file(str(work / "source" / "model.safetensors"))
+    exported = load_file(str(work / "source_backbone" / "model.safetensors"))
+    assert exported and all(torch.equal(value, source[f"backbone.{key}"]) for key, value in exported.items())
+
+    # K-shot training file: K per class, and every arm ran on it.
+    k2 = datasets.load_dataset("parquet", data_files={"train": str(work / "data" / "k2_seed0" / "train.parquet")}, split="train")
+    assert sorted(k2["label"]) == [0, 0, 1, 1, 2, 2]
+    assert sorted(r["arm"] for r in rows) == sorted(recipe.ARMS) and all(r["n_train"] == 6 for r in rows)
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert len((work / "results.jsonl").read_text().splitlines()) == len(rows)
+    assert "| linear_probe |" in (work / "summary.md").read_text()
+
+    # Transfer really starts from the source weights: the linear probe keeps them exactly; scratch does not.
+    probe = load_file(str(work / "runs" / "linear_probe_k2_s0" / "model.safetensors"))
+    assert all(torch.equal(value, probe[f"backbone.{key}"]) for key, value in exported.items())
+    scratch = load_file(str(work / "runs" / "scratch_k2_s0" / "model.safetensors"))
+    assert not all(torch.equal(value, scratch[f"backbone.{key}"]) for key, value in exported.items())
+    config = json.loads((work / "runs" / "full_k2_s0" / "config.json").read_text())
+    assert config["backbone_name"] == "source_backbone"
