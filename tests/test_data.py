@@ -182,7 +182,7 @@ def test_unsupported_extension_and_mixed_formats_are_refused(tmp_path):
 def test_unparseable_file_is_a_user_error(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"text": "a", "label": "x"}\n{not json\n')
-    with pytest.raises(UserInputError, match="Could not read data files"):
+    with pytest.raises(UserInputError, match="train file .*train.jsonl' line 2 is not valid JSON"):
         load_splits(DataArguments(train_file=str(train)), "text")
 
 
@@ -270,5 +270,7 @@ def test_image_dataset_loads_with_class_label_names(toy_image_data):
 
 
 def test_image_dataset_without_image_column_is_refused(toy_text_data):
-    with pytest.raises(UserInputError, match="Column 'image' is missing .*image_column"):
+    with pytest.raises(UserInputError, match="image model but the train split holds text .*no column 'image'.*--model"):
         load_splits(DataArguments(dataset=str(toy_text_data)), "image")
+    with pytest.raises(UserInputError, match="Column 'picture' is missing .*image_column"):
+        load_splits(DataArguments(dataset=str(toy_text_data), image_column="picture", text_column="words"), "image")
