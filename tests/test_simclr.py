@@ -156,3 +156,38 @@ def test_lora_strategy_composes_with_supcon(tmp_path, tiny_text_backbone):
                        loss_fn=supcon, projection=ProjectionHead(32, 8), strategy=strategy).train()
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
     assert changed and all("lora_" in n for n in changed)  # only adapters moved: base weights and classifier kept
+
+
+def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tiny_text_backbone, toy_text_data):
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from hf_transfer.pretrain import main as pretrain_main
+    from hf_transfer.train import main as train_main
+
+    common = ["--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--max_steps", "3", "--learning_rate", "5e-3",
+              "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
+    out = tmp_path / "lora_supcon"
+    metrics = pretrain_main([*common, "--strategy", "lora", "--objective", "supcon", "--token_dropout", "0.1", "--output_dir", str(out)])
+    assert 0 <= metrics["probe_accuracy_before"] <= 1 and 0 <= metrics["probe_accuracy_after"] <= 1
+    assert metrics["probe_train_examples"] == 32 and metrics["probe_test_examples"] == 18  # train minus carved validation; test
+    assert {"config.json", "model.safetensors", "tokenizer.json", "projection_head.safetensors", "metrics.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
+    saved, before = load_file(out / "model.safetensors"), load_file(tiny_text_backbone / "model.safetensors")
+    assert not any("lora" in k for k in saved)  # adapters merged into plain BERT weights
+    assert max((saved[k] - before[k]).abs().max().item() for k in saved) > 1e-4  # and they moved the weights
+    assert type(AutoModel.from_pretrained(out)).__name__ == "BertModel"
+    result = train_main(["--model", str(out), "--dataset", str(toy_text_data), "--max_steps", "2", "--output_dir", str(tmp_path / "tuned"),
+                         "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--save_strategy", "no"])
+    assert "test_accuracy" in result
+
+
+def test_pretrain_recipe_rejects_bad_config(tmp_path):
+    from hf_transfer.pretrain import parse_pretrain_args
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("objective: simclr\ntemprature: 0.1\noutput_dir: x\n")
+    with pytest.raises(UserInputError, match="temprature.*temperature"):
+        parse_pretrain_args([str(config)])
+    with pytest.raises(UserInputError, match="objective"):
+        parse_pretrain_args(["--objective", "byol", "--output_dir", str(tmp_path / "o")])
