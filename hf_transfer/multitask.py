@@ -18,7 +18,11 @@ from hf_transfer.errors import UserInputError
 
 
 class MultiTaskConfig(PreTrainedConfig):
-    """Nested backbone config, pooling, and ``tasks``: task name -> its label names (in id order)."""
+    """Nested backbone config, pooling, and ``tasks``: ``[[task name, [label names in id order]], ...]``.
+
+    A list, not a mapping, because the task order gives the ``task_ids`` and JSON configs are saved
+    with sorted keys.
+    """
 
     model_type = "hf_transfer_multitask"
     sub_configs_defaults = {"backbone": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
@@ -26,15 +30,20 @@ class MultiTaskConfig(PreTrainedConfig):
     backbone: PreTrainedConfig | dict | None = None
     backbone_name: str | None = None
     backbone_sha256: str | None = None
-    tasks: dict | None = None
+    tasks: list | None = None
     pooling: str = "mean"
     classifier_dropout: float = 0.1
     modality: str = "text"
 
     @property
+    def task_labels(self) -> dict[str, list[str]]:
+        """Task name -> label names, in task-id order."""
+        return {name: list(labels) for name, labels in self.tasks or []}
+
+    @property
     def task_names(self) -> list[str]:
         """Task names in id order: ``task_ids == i`` means ``task_names[i]``."""
-        return list(self.tasks or {})
+        return [name for name, _ in self.tasks or []]
 
 
 class MultiTaskModel(PreTrainedModel):
@@ -50,11 +59,11 @@ class MultiTaskModel(PreTrainedModel):
     def __init__(self, config: MultiTaskConfig):
         super().__init__(config)
         if not config.tasks:
-            raise UserInputError("A multi-task model needs at least one task.", "give tasks as {name: [label names]}.")
+            raise UserInputError("A multi-task model needs at least one task.", "give tasks as [[name, [label names]], ...].")
         self.backbone = backbones.build_backbone(config.backbone)
         self.dropout = nn.Dropout(config.classifier_dropout)
         hidden = config.backbone.hidden_size
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels)) for name, labels in config.tasks.items()})
+        self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels)) for name, labels in config.task_labels.items()})
         if config.modality == "image":
             self.main_input_name = "pixel_values"
         self.post_init()
@@ -74,7 +83,7 @@ class MultiTaskModel(PreTrainedModel):
             backbone=backbone_config,
             backbone_name=backbones.public_name(name),
             backbone_sha256=backbones.DEFAULT_BACKBONE_SHA256 if name in (None, "", backbones.DEFAULT_BACKBONE) else None,
-            tasks={task: [str(label) for label in labels] for task, labels in tasks.items()},
+            tasks=[[task, [str(label) for label in labels]] for task, labels in tasks.items()],
             pooling=pooling,
             classifier_dropout=classifier_dropout,
             modality=backbones.modality_of(backbone_config),
@@ -123,7 +132,7 @@ class MultiTaskModel(PreTrainedModel):
             logits = self.task_logits(embedding, task_names[present[0]])
             loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
             return SequenceClassifierOutput(loss=loss, logits=logits)
-        width = max(len(self.config.tasks[task_names[t]]) for t in present)
+        width = max(self.heads[task_names[t]].out_features for t in present)
         logits = embedding.new_full((embedding.shape[0], width), torch.finfo(embedding.dtype).min)
         loss = embedding.new_zeros(()) if labels is not None else None
         for t in present:
