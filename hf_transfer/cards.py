@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import statistics
 import sys
 from importlib import resources
 from pathlib import Path
@@ -26,11 +28,40 @@ def template_path(name: str = "classifier.md") -> Path:
     return Path(__file__).resolve().parents[1] / "model_cards" / name
 
 
+SECRET_OPTIONS = ("--hub_token", "--token", "--hub-token")
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as the user typed it, with absolute paths shortened to their last part."""
+    """The command as the user typed it: absolute paths shortened to their last part, tokens replaced by ``***``."""
     argv = sys.argv if argv is None else argv
     program = "hf-transfer" if argv and argv[0].endswith(("hf-transfer", "__main__.py")) else os.path.basename(argv[0]) if argv else ""
-    return " ".join([program, *(shlex.quote(os.path.basename(a) if os.path.isabs(a) else a) for a in argv[1:])])
+    words, hide_next = [], False
+    for word in argv[1:]:
+        option, equals, _ = word.partition("=")
+        if hide_next or TOKEN_PATTERN.search(word):
+            word = "***" if not equals else f"{option}=***"
+        elif option in SECRET_OPTIONS and equals:
+            word = f"{option}=***"
+        elif os.path.isabs(word):
+            word = os.path.basename(os.path.normpath(word))
+        hide_next = word in SECRET_OPTIONS
+        words.append(shlex.quote(word) if word != "***" else word)
+    return " ".join([program, *words])
+
+
+def summarize(metrics: dict[str, float | list[float]]) -> tuple[dict[str, float], dict[str, str]]:
+    """(mean of each metric, its text): a list of per-seed values becomes ``mean ± std (n seeds)``."""
+    means, texts = {}, {}
+    for key, value in metrics.items():
+        if isinstance(value, (list, tuple)):
+            values = [float(v) for v in value]
+            mean = statistics.fmean(values)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            means[key], texts[key] = mean, f"{mean:.4f} ± {std:.4f} ({len(values)} seeds)"
+        elif isinstance(value, (int, float)):
+            means[key], texts[key] = float(value), f"{float(value):.4f}"
+    return means, texts
 
 
 def render_card(
@@ -50,19 +81,28 @@ def render_card(
     metrics: dict[str, float],
     command: str,
     adapter_note: str = "",
+    base_model_revision: str | None = None,
+    shots: int | None = None,
+    seeds: list[int] | None = None,
 ) -> ModelCard:
-    """A ``huggingface_hub.ModelCard`` whose metadata carries ``model-index`` results for every metric."""
+    """A ``huggingface_hub.ModelCard`` whose metadata carries ``model-index`` results for every metric.
+
+    ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the
+    mean); ``shots``/``seeds`` describe few-shot runs (K examples per class, the seeds averaged).
+    """
     task = "text-classification" if modality == "text" else "image-classification"
+    means, texts = summarize(metrics)
     eval_results = [
         EvalResult(
             task_type=task, dataset_type=dataset, dataset_name=dataset,
             dataset_split="validation" if split == "eval" else split,
-            metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({split})", metric_value=round(float(value), 4),
+            metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({split})", metric_value=round(value, 4),
         )
-        for key, value in metrics.items()
+        for key, value in means.items()
         for split, _, metric in [key.partition("_")]
         if split in ("eval", "test") and metric in METRIC_NAMES
     ]
+    text_of = {("validation" if key.startswith("eval_") else "test", key.partition("_")[2]): text for key, text in texts.items()}
     card_data = ModelCardData(
         model_name=model_name,
         base_model=base_model if "/" in base_model else None,
@@ -73,7 +113,8 @@ def render_card(
         metrics=sorted({r.metric_type for r in eval_results}) or None,
         eval_results=eval_results or None,
     )
-    results = [{"split": r.dataset_split, "metric": METRIC_NAMES[r.metric_type], "value": f"{r.metric_value:.4f}"} for r in eval_results]
+    results = [{"split": r.dataset_split, "metric": METRIC_NAMES[r.metric_type], "value": text_of[(r.dataset_split, r.metric_type)]}
+               for r in eval_results]
     hyper = ", ".join(f"`{k}={v}`" for k, v in strategy_hyperparameters.items()) or "none"
     return ModelCard.from_template(
         card_data,
@@ -82,6 +123,9 @@ def render_card(
         task_description=task.replace("-", " "),
         base_model=base_model,
         base_model_sha256=base_model_sha256,
+        base_model_revision=base_model_revision,
+        shots=shots,
+        seeds=", ".join(map(str, seeds)) if seeds else None,
         strategy=strategy,
         strategy_hyperparameters=hyper,
         objective=objective,

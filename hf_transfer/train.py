@@ -120,6 +120,7 @@ def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dic
         model_name=Path(final_dir).name,
         base_model=base_config.backbone_name,
         base_model_sha256=base_config.backbone_sha256,
+        base_model_revision=base_config.backbone_revision,
         strategy=strategy.name,
         strategy_hyperparameters=strategy.hyperparameters(),
         objective="supervised cross-entropy",
@@ -137,7 +138,8 @@ def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dic
         command=command_line(),
         adapter_note=(
             "The `adapter/` folder holds the PEFT adapter and the trained head alone: load it with "
-            "`hf_transfer.load_model(\"<this folder>/adapter\")`."
+            "`hf_transfer.load_model(\"<this folder>/adapter\")`, or with `AutoPeftModelForSequenceClassification` "
+            "after `import hf_transfer` (its `config.json` names the backbone to rebuild the base model from)."
             if (staging / "adapter").is_dir()
             else ""
         ),

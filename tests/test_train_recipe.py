@@ -164,6 +164,8 @@ def test_model_card_parses_and_matches_the_metrics(runs, name):
     assert card.data.base_model is None  # local folders and from-scratch models have no Hub id to record
     assert f"`{strategy}`" in card.text
     assert f"{metrics['test_accuracy']:.4f}" in card.text
+    assert str(output_dir.parent.parent) not in card.content  # no local absolute path (data, backbone, output)
+    assert "| base model |" in card.text and "| strategy hyper-parameters |" in card.text
 
 
 def test_scratch_model_records_its_origin(runs):
