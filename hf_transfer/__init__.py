@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hf_transfer.model import TransferConfig, TransferModel
+from hf_transfer.multitask import MultiTaskConfig, MultiTaskModel
 from hf_transfer.strategies import get_strategy, register, strategy_names
 
 __version__ = "0.1.0"
@@ -25,4 +26,4 @@ def load_model(path: str | Path, backbone: str | None = None):
     return TransferModel.from_pretrained(path)
 
 
-__all__ = ["TransferConfig", "TransferModel", "get_strategy", "load_model", "register", "strategy_names", "__version__"]
+__all__ = ["MultiTaskConfig", "MultiTaskModel", "TransferConfig", "TransferModel", "get_strategy", "load_model", "register", "strategy_names", "__version__"]
