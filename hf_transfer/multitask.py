@@ -2,7 +2,7 @@
 
 A batch carries ``task_ids`` (one task index per example, see ``config.task_names``); each example
 goes through the shared backbone and its own task's head. Saved and loaded with
-``save_pretrained`` / ``from_pretrained`` (or ``AutoModel`` after ``import hf_transfer``).
+``save_pretrained`` / ``from_pretrained`` (or ``AutoModel``: ``import hf_transfer`` registers it).
 """
 
 from __future__ import annotations

@@ -66,8 +66,6 @@ def test_mixed_batch_uses_each_tasks_head_and_round_trips(tiny_text_backbone, tm
         model(**batch)
 
     model.save_pretrained(tmp_path / "mtl")
-    import hf_transfer.multitask  # noqa: F401  (registers the Auto classes)
-
     loaded = AutoModel.from_pretrained(tmp_path / "mtl").eval()
     assert isinstance(loaded, MultiTaskModel) and loaded.config.task_labels == TASKS and loaded.config.task_names == list(TASKS)
     with torch.no_grad():
