@@ -95,7 +95,7 @@ class MultiTaskTrainer(TransferTrainer):
             batch_sampler=sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
+            pin_memory=self.args.dataloader_pin_memory and self.args.device.type != "cpu",
         )
         return self.accelerator.prepare(loader)  # shards whole batches across processes under DDP
 
