@@ -56,6 +56,7 @@ class TransferModel(PreTrainedModel):
     accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for accumulation
 
     def __init__(self, config: TransferConfig):
+        _validate(config)
         super().__init__(config)
         self.backbone = backbones.build_backbone(config.backbone)
         self.dropout = nn.Dropout(config.classifier_dropout)
@@ -161,6 +162,24 @@ class TransferModel(PreTrainedModel):
         logits = self.classifier(self.dropout(self.embed(**inputs)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _validate(config: TransferConfig) -> None:
+    """A config read from a file (maybe downloaded) is checked before a model is built from it."""
+    from hf_transfer.errors import UserInputError
+
+    problem = None
+    if config.backbone is None:
+        problem = "it names no backbone"
+    elif config.pooling not in ("mean", "cls"):
+        problem = f"pooling is {config.pooling!r} (known: mean, cls)"
+    elif config.modality not in ("text", "image"):
+        problem = f"modality is {config.modality!r} (known: text, image)"
+    elif not 0 <= float(config.classifier_dropout) < 1:
+        problem = f"classifier_dropout is {config.classifier_dropout!r} (must be in [0, 1))"
+    if problem:
+        raise UserInputError(f"This hf_transfer model config is invalid: {problem}.", "fix config.json, or re-save the model with hf_transfer.")
+    backbones.validate_backbone_config(config.backbone, "the model's backbone")
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

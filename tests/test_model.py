@@ -175,3 +175,39 @@ def test_mean_pooling_ignores_padding(tiny_text_backbone, tokenizer):
     assert not torch.allclose(backbones.pool(hidden, None, "mean")[0], embedding_alone, atol=1e-3)
     assert torch.allclose(embedding_padded, embedding_alone, atol=1e-5)
     assert torch.allclose(logits_padded, logits_alone, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [({"pooling": "max"}, "pooling is 'max'"), ({"classifier_dropout": 1.5}, "classifier_dropout"),
+     ({"backbone": {"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}}, "hidden_size 30")],
+)
+def test_a_tampered_saved_config_is_refused_before_building(text_folder, tmp_path, change, words):
+    import json
+    import shutil
+
+    from hf_transfer.errors import UserInputError
+
+    folder = tmp_path / "tampered"
+    shutil.copytree(text_folder[0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(UserInputError, match=words.replace("(", r"\(")):
+        AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def test_pickled_weights_need_an_explicit_opt_in(text_folder, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(text_folder[0], folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(OSError):
+        AutoModelForSequenceClassification.from_pretrained(folder)  # safetensors only by default
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=False)  # the opt-in
+    original = AutoModelForSequenceClassification.from_pretrained(text_folder[0])
+    for (name, a), (_, b) in zip(reloaded.state_dict().items(), original.state_dict().items()):
+        assert torch.equal(a, b), name
