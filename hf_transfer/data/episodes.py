@@ -7,7 +7,7 @@ Labels inside an episode are re-indexed 0..N-1 (by ``EpisodeSampler``), so an N-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,14 +69,17 @@ class EpisodeDataset(Dataset):
 class EpisodeCollator:
     """One episode -> ``{"support": inputs, "support_labels", "query": inputs, "query_labels"}`` tensors.
 
-    Text is padded with the tokenizer (each set to its own longest sequence); anything else is stacked.
-    One episode per batch: the meta-batch is gradient accumulation (and the number of processes).
+    Text is padded with the tokenizer (each set to its own longest sequence), or by ``pad`` (a function
+    from a list of examples to a dict of tensors, e.g. for cached hidden states); anything else is
+    stacked. One episode per batch: the meta-batch is gradient accumulation (and the number of processes).
     """
 
-    def __init__(self, tokenizer=None):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer=None, pad: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None):
+        self.tokenizer, self.pad = tokenizer, pad
 
     def _inputs(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.pad is not None:
+            return dict(self.pad(examples))
         if self.tokenizer is not None:
             return dict(self.tokenizer.pad(examples, return_tensors="pt"))
         return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in examples[0]}

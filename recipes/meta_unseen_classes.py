@@ -1,0 +1,258 @@
+"""Few-shot classification of unseen classes: meta-train on some classes, test N-way K-shot on the others.
+
+Every method starts from the same backbone and is tested on the same episodes (same seed); "finetune"
+is the plain baseline: no meta-training, just gradient steps on each test episode's support set.
+
+    python recipes/meta_unseen_classes.py recipes/configs/meta_banking77.yaml
+    python recipes/meta_unseen_classes.py recipes/configs/meta_banking77.yaml --methods protonet --test_episodes 50
+    accelerate launch --cpu --num_processes 2 recipes/meta_unseen_classes.py recipes/configs/meta_banking77.yaml
+
+Writes OUTPUT_DIR/<method>/ (the meta-learned initialisation, loadable with from_pretrained),
+OUTPUT_DIR/results.json and OUTPUT_DIR/results.md (mean query accuracy and 95% CI per method and K).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import yaml
+from torch import nn
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from hf_transfer.backbones import pool
+from hf_transfer.data.sampling import k_shot_indices
+
+from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+from hf_transfer.errors import UserInputError
+from hf_transfer.strategies import STRATEGIES, get_strategy
+from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
+
+METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "finetune")
+
+
+@dataclass
+class MetaRecipeArguments:
+    model: str = field(default="default", metadata={"help": "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder."})
+    dataset: str = field(default="../shared/datasets/banking77", metadata={"help": "Folder with train.jsonl and test.jsonl (text, label)."})
+    meta_train_classes: str = field(default="0-49", metadata={"help": "Classes for meta-training (from train.jsonl), e.g. '0-49'."})
+    meta_test_classes: str = field(default="50-76", metadata={"help": "Unseen classes for meta-testing (from test.jsonl)."})
+    methods: list[str] = field(default_factory=lambda: ["maml", "fomaml", "protonet", "finetune"], metadata={"help": f"Any of {', '.join(METHODS)}."})
+    test_shots: list[int] = field(default_factory=lambda: [1, 5], metadata={"help": "K of the N-way K-shot test episodes."})
+    test_episodes: int = field(default=200, metadata={"help": "Test episodes per K (the same ones for every method)."})
+    test_seed: int = field(default=1234, metadata={"help": "Seed of the test episodes."})
+    max_length: int = field(default=32, metadata={"help": "Tokens per text."})
+    top_layers: int = field(
+        default=2,
+        metadata={"help": "> 0: the bottom layers stay frozen and their outputs are cached once; fast weights and "
+                  "meta-parameters are the top N layers + head (cheap on CPU). 0: the whole model, shaped by 'strategy'."},
+    )
+    train_per_class: int = field(default=40, metadata={"help": "Meta-train texts kept per class (0: all)."})
+    strategy: str = field(default="full", metadata={"help": f"Which parameters are fast weights / meta-learned: {', '.join(sorted(STRATEGIES))}."})
+    classifier_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
+    finetune_steps: int = field(default=10, metadata={"help": "finetune baseline: gradient steps on each test support set."})
+    finetune_lr: float = field(default=0.1, metadata={"help": "finetune baseline: learning rate of those steps."})
+
+
+def _classes(text: str) -> list[int]:
+    try:
+        out: list[int] = []
+        for part in str(text).split(","):
+            low, _, high = part.partition("-")
+            out += list(range(int(low), int(high or low) + 1))
+        return out
+    except ValueError as error:
+        raise UserInputError(f"Class range '{text}' is not like '0-49' or '1,3,5-9'.", "fix meta_train_classes / meta_test_classes.") from error
+
+
+def parse(argv: list[str]) -> tuple:
+    classes = [MetaRecipeArguments, MetaArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
+    parser = HfArgumentParser(classes)
+    values = {}
+    if argv and not argv[0].startswith("-"):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise UserInputError(f"Config file '{path}' does not exist.", "pass e.g. recipes/configs/meta_banking77.yaml")
+        values = yaml.safe_load(path.read_text()) or {}
+    file_argv = []
+    for key, value in values.items():
+        file_argv += [f"--{key}", *map(str, value)] if isinstance(value, list) else [f"--{key}", str(value)]
+    *objects, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv, return_remaining_strings=True)
+    if remaining:
+        raise UserInputError(f"Unknown option(s): {' '.join(remaining)}.", "see --help for the options.")
+    by_class = {type(o): o for o in objects}
+    recipe, meta, training = by_class[MetaRecipeArguments], by_class[MetaArguments], by_class[TrainingArguments]
+    unknown = sorted(set(recipe.methods) - set(METHODS))
+    if unknown:
+        raise UserInputError(f"Unknown method(s) {unknown}.", f"use any of: {', '.join(METHODS)}.")
+    strategy = get_strategy(recipe.strategy, by_class[STRATEGIES[recipe.strategy][1]]) if recipe.strategy in STRATEGIES else get_strategy(recipe.strategy)
+    return recipe, meta, strategy, training
+
+
+def read_jsonl(path: Path) -> tuple[list[str], list[int]]:
+    if not path.is_file():
+        raise UserInputError(f"Dataset file '{path}' does not exist.", "set --dataset to a folder with train.jsonl and test.jsonl.")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+
+
+def build_model(recipe: MetaRecipeArguments, n_way: int, strategy):
+    from hf_transfer.model import TransferModel
+
+    model = TransferModel.from_backbone(recipe.model, {i: f"way_{i}" for i in range(n_way)}, classifier_dropout=recipe.classifier_dropout)
+    return strategy.prepare(model)
+
+
+class TopLayersClassifier(nn.Module):
+    """Top transformer layers (on cached states of the frozen bottom) + mean pooling + head; same head names as TransferModel."""
+
+    def __init__(self, top, n_way: int, dropout: float = 0.0):
+        super().__init__()
+        self.top = top
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(top.config.hidden_size, n_way)
+
+    def forward(self, hidden_states, attention_mask, **unused) -> SequenceClassifierOutput:
+        hidden = self.top(hidden_states, attention_mask).last_hidden_state
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pool(hidden, attention_mask, "mean"))))
+
+    def save_as_transfer_model(self, recipe: MetaRecipeArguments, output_dir: str) -> None:
+        """Write the full model (pretrained bottom + meta-learned top layers and head) with save_pretrained."""
+        from hf_transfer.backbones import encoder_layers
+        from hf_transfer.model import TransferModel
+
+        n_way = self.classifier.out_features
+        full = TransferModel.from_backbone(recipe.model, {i: f"way_{i}" for i in range(n_way)}, classifier_dropout=recipe.classifier_dropout)
+        layers = encoder_layers(full.backbone)
+        for offset, layer in enumerate(self.top.layers):
+            layers[self.top.start + offset].load_state_dict(layer.state_dict())
+        full.classifier.load_state_dict(self.classifier.state_dict())
+        full.save_pretrained(output_dir)
+
+
+def run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets) -> dict:
+    """Meta-train ``method`` (unless it is the finetune baseline) and test it on every test set."""
+    method_meta = MetaArguments(**{**asdict(meta), "meta_method": "fomaml" if method == "finetune" else method})
+    if method == "finetune":
+        method_meta.eval_inner_steps, method_meta.eval_inner_lr = recipe.finetune_steps, recipe.finetune_lr
+    args = replace(training, output_dir=os.path.join(training.output_dir, method), per_device_train_batch_size=1,
+                   per_device_eval_batch_size=1, remove_unused_columns=False)
+    trainer = MetaTrainer(
+        model=make_model(), args=args, meta_args=method_meta, train_dataset=train_set, data_collator=collator,
+    )
+    result = {"method": method, "train_seconds": 0.0}
+    if method != "finetune":
+        start = time.perf_counter()
+        trainer.train()
+        result["train_seconds"] = round(time.perf_counter() - start, 1)
+    for shots, test_set in test_sets.items():
+        start = time.perf_counter()
+        metrics = trainer.evaluate(test_set, metric_key_prefix=f"test_{shots}shot")
+        result[f"{shots}shot"] = {
+            "accuracy": metrics[f"test_{shots}shot_accuracy"], "ci95": metrics[f"test_{shots}shot_accuracy_ci95"],
+            "episodes": int(metrics[f"test_{shots}shot_episodes"]), "seconds": round(time.perf_counter() - start, 1),
+        }
+    if method != "finetune" and trainer.is_world_process_zero():  # after testing: a LoRA save merges the adapters
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if isinstance(model, TopLayersClassifier):
+            model.save_as_transfer_model(recipe, args.output_dir)
+        else:
+            strategy.save(model, args.output_dir)
+    return result
+
+
+def table(results: list[dict], recipe: MetaRecipeArguments, n_way: int) -> str:
+    shots = recipe.test_shots
+    lines = ["| method | " + " | ".join(f"{n_way}-way {k}-shot acc. (95% CI)" for k in shots) + " | meta-train s | test s |",
+             "|---" * (len(shots) + 3) + "|"]
+    for r in results:
+        cells = [f"{100 * r[f'{k}shot']['accuracy']:.1f} ± {100 * r[f'{k}shot']['ci95']:.1f}" for k in shots]
+        test_seconds = sum(r[f"{k}shot"]["seconds"] for k in shots)
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {r['train_seconds']:.0f} | {test_seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def keep(texts: list[str], labels: list[int], classes: list[int], per_class: int, seed: int) -> tuple[list[str], list[int]]:
+    """Rows of ``classes`` only, at most ``per_class`` of each (0: all), drawn with ``seed``."""
+    wanted = set(classes)
+    index = [i for i, label in enumerate(labels) if label in wanted]
+    if per_class:
+        index = sorted(index[j] for j in k_shot_indices([labels[i] for i in index], per_class, seed))
+    return [texts[i] for i in index], [labels[i] for i in index]
+
+
+def prepare(recipe: MetaRecipeArguments, meta: MetaArguments, strategy, train_texts: list[str], test_texts: list[str]):
+    """Model inputs for every text, a model factory and the collator: cached bottom states, or token ids."""
+    if recipe.top_layers > 0:
+        from hf_transfer.experiments.encoder import SentenceEncoder
+        from hf_transfer.experiments.top_layers import TopLayers, pad_states
+        from hf_transfer.objectives.meta import use_double_differentiable_attention
+
+        encoder = SentenceEncoder(recipe.model, max_length=recipe.max_length)
+        use_double_differentiable_attention(encoder.body)  # second-order MAML needs a double backward
+        start = encoder.body.config.num_hidden_layers - recipe.top_layers
+        states = encoder.hidden_states(train_texts + test_texts, start)
+        examples = [{"hidden_states": s} for s in states]
+
+        def make_model():
+            return TopLayersClassifier(TopLayers(encoder.body, recipe.top_layers), meta.n_way, recipe.classifier_dropout)
+
+        return examples[: len(train_texts)], examples[len(train_texts) :], make_model, EpisodeCollator(pad=pad_states)
+    from hf_transfer.backbones import load_processor
+
+    tokenizer = load_processor(recipe.model, "text")
+    encode = lambda texts: tokenized_examples(texts, tokenizer, recipe.max_length)  # noqa: E731
+    return encode(train_texts), encode(test_texts), lambda: build_model(recipe, meta.n_way, strategy), EpisodeCollator(tokenizer)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    recipe, meta, strategy, training = parse(list(sys.argv[1:] if argv is None else argv))
+    folder = Path(recipe.dataset)
+    seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)
+    if set(seen) & set(unseen):
+        raise UserInputError(f"Meta-train and meta-test classes overlap: {sorted(set(seen) & set(unseen))[:10]}.", "make them disjoint.")
+    train_texts, train_labels = keep(*read_jsonl(folder / "train.jsonl"), seen, recipe.train_per_class, training.seed)
+    test_texts, test_labels = keep(*read_jsonl(folder / "test.jsonl"), unseen, 0, 0)
+    train_examples, test_examples, make_model, collator = prepare(recipe, meta, strategy, train_texts, test_texts)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    train_episodes = max(1, training.max_steps) * training.gradient_accumulation_steps * world
+    train_set = EpisodeDataset(train_examples, train_labels, meta.n_way, meta.k_shot, meta.n_query, train_episodes,
+                               classes=seen, seed=training.seed)
+    test_sets = {k: EpisodeDataset(test_examples, test_labels, meta.n_way, k, meta.n_query, recipe.test_episodes,
+                                   classes=unseen, seed=recipe.test_seed + k) for k in recipe.test_shots}
+    results = []
+    for method in recipe.methods:
+        results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets))
+        if int(os.environ.get("RANK", "0")) == 0:
+            out = Path(training.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps(results, indent=2))
+            (out / "results.md").write_text(table(results, recipe, meta.n_way))
+            print(table(results, recipe, meta.n_way), flush=True)
+    return results
+
+
+def _relaunch_on_cpu_if_needed() -> None:
+    """``accelerate launch --cpu --num_processes N`` starts one process: re-run this script under torch.distributed.run."""
+    from hf_transfer.launch import requested_cpu_processes
+
+    count = requested_cpu_processes()
+    if count > 1:
+        os.execv(sys.executable, [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(count), "--master_addr",
+            os.environ["MASTER_ADDR"], "--master_port", os.environ.get("MASTER_PORT", "29500"), __file__, *sys.argv[1:],
+        ])
+
+
+if __name__ == "__main__":
+    _relaunch_on_cpu_if_needed()
+    try:
+        main()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
