@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -150,6 +151,28 @@ def push(output_dir: str | os.PathLike, repo_id: str, *, private: bool = False, 
                    else "check --repo_id and your network, then retry.")
             raise UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP {status}).", fix) from None
     return str(getattr(info, "commit_url", info))
+
+
+def take_push_request(training) -> bool:
+    """Read and switch off ``training.push_to_hub``: the Trainer would push every checkpoint; recipes push once, at the end."""
+    requested = bool(training.push_to_hub)
+    training.push_to_hub = False
+    return requested
+
+
+def push_after_run(training, final_dir: str) -> str:
+    """``--push_to_hub``: upload the published folder to ``hub_model_id`` (``hub_private_repo``, ``hub_revision``)."""
+    repo_id = training.hub_model_id or Path(final_dir).name
+    try:
+        url = push(final_dir, repo_id, private=bool(training.hub_private_repo),
+                   revision=getattr(training, "hub_revision", None), token=training.hub_token)
+    except UserInputError as error:
+        raise UserInputError(
+            f"The model was saved in '{final_dir}' but not pushed: {error.problem}",
+            f"{error.fix} Then run: hf-transfer push {final_dir} --repo_id {repo_id}",
+        ) from error
+    print(f"Pushed to {url}", file=sys.stderr)
+    return url
 
 
 def _parser() -> argparse.ArgumentParser:

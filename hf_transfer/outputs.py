@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,32 @@ def prepare_staging(staging: str | os.PathLike, fingerprint: dict, keep: bool) -
         shutil.rmtree(staging)
     staging.mkdir(parents=True, exist_ok=True)
     write_json(staging / FINGERPRINT_FILE, fingerprint)
+
+
+def begin_run(training, fingerprint: dict) -> str | None:
+    """Point ``training.output_dir`` at the staging folder and return the checkpoint to resume from (or None).
+
+    The recipe pattern: ``resume = outputs.begin_run(training, fingerprint)`` before building the
+    Trainer, ``trainer.train(resume_from_checkpoint=resume)``, then ``finish_run`` and ``publish``.
+    """
+    final_dir = training.output_dir
+    staging = staging_dir(final_dir)
+    resume = resume_point(staging, fingerprint, training.resume_from_checkpoint)
+    with training.main_process_first(desc="staging folder"):
+        if training.process_index == 0:
+            prepare_staging(staging, fingerprint, keep=resume is not None)
+    if resume:
+        print(f"Resuming from {Path(resume).name} of the unfinished run in {staging.name}.", file=sys.stderr)
+    training.output_dir = str(staging)
+    return resume
+
+
+def finish_run(staging: str | os.PathLike) -> None:
+    """Drop what only an unfinished run needs (checkpoints, fingerprint) before publishing."""
+    staging = Path(staging)
+    for checkpoint in staging.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    (staging / FINGERPRINT_FILE).unlink(missing_ok=True)
 
 
 def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:

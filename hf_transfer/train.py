@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 from transformers import AutoConfig, ViTImageProcessorPil, set_seed
 
-from hf_transfer import backbones, outputs
+from hf_transfer import backbones, hub, outputs
 from hf_transfer.callbacks import StopOnNonFiniteLoss
 from hf_transfer.cards import command_line, render_card
 from hf_transfer.config import RecipeConfig, parse_recipe_args
@@ -147,23 +145,6 @@ def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dic
     card.save(staging / "README.md")
 
 
-def push_result(training, final_dir: str) -> str:
-    """``--push_to_hub``: upload the published folder (``hub_model_id``, ``hub_private_repo``, ``hub_revision``)."""
-    from hf_transfer import hub
-
-    repo_id = training.hub_model_id or Path(final_dir).name
-    try:
-        url = hub.push(final_dir, repo_id, private=bool(training.hub_private_repo),
-                       revision=getattr(training, "hub_revision", None), token=training.hub_token)
-    except UserInputError as error:
-        raise UserInputError(
-            f"The model was saved in '{final_dir}' but not pushed: {error.problem}",
-            f"{error.fix} Then run: hf-transfer push {final_dir} --repo_id {repo_id}",
-        ) from error
-    print(f"Pushed to {url}", file=sys.stderr)
-    return url
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the final metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     config = parse_recipe_args(argv)
@@ -186,16 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with training.main_process_first(desc="preprocessing"):
         prepared, collator = prepare_splits(splits, processor, modality, config.data, getattr(backbone_config, "num_channels", 3))
 
-    push_to_hub = training.push_to_hub  # pushed once, after the run succeeded: not the Trainer's checkpoint pushes
-    training.push_to_hub = False
-    staging = outputs.staging_dir(final_dir)
-    resume = outputs.resume_point(staging, run_fingerprint(config), training.resume_from_checkpoint)
-    with training.main_process_first(desc="staging folder"):
-        if training.process_index == 0:
-            outputs.prepare_staging(staging, run_fingerprint(config), keep=resume is not None)
-    if resume:
-        print(f"Resuming from {Path(resume).name} of the unfinished run in {staging.name}.", file=sys.stderr)
-    training.output_dir = str(staging)
+    push_to_hub = hub.take_push_request(training)  # pushed once after success, not the Trainer's checkpoint pushes
+    resume = outputs.begin_run(training, run_fingerprint(config))
+    staging = Path(training.output_dir)
     if modality == "image":
         training.remove_unused_columns = False  # the transform needs the raw image column
     trainer = TransferTrainer(
@@ -216,14 +190,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metrics.update(trainer.evaluate(prepared["test"], metric_key_prefix="test"))
 
     if trainer.is_world_process_zero():
-        for checkpoint in staging.glob("checkpoint-*"):  # only needed to resume an unfinished run
-            shutil.rmtree(checkpoint)
-        (staging / outputs.FINGERPRINT_FILE).unlink(missing_ok=True)
+        outputs.finish_run(staging)  # checkpoints were only needed to resume an unfinished run
         save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(prepared["train"]))
         outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
         if push_to_hub:
-            push_result(training, final_dir)
+            hub.push_after_run(training, final_dir)
     trainer.accelerator.wait_for_everyone()
     training.output_dir = final_dir
     return metrics
