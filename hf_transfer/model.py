@@ -13,6 +13,7 @@ what ``AutoPeftModelForSequenceClassification`` needs before it applies the adap
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 from torch import nn
@@ -89,14 +90,22 @@ class TransferModel(PreTrainedModel):
         """``PreTrainedModel.from_pretrained``, safetensors only unless ``use_safetensors=False`` is passed.
 
         An hf_transfer adapter folder (``config.json`` + ``adapter_config.json``, no full weights) gives
-        the base model the adapter was trained on: the recorded backbone with its pretrained weights.
+        the trained model (base + adapter + head, merged); called by PEFT's ``AutoPeftModel...`` it gives
+        the base alone (the recorded backbone with its pretrained weights), which PEFT then adapts.
         """
         kwargs.setdefault("use_safetensors", True)
         if _is_adapter_only(pretrained_model_name_or_path, kwargs):
             config = kwargs.get("config")
+            revision = kwargs.get("revision")
             if not isinstance(config, TransferConfig):
-                config = TransferConfig.from_pretrained(pretrained_model_name_or_path, revision=kwargs.get("revision"))
-            return cls.base_for_adapter(config)
+                config = TransferConfig.from_pretrained(pretrained_model_name_or_path, revision=revision)
+            base = cls.base_for_adapter(config)
+            if _called_by_auto_peft():  # AutoPeftModel... applies the adapter itself
+                return base
+            # Anyone else (AutoModelFor...Classification, pipeline) gets the trained model, not a random head.
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(base, pretrained_model_name_or_path, revision=revision).merge_and_unload()
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @classmethod
@@ -180,6 +189,20 @@ def _validate(config: TransferConfig) -> None:
     if problem:
         raise UserInputError(f"This hf_transfer model config is invalid: {problem}.", "fix config.json, or re-save the model with hf_transfer.")
     backbones.validate_backbone_config(config.backbone, "the model's backbone")
+
+
+def _called_by_auto_peft() -> bool:
+    """True inside ``peft.AutoPeftModel*.from_pretrained`` (it loads the base, then applies the adapter).
+
+    The adapter folder is also the base's folder, so both callers reach ``from_pretrained`` with the same
+    arguments; the call stack is the only reliable difference.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "peft.auto":
+            return True
+        frame = frame.f_back
+    return False
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -133,7 +133,14 @@ def test_adapter_upload_loads_with_auto_peft_and_predicts_like_the_merged_model(
     peft_model = AutoPeftModelForSequenceClassification.from_pretrained("me/tiny-lora")
     assert isinstance(peft_model.get_base_model(), hf_transfer.TransferModel)
     merged = AutoModelForSequenceClassification.from_pretrained(trained)
-    torch.testing.assert_close(_logits(peft_model, "me/tiny-lora"), _logits(merged, trained), atol=1e-5, rtol=0)
+    expected = _logits(merged, trained)
+    torch.testing.assert_close(_logits(peft_model, "me/tiny-lora"), expected, atol=1e-5, rtol=0)
+    # The plain Auto class and pipeline on the adapter repo give the trained model too (never a random head).
+    plain = AutoModelForSequenceClassification.from_pretrained("me/tiny-lora")
+    assert isinstance(plain, hf_transfer.TransferModel)
+    torch.testing.assert_close(_logits(plain, "me/tiny-lora"), expected, atol=1e-5, rtol=0)
+    predictions = pipeline("text-classification", model="me/tiny-lora", device="cpu")(SENTENCES)
+    assert [p["label"] for p in predictions] == [merged.config.id2label[i] for i in expected.argmax(-1).tolist()]
     card = ModelCard.load(folder / "README.md")
     assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/tiny-lora")' in card.text
     assert card.data.eval_results  # model-index survives the retargeting
