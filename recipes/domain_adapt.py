@@ -46,6 +46,49 @@ class AdaptationArguments:
     dann_gamma: float = field(default=10.0, metadata={"help": "dann: lambda = max_lambda * (2 / (1 + exp(-gamma p)) - 1)."})
     dann_max_lambda: float = field(default=1.0, metadata={"help": "dann: final strength of the gradient reversal."})
     discriminator_hidden_size: int = field(default=256, metadata={"help": "dann: width of the domain discriminator MLP."})
+    init_model: str | None = field(
+        default=None,
+        metadata={"help": "Start from this trained hf_transfer model folder (backbone + head, e.g. a source_only run's "
+            "output) instead of model/backbone_config; its labels must be the source's."},
+    )
+    augment: bool = field(
+        default=False, metadata={"help": "images: random resized crop + brightness/contrast jitter on the labelled training images (every arm)."}
+    )
+    crop_scale_min: float = field(default=0.5, metadata={"help": "augment: the crop keeps this to 100% of the image area."})
+    jitter: float = field(default=0.3, metadata={"help": "augment: brightness and contrast factors drawn from 1 +- jitter."})
+
+
+class AugmentedImageTransform:
+    """Like ``ImageTransform`` but each image gets a fresh random crop and jitter (``hf_transfer.data.augment``)."""
+
+    def __init__(self, processor, image_column: str, side: int, channels: int, augmentation):
+        self.processor, self.image_column, self.side, self.channels = processor, image_column, side, channels
+        self.augmentation = augmentation
+
+    def __call__(self, batch: dict) -> dict:
+        import random
+
+        import torch
+
+        from hf_transfer.data.augment import image_to_tensor, normalize
+
+        rng = random.Random(int(torch.randint(2**31 - 1, ()).item()))  # seeded by the Trainer
+        images = [self.augmentation(image_to_tensor(image, self.side, self.channels), rng) for image in batch[self.image_column]]
+        pixel_values = normalize(torch.stack(images), self.processor.image_mean, self.processor.image_std)
+        return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["labels"])}
+
+
+def _load_initial_model(folder: str):
+    """(TransferModel, its tokenizer or image processor) saved by an earlier run."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from hf_transfer.model import TransferModel
+
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise UserInputError(f"init_model '{folder}' is not a saved model folder.", "pass the output_dir of an earlier hf-transfer run.")
+    model = TransferModel.from_pretrained(folder)
+    loader = AutoImageProcessor if model.config.modality == "image" else AutoTokenizer
+    return model, loader.from_pretrained(folder)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -83,8 +126,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
 
-    scratch = bool(config.model.backbone_config)
-    backbone_config = _scratch_backbone_config(config) if scratch else backbones.load_backbone_config(config.model.model, config.model.trust_remote_code)
+    initial = _load_initial_model(adaptation.init_model) if adaptation.init_model else None
+    scratch = bool(config.model.backbone_config) and initial is None
+    if initial is not None:
+        backbone_config = initial[0].config.backbone
+    elif scratch:
+        backbone_config = _scratch_backbone_config(config)
+    else:
+        backbone_config = backbones.load_backbone_config(config.model.model, config.model.trust_remote_code)
     modality = backbones.modality_of(backbone_config)
     channels = getattr(backbone_config, "num_channels", 3)
     source, id2label = load_splits(config.data, modality, seed=training.seed)
@@ -93,12 +142,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     target, _ = load_splits(target_args, modality, seed=training.seed)
 
     strategy = get_strategy(config.model.strategy, config.strategy_args)
-    model, processor = build_model(config, id2label, backbone_config if scratch else None)
+    if initial is not None:
+        model, processor = initial
+        if model.config.id2label != id2label:
+            raise UserInputError(
+                f"init_model '{adaptation.init_model}' has labels {list(model.config.id2label.values())[:10]}, the source data "
+                f"{names[:10]}.", "start from a model trained on the same source classes.",
+            )
+    else:
+        model, processor = build_model(config, id2label, backbone_config if scratch else None)
     model = strategy.prepare(model)
     with training.main_process_first(desc="preprocessing"):
         source, collator = prepare_splits(source, processor, modality, config.data, channels)
         target, _ = prepare_splits(target, processor, modality, config.data, channels)
     train_set = target["train"] if adaptation.adaptation == "target_oracle" else source["train"]
+    if adaptation.augment and modality == "image":
+        from hf_transfer.data.augment import ImageAugmentation
+
+        augmentation = ImageAugmentation(adaptation.crop_scale_min, 0.0, adaptation.jitter, adaptation.jitter, 0.0)
+        train_set = train_set.with_transform(
+            AugmentedImageTransform(processor, config.data.image_column, backbone_config.image_size, channels, augmentation)
+        )
     evaluations = {"target_test": target["test"] if "test" in target else target["validation"]}
     if "test" in source:
         evaluations["source_test"] = source["test"]
