@@ -238,3 +238,19 @@ def test_bundled_default_backbone_on_sms_spam(tmp_path):
     with torch.no_grad():
         logits = model(**tokenizer(["WINNER! Claim your free prize now"], return_tensors="pt")).logits
     assert logits.shape == (1, 2)
+
+
+def test_saved_config_has_no_token_and_no_absolute_path(tmp_path, monkeypatch):
+    from hf_transfer.train import resolved_config
+
+    token = "hf_" + "SavedConfigMustNotHoldThis0123456"
+    data = tmp_path / "data" / "train.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"text": "a", "label": 0}\n')
+    monkeypatch.chdir(tmp_path)
+    config = parse_recipe_args(["--train_file", str(data), "--hub_token", token, "--output_dir", str(tmp_path / "runs" / "a")])
+    saved = yaml.safe_dump(resolved_config(config, config.training.output_dir))
+    assert token not in saved and "hub_token" not in saved
+    assert str(tmp_path) not in saved
+    values = yaml.safe_load(saved)
+    assert values["train_file"] == "data/train.jsonl" and values["output_dir"] == "runs/a"  # relative to the working folder
