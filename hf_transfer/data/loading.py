@@ -56,6 +56,11 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation/test examples."})
+    validate_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image once before training, so a corrupt one is named by row instead of stopping "
+                  "the run later (about 0.4 ms per small image; turn off for very large image sets)."},
+    )
 
 
 def _builder_for(path: str) -> str:
@@ -267,7 +272,7 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
                 )
     if modality == "image":
         for split, dataset in splits.items():
-            check_images(split, dataset, args.image_column)
+            check_images(split, dataset, args.image_column, decode=args.validate_images)
     names = _class_names(splits, args)
     train_labels = set(splits["train"][args.label_column])
     for split in splits:
@@ -294,8 +299,8 @@ MIN_IMAGE_SIDE = 4
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's convert("L"/"RGB") clips them to 0..255
 
 
-def check_images(split: str, dataset: Dataset, column: str) -> None:
-    """Every image decodes and is big enough; names the row of the first bad one.
+def check_images(split: str, dataset: Dataset, column: str, decode: bool = True) -> None:
+    """The column holds images; with ``decode``, every image decodes and is big enough (names the first bad row).
 
     Images are decoded lazily during training, so a corrupt file would otherwise stop the run with a
     traceback hours in (or be skipped silently by some loaders).
@@ -310,6 +315,8 @@ def check_images(split: str, dataset: Dataset, column: str) -> None:
             f"Column '{column}' of the {split} split holds {getattr(feature, 'dtype', type(feature).__name__)} values, not images.",
             "point image_column at a column of images (datasets.Image), or use a text backbone for text data.",
         )
+    if not decode:
+        return
     raw = dataset.cast_column(column, datasets.Image(decode=False))[column]
     for row, value in enumerate(raw, start=1):
         try:
