@@ -47,6 +47,11 @@ class MultiTaskArguments:
     task_sampling: str = field(default="proportional", metadata={"help": "How each batch's task is drawn.", "choices": list(SAMPLING)})
     task_temperature: float = field(default=2.0, metadata={"help": "With task_sampling=temperature: p(task) ~ size^(1/T)."})
     compare_single_task: bool = field(default=False, metadata={"help": "Also train each task alone with the same settings and compare."})
+    single_task_epochs: float | None = field(
+        default=None,
+        metadata={"help": "Epochs of each single-task run (default: num_train_epochs, i.e. as many examples of its task as the "
+                  "joint run sees; raise it to give each single-task model as many optimizer steps as the joint model)."},
+    )
 
 
 def _evaluate(trainer, splits: dict, prefix: str) -> dict[str, float]:
@@ -64,11 +69,13 @@ def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArg
     single_args = copy.deepcopy(training)
     single_args.output_dir = str(Path(training.output_dir) / f"single_{task}")
     single_args.eval_strategy = "no"
+    if args.single_task_epochs:
+        single_args.num_train_epochs = args.single_task_epochs
     drop = lambda ds: ds.remove_columns(TASK_IDS)  # noqa: E731
     trainer = TransferTrainer(model=model, args=single_args, train_dataset=drop(data.train_by_task[task]), processing_class=tokenizer,
                               data_collator=collator, compute_metrics=compute_metrics)
     result = trainer.train().metrics
-    metrics = {f"single_{task}_train_runtime": result["train_runtime"]}
+    metrics = {f"single_{task}_train_runtime": result["train_runtime"], f"single_{task}_steps": trainer.state.global_step}
     splits = {"eval": data.validation[task], **({"test": data.test[task]} if task in data.test else {})}
     for prefix, dataset in splits.items():
         for key, value in trainer.evaluate(drop(dataset), metric_key_prefix=f"single_{prefix}_{task}").items():
@@ -78,15 +85,17 @@ def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArg
 
 
 def comparison_table(tasks: list[str], metrics: dict[str, float]) -> str:
-    """Markdown: per task, multi-task vs single-task accuracy and macro-F1 on test (validation when no test)."""
-    lines = ["| task | split | multi-task accuracy | single-task accuracy | difference | multi-task macro-F1 | single-task macro-F1 |", "|---|---|---|---|---|---|---|"]
+    """Markdown: per task, multi-task vs single-task accuracy and macro-F1 on test (validation when no test), and steps."""
+    lines = ["| task | split | multi-task accuracy | single-task accuracy | difference | multi-task macro-F1 | single-task macro-F1 | optimizer steps (multi / single) |",
+             "|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         split = "test" if f"test_{task}_accuracy" in metrics else "eval"
         multi, single = metrics.get(f"{split}_{task}_accuracy"), metrics.get(f"single_{split}_{task}_accuracy")
         multi_f1, single_f1 = metrics.get(f"{split}_{task}_macro_f1"), metrics.get(f"single_{split}_{task}_macro_f1")
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         diff = "-" if single is None else f"{multi - single:+.4f}"
-        lines.append(f"| {task} | {split} | {fmt(multi)} | {fmt(single)} | {diff} | {fmt(multi_f1)} | {fmt(single_f1)} |")
+        steps = f"{metrics.get('train_steps', '-')} / {metrics.get(f'single_{task}_steps', '-')}"
+        lines.append(f"| {task} | {split} | {fmt(multi)} | {fmt(single)} | {diff} | {fmt(multi_f1)} | {fmt(single_f1)} | {steps} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         task_sampling=args.task_sampling, task_temperature=args.task_temperature,
     )
     metrics = dict(trainer.train(resume_from_checkpoint=training.resume_from_checkpoint).metrics)
+    metrics["train_steps"] = trainer.state.global_step
     metrics.update(_evaluate(trainer, data.validation, "eval"))
     metrics.update(_evaluate(trainer, data.test, "test"))
     if args.compare_single_task:

@@ -134,7 +134,7 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
     out = tmp_path / "mtl"
     metrics = multitask_recipe.main([
         "--tasks", f"topic={two_tasks['topic']}", f"binary={two_tasks['binary']}", "--model", str(tiny_text_backbone),
-        "--compare_single_task", "true", "--max_length", "32", "--max_steps", "4", "--per_device_train_batch_size", "8",
+        "--compare_single_task", "true", "--single_task_epochs", "2", "--max_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
         "--learning_rate", "1e-3", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
         "--output_dir", str(out),
     ])
@@ -148,6 +148,9 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
     table = (out / "comparison.md").read_text()
     assert f"| topic | test | {saved['test_topic_accuracy']:.4f} | {saved['single_test_topic_accuracy']:.4f} |" in table
     assert metrics["test_binary_accuracy"] == saved["test_binary_accuracy"]
+    # Joint epoch = ceil(32/8) + ceil(14/8) batches (36 and 16 rows minus 10% validation); single runs: 2 epochs each.
+    assert (saved["train_steps"], saved["single_topic_steps"], saved["single_binary_steps"]) == (6, 8, 4)
+    assert "| 6 / 8 |" in table
 
     assert parse_tasks(["a=x", "b = y"]) == {"a": "x", "b": "y"}
     for bad, message in ((["a"], "NAME=DATASET"), (["a=x", "a=y"], "twice"), ([], "No tasks")):
