@@ -156,6 +156,9 @@ def test_merged_upload_loads_with_from_pretrained_and_pipeline(trained, tmp_path
     predictions = pipeline("text-classification", model=str(folder), device="cpu")(SENTENCES)
     assert [p["label"] for p in predictions] == [original.config.id2label[i] for i in expected.argmax(-1).tolist()]
     assert '"me/tiny-lora"' in (folder / "README.md").read_text()
+    for path in folder.iterdir():
+        if path.suffix in (".json", ".yaml", ".md"):
+            assert str(trained.parent) not in path.read_text(), path.name  # no local absolute path
 
 
 def test_merge_on_request_when_only_the_adapter_was_saved(trained, tiny_text_backbone, tmp_path, monkeypatch):

@@ -254,3 +254,13 @@ def test_saved_config_has_no_token_and_no_absolute_path(tmp_path, monkeypatch):
     assert str(tmp_path) not in saved
     values = yaml.safe_load(saved)
     assert values["train_file"] == "data/train.jsonl" and values["output_dir"] == "runs/a"  # relative to the working folder
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_no_saved_text_file_holds_a_local_absolute_path(runs, name, tiny_text_backbone, tiny_image_backbone, toy_text_data):
+    output_dir, _, _ = runs(name)
+    local = [str(output_dir.parent), str(tiny_text_backbone), str(tiny_image_backbone), str(toy_text_data)]
+    for path in output_dir.rglob("*"):
+        if path.suffix in (".json", ".yaml", ".md", ".txt"):
+            text = path.read_text()
+            assert not [folder for folder in local if folder in text], path.relative_to(output_dir)
