@@ -77,10 +77,11 @@ def _retarget_card(card_file: Path, repo_id: str, adapter: bool) -> None:
     name = card.data.model_name
     text = card.text
     if name:
-        text = text.replace(f'"{name}"', f'"{repo_id}"').replace(f"\"{name}/adapter\"", f'"{repo_id}"')
+        text = text.replace(f'"{name}"', f'"{repo_id}"')
+    text = re.sub(r"\nThe `adapter/` folder holds[^\n]*\n", "\n", text)  # the upload has no adapter/ subfolder
     if adapter:
-        text += (
-            "\n## Loading the adapter\n\nThis repository holds the PEFT adapter and the trained head; the base model is "
+        text = text.rstrip("\n") + (
+            "\n\n## Loading the adapter\n\nThis repository holds the PEFT adapter and the trained head; the base model is "
             f"rebuilt from the recorded backbone:\n\n```python\nimport hf_transfer\n"
             "from peft import AutoPeftModelForSequenceClassification\n\n"
             f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n'

@@ -143,6 +143,7 @@ def test_adapter_upload_loads_with_auto_peft_and_predicts_like_the_merged_model(
     assert [p["label"] for p in predictions] == [merged.config.id2label[i] for i in expected.argmax(-1).tolist()]
     card = ModelCard.load(folder / "README.md")
     assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/tiny-lora")' in card.text
+    assert "adapter/` folder" not in card.text  # the local layout note does not apply to the repository
     assert card.data.eval_results  # model-index survives the retargeting
 
 
