@@ -20,6 +20,10 @@
     python benchmarks/distill.py --quick      # 1000 train / 600 test sentences, teacher 1 epoch, students 2 epochs, 1 seed
     python benchmarks/distill.py              # all 6920 train sentences, 3 student seeds
 
+With ``--transfer_samples N`` a third arm distils on the same labelled sentences plus N further sst2
+training sentences whose labels are discarded (unlabelled text that only the teacher labels, the usual
+way distillation is fed); RESULT then reports that arm.
+
 The last line is ``RESULT retention=<student/teacher accuracy> speedup=<student/teacher samples per s>
 gain=<distilled - undistilled accuracy>`` (means over seeds). Targets: retention >= 0.95,
 speedup >= 2.5, gain > 0.
@@ -42,7 +46,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
+from datasets import Dataset, Value, concatenate_datasets  # noqa: E402
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -50,6 +54,7 @@ from hf_transfer import backbones  # noqa: E402
 from hf_transfer.data import DataArguments, load_splits  # noqa: E402
 from hf_transfer.data.preprocess import tokenize_splits  # noqa: E402
 from hf_transfer.model import TransferModel  # noqa: E402
+from hf_transfer.objectives.distillation import IGNORE_INDEX  # noqa: E402
 from hf_transfer.student import make_student, parse_layers  # noqa: E402
 from hf_transfer.trainers import DistillationTrainer, TransferTrainer  # noqa: E402
 from hf_transfer.trainers.distill import TEACHER_LOGITS, teacher_logits  # noqa: E402
@@ -75,10 +80,16 @@ def accuracy(model, dataset: Dataset, collator) -> float:
 def load_data(args, tokenizer):
     data_args = DataArguments(
         train_file=str(Path(args.data_dir) / "sst2" / "train.jsonl"), validation_file=str(Path(args.data_dir) / "sst2" / "test.jsonl"),
-        max_length=args.max_length, max_train_samples=args.train_samples, max_eval_samples=args.test_samples,
+        max_length=args.max_length, max_eval_samples=args.test_samples,
+        max_train_samples=args.train_samples + args.transfer_samples if args.train_samples else None,
     )
     splits, id2label = load_splits(data_args, "text")
-    return tokenize_splits(splits, tokenizer, data_args), id2label
+    splits = tokenize_splits(splits, tokenizer, data_args)
+    everything = splits["train"]
+    splits["train"] = everything.select(range(min(args.train_samples or len(everything), len(everything))))
+    transfer = everything.select(range(len(splits["train"]), len(everything)))  # labels are dropped below: unlabelled text
+    transfer = transfer.remove_columns("labels").add_column("labels", [IGNORE_INDEX] * len(transfer))
+    return splits, transfer, id2label
 
 
 def teacher_and_logits(args, train: Dataset, id2label, collator):
@@ -117,7 +128,7 @@ def train_student(args, teacher, layers, train: Dataset, collator, alpha: float,
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-    return student.eval(), seconds
+    return student.eval(), seconds, trainer.state.global_step
 
 
 @torch.no_grad()
@@ -143,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--train_samples", type=int, default=None, help="default: 1000 with --quick, all otherwise")
     parser.add_argument("--test_samples", type=int, default=None, help="default: the first 600 with --quick, all 1821 otherwise")
+    parser.add_argument("--transfer_samples", type=int, default=0,
+                        help="extra arm: the distilled student also learns the teacher's soft targets on this many further "
+                        "sst2 training sentences whose labels are thrown away (a transfer set of unlabelled text)")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--teacher_epochs", type=float, default=None, help="default: 1 with --quick, 2 otherwise")
@@ -168,42 +182,51 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = backbones.load_processor(backbones.DEFAULT_BACKBONE, "text")
     collator = DataCollatorWithPadding(tokenizer)
-    splits, id2label = load_data(args, tokenizer)
+    splits, transfer, id2label = load_data(args, tokenizer)
     train, test = splits["train"], splits["validation"]
-    print(f"sst2: {len(train)} train, {len(test)} test sentences", flush=True)
+    print(f"sst2: {len(train)} train, {len(test)} test, {len(transfer)} unlabelled transfer sentences", flush=True)
 
     teacher, logits, teacher_seconds = teacher_and_logits(args, train, id2label, collator)
     layers = parse_layers(args.layers, teacher.config.backbone.num_hidden_layers, 2)
     train_kd = train.add_column(TEACHER_LOGITS, logits.tolist())
+    arms = [("distilled", args.alpha, train_kd), ("undistilled", 0.0, train_kd)]
+    if len(transfer):
+        transfer_kd = transfer.add_column(TEACHER_LOGITS, teacher_logits(teacher, transfer, collator, batch_size=128).tolist())
+        plain = train_kd.cast_column("labels", Value("int64"))
+        arms.insert(1, ("distilled + transfer set", args.alpha, concatenate_datasets([plain, transfer_kd.cast(plain.features)])))
     teacher_acc = accuracy(teacher, test, collator)
     initial_acc = accuracy(make_student(teacher, layers), test, collator)
     print(f"teacher test accuracy {teacher_acc:.4f}; student {layers} before training {initial_acc:.4f}", flush=True)
 
-    rows = {"distilled": [], "undistilled": []}
+    rows = {arm: [] for arm, _, _ in arms}
+    steps = {}
     student = None
     for seed in range(args.seeds):
-        for arm, alpha in (("distilled", args.alpha), ("undistilled", 0.0)):
-            student, seconds = train_student(args, teacher, layers, train_kd, collator, alpha, seed)
+        for arm, alpha, data in arms:
+            student, seconds, steps[arm] = train_student(args, teacher, layers, data, collator, alpha, seed)
             acc = accuracy(student, test, collator)
             rows[arm].append(acc)
-            print(f"seed {seed} {arm:<11} (alpha {alpha}): test accuracy {acc:.4f}, trained in {seconds:.0f} s", flush=True)
+            print(f"seed {seed} {arm} (alpha {alpha}, {len(data)} rows): test accuracy {acc:.4f}, trained in {seconds:.0f} s", flush=True)
 
     texts = tokenizer.batch_decode(test["input_ids"][: args.speed_batch], skip_special_tokens=True)
     batch = dict(tokenizer(texts, padding="max_length", truncation=True, max_length=args.max_length, return_tensors="pt"))
     teacher_time, student_time = speed(teacher, student, batch, args.speed_repeats)
     speedup = teacher_time / student_time
 
-    distilled, undistilled = np.mean(rows["distilled"]), np.mean(rows["undistilled"])
+    best = "distilled + transfer set" if len(transfer) else "distilled"
+    distilled, undistilled = np.mean(rows[best]), np.mean(rows["undistilled"])
     def fmt(values):
         return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
     n = args.speed_batch
     print()
-    print(f"| model | layers | test accuracy ({args.seeds} seed{'s' if args.seeds > 1 else ''}) | retention | samples/s (batch {n} x {args.max_length} tokens) |")
-    print("|---|---|---|---|---|")
-    print(f"| teacher (full fine-tune) | 6 | {teacher_acc:.4f} | 1.000 | {n / teacher_time:.1f} |")
-    print(f"| student, distilled (T={args.temperature}, alpha={args.alpha}) | {len(layers)} {layers} | {fmt(rows['distilled'])} | {distilled / teacher_acc:.3f} | {n / student_time:.1f} |")
-    print(f"| student, no distillation (alpha=0) | {len(layers)} {layers} | {fmt(rows['undistilled'])} | {undistilled / teacher_acc:.3f} | {n / student_time:.1f} |")
+    print(f"| model | layers | training rows (labelled) | steps | test accuracy ({args.seeds} seed{'s' if args.seeds > 1 else ''}) | retention | samples/s (batch {n} x {args.max_length} tokens) |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| teacher (full fine-tune) | 6 | {len(train)} ({len(train)}) | - | {teacher_acc:.4f} | 1.000 | {n / teacher_time:.1f} |")
+    for arm, alpha, data in arms:
+        name = f"{arm} (T={args.temperature}, alpha={alpha})" if alpha else "no distillation (alpha=0)"
+        print(f"| student, {name} | {len(layers)} {layers} | {len(data)} ({len(train)}) | {steps[arm]} | {fmt(rows[arm])} | "
+              f"{np.mean(rows[arm]) / teacher_acc:.3f} | {n / student_time:.1f} |")
     print()
     result = {"retention": distilled / teacher_acc, "speedup": speedup, "gain": distilled - undistilled}
     print(f"RESULT retention={result['retention']:.4f} speedup={result['speedup']:.2f} gain={result['gain']:+.4f}", flush=True)

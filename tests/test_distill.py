@@ -56,6 +56,10 @@ def test_kd_loss_matches_reference():
     assert torch.allclose(distillation_loss(student, teacher, labels, T, alpha), expected, atol=1e-6)
     assert torch.allclose(distillation_loss(student, teacher, labels, T, 0.0), ce, atol=1e-6)  # alpha 0 = plain CE
     assert distillation_loss(teacher, teacher, None, T, 1.0).abs() < 1e-6  # same distribution: no soft loss, no labels needed
+    partial = torch.tensor([0, -100, 1, -100, 0])  # unlabelled rows: soft targets only
+    ce_labelled = -torch.log_softmax(student, -1)[[0, 2, 4], [0, 1, 0]].mean()
+    assert torch.allclose(distillation_loss(student, teacher, partial, T, alpha), alpha * T * T * kl + (1 - alpha) * ce_labelled, atol=1e-6)
+    assert torch.allclose(distillation_loss(student, teacher, torch.full((5,), -100), T, alpha), alpha * T * T * kl, atol=1e-6)
     with pytest.raises(ValueError, match="no labels"):
         distillation_loss(student, teacher, None, T, 0.5)
     with pytest.raises(ValueError, match="temperature"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+IGNORE_INDEX = -100  # label of an unlabelled row
+
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, averaged over the batch.
@@ -30,6 +32,8 @@ def distillation_loss(
     """``alpha * soft_target_loss + (1 - alpha) * cross_entropy(student, labels)``.
 
     ``alpha = 1`` is pure distillation (no labels needed); ``alpha = 0`` is plain supervised training.
+    Rows labelled ``-100`` are unlabelled (e.g. a transfer set the teacher labels): they count in the
+    soft term only, and the cross-entropy is the mean over the labelled rows (0 when there are none).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -41,5 +45,9 @@ def distillation_loss(
     if alpha < 1:
         if labels is None:
             raise ValueError("alpha < 1 mixes in cross-entropy with the hard labels, but the batch has no labels")
-        loss = loss + (1 - alpha) * F.cross_entropy(student_logits, labels)
+        labelled = labels != IGNORE_INDEX
+        if labelled.all():
+            loss = loss + (1 - alpha) * F.cross_entropy(student_logits, labels)
+        elif labelled.any():
+            loss = loss + (1 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
     return loss
