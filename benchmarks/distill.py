@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--transfer_samples", type=int, default=0,
                         help="extra arm: the distilled student also learns the teacher's soft targets on this many further "
                         "sst2 training sentences whose labels are thrown away (a transfer set of unlabelled text)")
+    parser.add_argument("--skip_same_data_arm", action="store_true",
+                        help="with --transfer_samples: leave out the arm distilled on the labelled sentences alone")
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--teacher_epochs", type=float, default=None, help="default: 1 with --quick, 2 otherwise")
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
         transfer_kd = transfer.add_column(TEACHER_LOGITS, teacher_logits(teacher, transfer, collator, batch_size=128).tolist())
         plain = train_kd.cast_column("labels", Value("int64"))
         arms.insert(1, ("distilled + transfer set", args.alpha, concatenate_datasets([plain, transfer_kd.cast(plain.features)])))
+        if args.skip_same_data_arm:
+            arms.pop(0)
     teacher_acc = accuracy(teacher, test, collator)
     initial_acc = accuracy(make_student(teacher, layers), test, collator)
     print(f"teacher test accuracy {teacher_acc:.4f}; student {layers} before training {initial_acc:.4f}", flush=True)
