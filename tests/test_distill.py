@@ -167,3 +167,14 @@ def test_distill_recipe_end_to_end(teacher_folder, toy_text_data, tmp_path):
         distill_recipe.main(["--dataset", str(toy_text_data), "--output_dir", str(tmp_path / "x")])
     with pytest.raises(UserInputError, match="Unknown option '--temprature'.*temperature"):
         distill_recipe.main(["--teacher", str(teacher_folder), "--temprature", "2", "--output_dir", str(tmp_path / "x")])
+
+
+def test_distill_config_file_parses():
+    from hf_transfer.recipe_args import parse_config
+
+    config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "distill_sms_spam.yaml"
+    classes = [distill_recipe.DistillArguments, distill_recipe.DataArguments, distill_recipe.RunArguments, distill_recipe.TrainingArguments]
+    by_class, source = parse_config([str(config), "--alpha", "0.9"], classes, "distill")
+    args = by_class[distill_recipe.DistillArguments]
+    assert (args.num_student_layers, args.temperature, args.alpha, args.teacher) == (2, 2.0, 0.9, "outputs/text_full")
+    assert by_class[distill_recipe.TrainingArguments].learning_rate == 1e-4 and source["alpha"] == "0.9"

@@ -158,3 +158,16 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
             parse_tasks(bad)
     with pytest.raises(UserInputError, match="Task 'nope'"):
         multitask_recipe.main(["--tasks", f"nope={tmp_path / 'missing'}", "--model", str(tiny_text_backbone), "--output_dir", str(tmp_path / "x")])
+
+
+def test_multitask_config_file_parses():
+    from hf_transfer.recipe_args import parse_config
+
+    config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "multitask_sst2_trec.yaml"
+    classes = [multitask_recipe.MultiTaskArguments, DataArguments, multitask_recipe.RunArguments, TrainingArguments]
+    by_class, _ = parse_config([str(config), "--task_sampling", "temperature"], classes, "multitask")
+    args = by_class[multitask_recipe.MultiTaskArguments]
+    assert parse_tasks(args.tasks) == {"sst2": "../shared/datasets/sst2", "trec": "../shared/datasets/trec"}
+    assert args.task_sampling == "temperature" and args.compare_single_task
+    with pytest.raises(UserInputError, match="task_sampling"):
+        parse_config([str(config), "--task_sampling", "uniform"], classes, "multitask")
