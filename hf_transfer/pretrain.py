@@ -192,11 +192,18 @@ def embed_split(encoder, dataset, collator, batch_size: int = 64) -> tuple[torch
 
 
 def linear_probe(encoder, train, test, collator, num_classes: int, C: float) -> float:
-    """Test accuracy of a logistic regression fitted on frozen ``train`` embeddings."""
+    """Test accuracy of a logistic regression fitted on frozen ``train`` embeddings.
+
+    Features are standardised with the train split's mean and std (the usual linear-evaluation
+    protocol): without it, encoders whose embeddings are nearly parallel (e.g. random-init ViTs)
+    score low only because the L2 penalty keeps the weights too small to separate them.
+    """
     from hf_transfer.experiments.heads import LogisticRegressionHead
 
     train_x, train_y = embed_split(encoder, train, collator)
     test_x, test_y = embed_split(encoder, test, collator)
+    mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp(min=1e-6)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     head = LogisticRegressionHead(C).fit(train_x, train_y, num_classes)
     return (head.predict(test_x) == test_y).float().mean().item()
 
