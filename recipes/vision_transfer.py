@@ -2,12 +2,16 @@
 
     python recipes/vision_transfer.py                      # the full grid (3 seeds, K = 10, 100, all)
     python recipes/vision_transfer.py --quick              # 1 seed, K = 10, 100: a few minutes on 2 CPU cores
+    python recipes/vision_transfer.py --source_objective simclr   # SimCLR source pre-training (labels unused)
     python recipes/vision_transfer.py --source_model google/vit-base-patch16-224-in21k   # any Hub ViT when online
 
 1. Source pre-training: ``hf-transfer train recipes/configs/vit_mnist_source.yaml`` (a ViT built
-   from a ``ViTConfig``; no pretrained ViT exists offline), run through ``hf_transfer.train.main``.
-2. Its backbone is exported as a plain Hugging Face ViT checkpoint (``ViTModel`` + image processor)
-   in ``WORK/source_backbone``, which ``--model`` accepts like any Hub id.
+   from a ``ViTConfig``; no pretrained ViT exists offline), run through ``hf_transfer.train.main``;
+   or, with ``--source_objective simclr``, ``hf-transfer pretrain`` (SimCLR two-view NT-Xent,
+   ``recipes/configs/pretrain_image_simclr.yaml``) on the same ViT config, MNIST labels unused.
+2. The backbone is a plain Hugging Face ViT checkpoint (``ViTModel`` + image processor) in
+   ``WORK/source_backbone`` (supervised: exported from the classifier) or ``WORK/source_simclr``,
+   which ``--model`` accepts like any Hub id.
 3. Transfer grid: for every K (images per class, drawn by ``k_shot_indices`` with the seed) and seed,
    ``scratch`` (the same ViTConfig, random init) and each strategy (``full``, ``linear_probe``,
    ``lora``, ``l2sp``) are trained with ``hf_transfer.train.main`` and scored on the USPS test split
@@ -34,8 +38,9 @@ from hf_transfer.model import TransferModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_CONFIG = ROOT / "recipes" / "configs" / "vit_mnist_source.yaml"
+SIMCLR_CONFIG = ROOT / "recipes" / "configs" / "pretrain_image_simclr.yaml"
 ARMS = ("scratch", "full", "linear_probe", "lora", "l2sp")
-# Per-arm options (learning rates picked once on the K=100 grid; see benchmarks/RESULTS.md).
+# Per-arm options, set by hand (not tuned on the target test split, which is only used for the report).
 ARM_OPTIONS = {
     "scratch": ["--learning_rate", "1e-3"],
     "full": ["--learning_rate", "5e-4"],
@@ -55,18 +60,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--source_dataset", default=str(ROOT.parent / "shared" / "datasets" / "mnist5k"))
     parser.add_argument("--target_dataset", default=str(ROOT.parent / "shared" / "datasets" / "usps"))
     parser.add_argument("--source_config", default=str(SOURCE_CONFIG), help="hf-transfer train config of the source pre-training.")
+    parser.add_argument("--source_objective", default="supervised", choices=["supervised", "simclr"])
+    parser.add_argument("--simclr_epochs", type=float, default=10.0, help="Epochs of SimCLR source pre-training.")
     parser.add_argument("--source_model", default=None, help="Skip pre-training: transfer this Hub id or ViT folder instead.")
     parser.add_argument("--work_dir", default="outputs/vision_transfer")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--shots", nargs="+", default=["10", "100", "all"], help="Target images per class ('all' = every one).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=8.0, help="Epochs over the K-shot set...")
-    parser.add_argument("--min_steps", type=int, default=150, help="...but at least this many optimizer steps.")
+    parser.add_argument("--min_steps", type=int, default=150, help="...but at least this many optimizer steps...")
+    parser.add_argument("--max_steps", type=int, default=500, help="...and at most this many (batch 32).")
     parser.add_argument("--source_epochs", type=float, default=None, help="Override num_train_epochs of the source config.")
     parser.add_argument("--quick", action="store_true", help="1 seed, K = 10 and 100, fewer steps.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.shots, args.epochs, args.min_steps = args.seeds[:1], ["10", "100"], 4.0, 80
+        args.seeds, args.shots, args.epochs, args.min_steps, args.max_steps = args.seeds[:1], ["10", "100"], 4.0, 80, 150
         args.source_epochs = args.source_epochs or 6
     return args
 
@@ -83,6 +91,22 @@ def pretrain_source(args: argparse.Namespace, work: Path) -> Path:
     if not (backbone_dir / "config.json").is_file():
         export_backbone(source_dir, backbone_dir)
     return backbone_dir
+
+
+def pretrain_simclr(args: argparse.Namespace, work: Path) -> Path:
+    """SimCLR on the source images (labels unused) with the supervised recipe's ViT config; saves a plain ViT."""
+    from hf_transfer import pretrain
+
+    folder = work / "source_simclr"
+    if not (folder / "config.json").is_file():
+        backbone_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
+        metrics = pretrain.main([
+            str(SIMCLR_CONFIG), "--backbone_config", backbone_config, "--pooling", "mean", "--dataset", args.source_dataset,
+            "--num_train_epochs", str(args.simclr_epochs), "--output_dir", str(folder), "--overwrite_output_dir", "true",
+            "--disable_tqdm", "true", "--probe_train_samples", "1000",
+        ])
+        print(f"SimCLR source pre-training: linear probe {metrics['probe_accuracy_before']:.4f} -> {metrics['probe_accuracy_after']:.4f}", flush=True)
+    return folder
 
 
 def export_backbone(model_dir: Path, backbone_dir: Path) -> None:
@@ -106,7 +130,7 @@ def write_k_shot(target: str, k: str, seed: int, folder: Path) -> tuple[Path, in
 
 
 def run_arm(arm: str, backbone: str, scratch_config: str, train_file: Path, n_train: int, seed: int, args, out: Path) -> dict:
-    steps = max(args.min_steps, math.ceil(args.epochs * n_train / 32))
+    steps = min(args.max_steps, max(args.min_steps, math.ceil(args.epochs * n_train / 32)))
     model = ["--backbone_config", scratch_config] if arm == "scratch" else ["--model", backbone, "--strategy", arm]
     argv = [
         *model, "--pooling", "mean", "--train_file", str(train_file),
@@ -137,7 +161,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    backbone = args.source_model or str(pretrain_source(args, work))
+    if args.source_model:
+        backbone = args.source_model
+    elif args.source_objective == "simclr":
+        backbone = str(pretrain_simclr(args, work))
+    else:
+        backbone = str(pretrain_source(args, work))
     scratch_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
     rows = []
     with open(work / "results.jsonl", "w") as results:
@@ -145,7 +174,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for seed in args.seeds:
                 train_file, n_train = write_k_shot(args.target_dataset, k, seed, work / "data" / f"k{k}_seed{seed}")
                 for arm in args.arms:
-                    row = {"arm": arm, "shots": k, "seed": seed, "n_train": n_train}
+                    row = {"source": args.source_model or args.source_objective, "arm": arm, "shots": k, "seed": seed, "n_train": n_train}
                     row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
                     rows.append(row)
                     results.write(json.dumps(row) + "\n")
