@@ -1,0 +1,215 @@
+"""The same MAML meta-step with ours (``torch.func.functional_call`` fast weights) and with ``higher``.
+
+Same model (the bundled all-MiniLM-L6-v2 + a 5-way head), same episode (from the bundled banking77
+subset), same inner steps and learning rates, dropout off. For each variant, in one run:
+
+* episodes/s: median wall time of one meta-step (inner loop on the support set + query loss +
+  backward to the meta-parameters' ``.grad``) over ``--repeats``, the two arms alternating;
+* peak memory: each arm in a fresh subprocess; after building the model and inputs, the peak RSS
+  (``VmHWM``) is reset through ``/proc/self/clear_refs`` and the extra peak RSS of one meta-step is
+  read back (the step's own memory, without the shared model/import footprint);
+* grad_relerr: ``||g_ours - g_higher|| / ||g_higher||`` of the meta-gradients of the same step.
+
+Variants: ``second_order`` (all trainable parameters are fast weights), ``first_order`` (FOMAML;
+higher with ``track_higher_grads=False``) and ``lora`` (second order, fast weights = LoRA adapters +
+head). The last line is the main (second-order) result:
+
+    python benchmarks/maml_vs_higher.py --quick
+    RESULT speedup=<ours/higher episodes per s> memory_ratio=<ours/higher peak> grad_relerr=<...>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from torch.func import functional_call  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+VARIANTS = ("second_order", "first_order", "lora")
+
+
+def build(args, variant: str):
+    """Model (eval mode: no dropout), its meta-parameters and one tokenised episode."""
+    from hf_transfer.backbones import load_processor
+    from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+    from hf_transfer.data.loading import bundled_dataset
+    from hf_transfer.model import TransferModel
+    from hf_transfer.objectives.meta import use_double_differentiable_attention
+
+    torch.manual_seed(0)
+    model = TransferModel.from_backbone(args.model, {i: str(i) for i in range(args.n_way)}, classifier_dropout=0.0)
+    if variant == "lora":
+        from hf_transfer.strategies import get_strategy
+        from hf_transfer.strategies.lora import LoraArguments
+
+        model = get_strategy("lora", LoraArguments(lora_r=8, lora_dropout=0.0)).prepare(model)
+        with torch.no_grad():  # LoRA's B starts at zero; give it values so the second-order terms are not trivially zero
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.02)
+    use_double_differentiable_attention(model)
+    model.eval()
+    tokenizer = load_processor(args.model, "text")
+    rows = [json.loads(line) for line in (bundled_dataset("banking77_10") / "train.jsonl").read_text().splitlines()]
+    examples = tokenized_examples([r["text"] for r in rows], tokenizer, args.max_length)
+    dataset = EpisodeDataset(examples, [r["label"] for r in rows], args.n_way, args.k_shot, args.n_query, 1, seed=0)
+    episode = EpisodeCollator(tokenizer)([dataset[0]])
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    return model, params, episode
+
+
+def step_ours(model, params, episode, args, variant: str) -> list[torch.Tensor]:
+    from hf_transfer.objectives.meta import maml_loss
+
+    def logits_of(fast, inputs):
+        return functional_call(model, fast, args=(), kwargs=inputs).logits
+
+    loss, _ = maml_loss(logits_of, params, episode["support"], episode["support_labels"], episode["query"],
+                        episode["query_labels"], args.inner_steps, args.inner_lr, second_order=variant != "first_order")
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad for p in params.values()]
+
+
+def step_higher(model, params, episode, args, variant: str) -> list[torch.Tensor]:
+    import higher
+
+    inner = torch.optim.SGD(list(params.values()), lr=args.inner_lr)
+    model.zero_grad(set_to_none=True)
+    with higher.innerloop_ctx(model, inner, copy_initial_weights=False, track_higher_grads=variant != "first_order") as (fmodel, diffopt):
+        for _ in range(args.inner_steps):
+            diffopt.step(F.cross_entropy(fmodel(**episode["support"]).logits, episode["support_labels"]))
+        query_loss = F.cross_entropy(fmodel(**episode["query"]).logits, episode["query_labels"])
+        if variant == "first_order":  # higher's first-order mode detaches phi: take dL/dphi and apply it to theta
+            grads = torch.autograd.grad(query_loss, list(fmodel.parameters()), allow_unused=True)
+            named = dict(model.named_parameters())
+            by_name = dict(zip([n for n, _ in model.named_parameters()], grads))
+            for name in params:
+                named[name].grad = by_name[name]
+        else:
+            query_loss.backward()
+    return [p.grad for p in params.values()]
+
+
+ARMS = {"ours": step_ours, "higher": step_higher}
+
+
+def rss_bytes(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+
+def measure_memory(args) -> None:
+    """Subprocess body: extra peak RSS of one meta-step of one arm."""
+    model, params, episode = build(args, args.variant)
+    before = rss_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset VmHWM (peak RSS) to the current RSS
+    ARMS[args.arm](model, params, episode, args, args.variant)
+    print(json.dumps({"peak_extra_bytes": rss_bytes("VmHWM") - before}))
+
+
+def memory_of(args, variant: str, arm: str) -> int:
+    command = [sys.executable, __file__, "--_memory", "--variant", variant, "--arm", arm, *args.passthrough]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_extra_bytes"]
+
+
+def compare(args, variant: str) -> dict:
+    model, params, episode = build(args, variant)
+    arms = dict(ARMS)
+    try:
+        step_higher(model, params, episode, args, variant)
+    except Exception as error:  # e.g. higher cannot monkey-patch a PEFT model: measure ours alone
+        arms.pop("higher")
+        failure = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        print(f"[{variant}] higher fails: {failure}", flush=True)
+        seconds = []
+        for _ in range(args.repeats + 1):
+            start = time.perf_counter()
+            step_ours(model, params, episode, args, variant)
+            seconds.append(time.perf_counter() - start)
+        return {"variant": variant, "fast_weights": sum(p.numel() for p in params.values()), "higher_error": failure,
+                "ours_episodes_per_s": 1 / statistics.median(seconds[1:]),
+                "ours_peak_mib": statistics.median(memory_of(args, variant, "ours") for _ in range(args.memory_repeats)) / 2**20}
+    seconds = {arm: [] for arm in ARMS}
+    grads = {}
+    for repeat in range(args.repeats + 1):  # the first round is a warm-up
+        for arm, step in (ARMS.items() if repeat % 2 == 0 else reversed(list(ARMS.items()))):
+            start = time.perf_counter()
+            result = step(model, params, episode, args, variant)
+            elapsed = time.perf_counter() - start
+            if repeat > 0:
+                seconds[arm].append(elapsed)
+            grads[arm] = torch.cat([g.reshape(-1) for g in result]).clone()
+    memory = {arm: statistics.median(memory_of(args, variant, arm) for _ in range(args.memory_repeats)) for arm in ARMS}
+    median = {arm: statistics.median(values) for arm, values in seconds.items()}
+    return {
+        "variant": variant, "fast_weights": sum(p.numel() for p in params.values()),
+        "ours_episodes_per_s": 1 / median["ours"], "higher_episodes_per_s": 1 / median["higher"],
+        "speedup": median["higher"] / median["ours"],
+        "ours_peak_mib": memory["ours"] / 2**20, "higher_peak_mib": memory["higher"] / 2**20,
+        "memory_ratio": memory["ours"] / memory["higher"],
+        "grad_relerr": ((grads["ours"] - grads["higher"]).norm() / grads["higher"].norm()).item(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5-way 1-shot, 3 repeats: a few minutes on 2 cores")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--n_way", type=int, default=5)
+    parser.add_argument("--k_shot", type=int, default=5)
+    parser.add_argument("--n_query", type=int, default=5)
+    parser.add_argument("--inner_steps", type=int, default=2)
+    parser.add_argument("--inner_lr", type=float, default=0.01)
+    parser.add_argument("--max_length", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory_repeats", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--_memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="second_order", help=argparse.SUPPRESS)
+    parser.add_argument("--arm", default="ours", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.k_shot, args.repeats, args.memory_repeats = 1, 3, 1
+    args.passthrough = [f"--{k}={getattr(args, k)}" for k in ("model", "n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "max_length")]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args._memory:
+        return measure_memory(args)
+
+    print(f"{args.n_way}-way {args.k_shot}-shot, {args.n_query} queries/class, {args.inner_steps} inner steps (lr {args.inner_lr}), "
+          f"model {args.model}, {torch.get_num_threads()} thread(s), median of {args.repeats}")
+    rows = []
+    for variant in args.variants:
+        rows.append(compare(args, variant))
+        print(json.dumps(rows[-1]), flush=True)
+    print("| variant | fast weights | ours ep/s | higher ep/s | speedup | ours peak MiB | higher peak MiB | memory ratio | grad rel. err |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "higher_error" in r:
+            print(f"| {r['variant']} | {r['fast_weights']:,} | {r['ours_episodes_per_s']:.3f} | fails | - | {r['ours_peak_mib']:.0f} | fails | - | - |")
+            continue
+        print(f"| {r['variant']} | {r['fast_weights']:,} | {r['ours_episodes_per_s']:.3f} | {r['higher_episodes_per_s']:.3f} | "
+              f"{r['speedup']:.2f} | {r['ours_peak_mib']:.0f} | {r['higher_peak_mib']:.0f} | {r['memory_ratio']:.2f} | {r['grad_relerr']:.1e} |")
+    rows = [r for r in rows if "higher_error" not in r]
+    for r in rows:
+        print(f"RESULT[{r['variant']}] speedup={r['speedup']:.3f} memory_ratio={r['memory_ratio']:.3f} grad_relerr={r['grad_relerr']:.2e}")
+    main_row = next((r for r in rows if r["variant"] == "second_order"), rows[0])
+    print(f"RESULT speedup={main_row['speedup']:.3f} memory_ratio={main_row['memory_ratio']:.3f} grad_relerr={main_row['grad_relerr']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
