@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.shots, args.epochs, args.min_steps, args.max_steps = args.seeds[:1], ["10", "100"], 4.0, 80, 150
-        args.source_epochs = args.source_epochs or 6
+        args.source_epochs, args.simclr_epochs = args.source_epochs or 6, min(args.simclr_epochs, 4)
     return args
 
 
