@@ -145,7 +145,7 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
     trainer = MetaTrainer(
         model=make_model(), args=args, meta_args=method_meta, train_dataset=train_set, data_collator=collator,
     )
-    result = {"method": method, "train_seconds": 0.0}
+    result = {"method": method, "processes": trainer.accelerator.num_processes, "train_seconds": 0.0}
     if method != "finetune":
         start = time.perf_counter()
         trainer.train()
@@ -243,6 +243,7 @@ def _relaunch_on_cpu_if_needed() -> None:
 
     count = requested_cpu_processes()
     if count > 1:
+        print(f"meta_unseen_classes: starting {count} CPU processes with torch.distributed.run", file=sys.stderr, flush=True)
         os.execv(sys.executable, [
             sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(count), "--master_addr",
             os.environ["MASTER_ADDR"], "--master_port", os.environ.get("MASTER_PORT", "29500"), __file__, *sys.argv[1:],

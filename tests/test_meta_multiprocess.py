@@ -1,0 +1,95 @@
+"""Second-order MAML under ``accelerate launch --cpu --num_processes 2`` equals one process with the same meta-batch.
+
+The recipe ``recipes/meta_unseen_classes.py`` runs on the tiny BERT through the whole model
+(``top_layers 0``, so fast weights go through ``functional_call`` of the DDP-wrapped model). Two
+processes with one episode each per step against one process with ``gradient_accumulation_steps 2``:
+with ``train_sampling_strategy sequential`` both see episodes (2k, 2k+1) at step k, DDP averages the
+two ranks' meta-gradients and the single process averages its two accumulated ones, so the
+meta-learned weights and the test accuracies must agree. The comparison setup (launcher, sequential
+data, no dropout) follows tests/test_multiprocess.py, whose helpers are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_transfer import testing
+from test_multiprocess import TIMEOUT, _free_port  # tests/ is on sys.path (rootdir conftest)
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "meta_unseen_classes.py"
+
+
+def _six_class_data(folder: Path) -> Path:
+    """Six toy classes (three class words each, from the tiny tokenizer's vocabulary)."""
+    import random
+
+    words = [w for ws in testing.CLASS_WORDS.values() for w in ws]
+    rng = random.Random(0)
+    for split, n in (("train", 8), ("test", 8)):
+        rows = []
+        for label in range(6):
+            for _ in range(n):
+                chosen = rng.sample(words[3 * label : 3 * label + 3], 2) + rng.sample(testing.FILLER_WORDS, 2)
+                rng.shuffle(chosen)
+                rows.append({"text": " ".join(chosen), "label": label, "label_text": f"c{label}"})
+        testing.write_jsonl(folder / f"{split}.jsonl", rows)
+    return folder
+
+
+@pytest.mark.slow
+def test_two_process_maml_matches_one_process(tmp_path, tiny_text_backbone):
+    data = _six_class_data(tmp_path / "data")
+    common = [
+        "--model", str(tiny_text_backbone), "--dataset", str(data), "--meta_train_classes", "0-2", "--meta_test_classes", "3-5",
+        "--train_per_class", "0", "--methods", "maml", "--test_shots", "1", "--test_episodes", "4", "--top_layers", "0",
+        "--n_way", "3", "--k_shot", "1", "--n_query", "2", "--inner_steps", "2", "--inner_lr", "0.3", "--max_steps", "3",
+        "--learning_rate", "1e-2", "--train_sampling_strategy", "sequential", "--logging_steps", "1", "--seed", "0",
+        "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+    ]
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launch = [
+        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(RECIPE), *common,
+        "--gradient_accumulation_steps", "1", "--output_dir", str(two_dir),
+    ]
+    one = [sys.executable, str(RECIPE), *common, "--gradient_accumulation_steps", "2", "--output_dir", str(one_dir)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RECIPE.parents[1]), env.get("PYTHONPATH")]))
+    processes = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in (launch, one)]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=TIMEOUT))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-4000:]
+    assert "starting 2 CPU processes" in outputs[0][1]
+    assert json.loads((two_dir / "results.json").read_text())[0]["processes"] == 2
+    assert json.loads((one_dir / "results.json").read_text())[0]["processes"] == 1
+    two_logs = [json.loads(line.replace("'", '"')) for line in outputs[0][0].splitlines() if line.startswith("{'loss'")]
+    assert len(two_logs) == 3  # three logged optimizer steps, once (rank 0)
+
+    weights_one, weights_two = load_file(one_dir / "maml" / "model.safetensors"), load_file(two_dir / "maml" / "model.safetensors")
+    before = load_file(tiny_text_backbone / "model.safetensors")
+    assert max((weights_two[f"backbone.{k}"] - v).abs().max().item() for k, v in before.items() if f"backbone.{k}" in weights_two) > 1e-3
+    assert weights_one.keys() == weights_two.keys()
+    assert max((weights_one[k] - weights_two[k]).abs().max().item() for k in weights_one) < 1e-5
+    assert all(torch.isfinite(t).all() for t in weights_two.values())
+
+    result_one = json.loads((one_dir / "results.json").read_text())[0]["1shot"]
+    result_two = json.loads((two_dir / "results.json").read_text())[0]["1shot"]
+    assert result_two["episodes"] == result_one["episodes"] == 4  # both ranks' test episodes were gathered
+    assert result_two["accuracy"] == pytest.approx(result_one["accuracy"], abs=1e-9)
