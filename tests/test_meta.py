@@ -250,3 +250,39 @@ def test_bad_meta_settings_are_user_errors(tiny_text_backbone, tmp_path):
     model = _model(tiny_text_backbone).float()
     with pytest.raises(UserInputError, match="5-way"):
         _trainer(model, tmp_path, MetaArguments(n_way=5), _toy_episodes(num_episodes=1))
+
+
+def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_text_backbone, tmp_path):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from test_meta_multiprocess import _six_class_data
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "meta_unseen_classes.py"
+    spec = importlib.util.spec_from_file_location("meta_unseen_classes", path)
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe  # its dataclasses look their module up
+    spec.loader.exec_module(recipe)
+    data = _six_class_data(tmp_path / "data")
+    out = tmp_path / "out"
+    results = recipe.main([
+        "--model", str(tiny_text_backbone), "--dataset", str(data), "--meta_train_classes", "0-2", "--meta_test_classes", "3-5",
+        "--train_per_class", "0", "--methods", "fomaml", "protonet", "finetune", "--test_shots", "1", "2", "--test_episodes", "3",
+        "--top_layers", "1", "--n_way", "3", "--k_shot", "1", "--n_query", "2", "--max_steps", "2", "--learning_rate", "1e-2",
+        "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(out),
+    ])
+    assert [r["method"] for r in results] == ["fomaml", "protonet", "finetune"]
+    assert all(r[f"{k}shot"]["episodes"] == 3 for r in results for k in (1, 2))
+    assert json.loads((out / "results.json").read_text()) == results and "| protonet |" in (out / "results.md").read_text()
+    # The cached-bottom model saves as a full TransferModel: pretrained bottom layer, meta-learned top layer.
+    loaded = AutoModelForSequenceClassification.from_pretrained(out / "fomaml").state_dict()
+    pretrained = {f"backbone.{k}": v for k, v in load_file(tiny_text_backbone / "model.safetensors").items()}
+    bottom = [n for n in loaded if ".layer.0." in n or "embeddings" in n]
+    top = [n for n in loaded if ".layer.1." in n]
+    assert bottom and top
+    assert all(torch.equal(loaded[n], pretrained[n]) for n in bottom)
+    assert any(not torch.equal(loaded[n], pretrained[n]) for n in top)
