@@ -180,3 +180,13 @@ def test_domain_adapt_recipe_bad_inputs(toy_image_data, tmp_path):
         recipe.main([str(config), "--output_dir", str(tmp_path / "y")])
     with pytest.raises(UserInputError, match="adaptation"):
         recipe.main(["--target_dataset", "x", "--adaptation", "magic", "--output_dir", str(tmp_path / "z")])
+
+
+def test_target_batches_cycle_without_labels(toy_image_data, tmp_path):
+    source, target, id2label = _image_sets(toy_image_data, tmp_path)
+    trainer = _trainer(source, target, id2label, tmp_path)
+    per_pass = len(target["train"]) // 4  # drop_last
+    batches = [trainer.next_target_batch() for _ in range(2 * per_pass + 1)]  # runs past the end twice
+    assert all(set(batch) == {"pixel_values"} and batch["pixel_values"].shape[0] == 4 for batch in batches)
+    first, second = torch.cat([b["pixel_values"] for b in batches[:per_pass]]), torch.cat([b["pixel_values"] for b in batches[per_pass : 2 * per_pass]])
+    assert not torch.equal(first, second)  # reshuffled

@@ -135,13 +135,14 @@ class DANNTrainer(TransferTrainer):
         return self.accelerator.prepare(loader)
 
     def next_target_batch(self) -> dict:
-        """The next unlabelled target batch (cycling through the target set), labels removed."""
+        """The next unlabelled target batch (cycling through the target set, reshuffled each pass), labels removed."""
         if self._target_batches is None:
-            self._target_batches = iter(self._target_loader())
+            self._target_data = self._target_loader()
+            self._target_batches = iter(self._target_data)
         try:
             batch = next(self._target_batches)
         except StopIteration:
-            self._target_batches = iter(self._target_loader())
+            self._target_batches = iter(self._target_data)
             batch = next(self._target_batches)
         return {key: value for key, value in batch.items() if key not in ("labels", "label")}
 
