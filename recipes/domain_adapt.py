@@ -2,7 +2,7 @@
 
     python recipes/domain_adapt.py recipes/configs/dann_mnist_usps.yaml
     python recipes/domain_adapt.py recipes/configs/dann_sst2_mr.yaml --adaptation source_only --output_dir out/so
-    accelerate launch --num_processes 2 recipes/domain_adapt.py recipes/configs/dann_mnist_usps.yaml
+    accelerate launch --num_processes 2 recipes/domain_adapt.py recipes/configs/dann_mnist_usps.yaml   # GPUs; not yet tested multi-process
 
 ``adaptation`` picks the arm: ``dann`` (DANNTrainer: gradient reversal + domain discriminator),
 ``source_only`` (supervised on the source alone) or ``target_oracle`` (supervised on the *labelled*
