@@ -99,7 +99,10 @@ def parse_args(argv: list[str] | None = None):
         path = argv.pop(0)
         if not os.path.isfile(path):
             raise UserInputError(f"Config file '{path}' does not exist.", "pass a YAML config, e.g. recipes/configs/dann_mnist_usps.yaml")
-        file_values = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            file_values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
         if not isinstance(file_values, dict):
             raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
         ours = {f.name for f in fields(AdaptationArguments)}

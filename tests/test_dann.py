@@ -178,6 +178,9 @@ def test_domain_adapt_recipe_bad_inputs(toy_image_data, tmp_path):
     config.write_text("target_datset: foo\n")
     with pytest.raises(UserInputError, match="target_dataset"):
         recipe.main([str(config), "--output_dir", str(tmp_path / "y")])
+    config.write_text("adaptation: [dann\n")
+    with pytest.raises(UserInputError, match="not valid YAML"):
+        recipe.main([str(config), "--output_dir", str(tmp_path / "y")])
     with pytest.raises(UserInputError, match="adaptation"):
         recipe.main(["--target_dataset", "x", "--adaptation", "magic", "--output_dir", str(tmp_path / "z")])
 
