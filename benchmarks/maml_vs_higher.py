@@ -169,7 +169,7 @@ def compare(args, variant: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5-way 1-shot, 3 repeats: a few minutes on 2 cores")
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default="default", help="'default' (MiniLM), 'tiny' (random 2-layer BERT), a folder or Hub id")
     parser.add_argument("--n_way", type=int, default=5)
     parser.add_argument("--k_shot", type=int, default=5)
     parser.add_argument("--n_query", type=int, default=5)
@@ -185,6 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.k_shot, args.repeats, args.memory_repeats = 1, 3, 1
+    if args.model == "tiny":  # a random 2-layer BERT (hidden 32): where per-module Python overhead dominates
+        from hf_transfer import testing
+
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "tiny_bert")
+        if not os.path.isdir(folder):
+            testing.save_tiny_text_backbone(folder)
+        args.model = folder
     args.passthrough = [f"--{k}={getattr(args, k)}" for k in ("model", "n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "max_length")]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args._memory:
