@@ -73,41 +73,49 @@ def _argument_classes() -> list[type]:
     return [ModelArguments, DataArguments, RunArguments, *strategy_args, TrainingArguments]
 
 
-def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser(_argument_classes(), allow_abbrev=False)
-    parser.prog = "hf-transfer train"
-    parser.description = (
-        "Fine-tune a pretrained backbone on labelled data. Usage: hf-transfer train CONFIG.yaml [--key value ...]; "
-        "every key below may appear in the YAML file or on the command line (which wins)."
-    )
+TRAIN_PROG = "hf-transfer train"
+TRAIN_DESCRIPTION = (
+    "Fine-tune a pretrained backbone on labelled data. Usage: hf-transfer train CONFIG.yaml [--key value ...]; "
+    "every key below may appear in the YAML file or on the command line (which wins)."
+)
 
-    def error(message: str):  # argparse would print the whole (very long) usage: keep to one line
-        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer train --help' lists every option and its values.")
+
+def make_parser(classes: list[type] | None = None, prog: str = TRAIN_PROG, description: str | None = TRAIN_DESCRIPTION) -> HfArgumentParser:
+    """An ``HfArgumentParser`` over ``classes`` whose errors are one-line ``UserInputError``s (not argparse's long usage)."""
+    parser = HfArgumentParser(classes or _argument_classes(), allow_abbrev=False)
+    parser.prog = prog
+    parser.description = description
+
+    def error(message: str):
+        raise UserInputError(f"Invalid option: {message}.", f"'{prog} --help' lists every option and its values.")
 
     parser.error = error
     return parser
 
 
-def known_keys() -> set[str]:
-    return {f.name for cls in _argument_classes() for f in fields(cls) if f.init}
+def known_keys(classes: list[type] | None = None) -> set[str]:
+    return {f.name for cls in classes or _argument_classes() for f in fields(cls) if f.init}
 
 
-def read_yaml(path: str) -> dict[str, Any]:
+def read_yaml(path: str, keys: set[str] | None = None, prog: str = TRAIN_PROG,
+              example: str | None = "recipes/configs/text_full.yaml") -> dict[str, Any]:
+    """The flat mapping in a config file; every key must be in ``keys`` (default: ``hf-transfer train``'s)."""
     file = Path(path)
     if not file.is_file():
-        raise UserInputError(f"Config file '{path}' does not exist.", "pass the path of a YAML config, e.g. recipes/configs/text_full.yaml")
+        fix = f"pass the path of a YAML config, e.g. {example}" if example else f"pass the path of a YAML config to {prog}."
+        raise UserInputError(f"Config file '{path}' does not exist.", fix)
     try:
         values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
     if not isinstance(values, dict):
         raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
-    keys = known_keys()
+    keys = known_keys() if keys is None else keys
     for key in values:
         if key not in keys:
             raise UserInputError(
                 f"Unknown key '{key}' in config file '{path}'.{closest(str(key), keys)}",
-                "fix the key; 'hf-transfer train --help' lists every key.",
+                f"fix the key; '{prog} --help' lists every key.",
             )
     return values
 
@@ -140,42 +148,52 @@ def _cli_keys(argv: list[str]) -> dict[str, Any]:
     return keys
 
 
-def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
-    """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig."""
+def parse_config(argv: list[str] | None, classes: list[type], prog: str, description: str | None = None,
+                 example: str | None = None) -> tuple[dict[type, Any], dict[str, Any]]:
+    """``[CONFIG.yaml] [--key value ...]`` -> the parsed dataclass instances (by class) and the keys the user set.
+
+    The one parser of every recipe: a flat YAML mapping of the ``classes``' fields, overridden by the
+    same keys on the command line; unknown keys (with the closest known one) and bad values are
+    one-line ``UserInputError``s; with ``TrainingArguments`` among the classes, ``output_dir`` must
+    be chosen explicitly (its default 'trainer_output' is never what a user meant).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    file_values: dict[str, Any] = {}
-    if argv and not argv[0].startswith("-"):
-        file_values = read_yaml(argv.pop(0))
-    parser = make_parser()
+    keys = known_keys(classes)
+    file_values = read_yaml(argv.pop(0), keys, prog, example) if argv and not argv[0].startswith("-") else {}
+    parser = make_parser(classes, prog, description)
     try:
-        parsed = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
+        *objects, remaining = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
     except UserInputError:
         raise
     except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
         raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
-    *objects, remaining = parsed
     if remaining:
         unknown = next((token for token in remaining if token.startswith("--")), remaining[0])
         raise UserInputError(
-            f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), known_keys()).replace(chr(39), chr(39) + '--', 1)}",
-            "'hf-transfer train --help' lists every option.",
+            f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), keys).replace(chr(39), chr(39) + '--', 1)}",
+            f"'{prog} --help' lists every option.",
         )
+    source = {**file_values, **_cli_keys(argv)}
     by_class = {type(obj): obj for obj in objects}
+    training = by_class.get(TrainingArguments)
+    if training is not None and (not training.output_dir or not {"output_dir", "output-dir"} & set(source)):
+        raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
+    return by_class, source
+
+
+def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
+    """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig (``hf-transfer train``)."""
+    by_class, source = parse_config(argv, _argument_classes(), TRAIN_PROG, TRAIN_DESCRIPTION, "recipes/configs/text_full.yaml")
     model_args = by_class[ModelArguments]
     if model_args.strategy not in STRATEGIES:
         from hf_transfer.strategies import get_strategy
 
         get_strategy(model_args.strategy)  # raises the "unknown strategy" error with the known names
-    training = by_class[TrainingArguments]
-    source = {**file_values, **_cli_keys(argv)}
-    # TrainingArguments defaults output_dir to 'trainer_output': insist that the user chose one.
-    if not training.output_dir or not {"output_dir", "output-dir"} & set(source):
-        raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
     return RecipeConfig(
         model=model_args,
         data=by_class[DataArguments],
         strategy_args=by_class[STRATEGIES[model_args.strategy][1]],
         run=by_class[RunArguments],
-        training=training,
+        training=by_class[TrainingArguments],
         source=source,
     )
