@@ -17,17 +17,38 @@ class StopOnNonFiniteLoss(TrainerCallback):
     keeps stepping, so the weights fill with NaN and the run "finishes" with a useless model. A forward
     hook on the model checks every training forward's ``loss`` (one scalar check per step) and raises
     ``UserInputError`` naming the step; the output folder is then never published.
+
+    Trainers whose model returns no ``loss`` (contrastive, meta-learning: the loss is made in
+    ``compute_loss``) use ``StopOnNonFiniteLoss.attach(trainer)``, which checks what ``compute_loss``
+    returns instead; ``hf_transfer.run.Run.train`` does that for every recipe.
     """
 
-    def __init__(self):
+    def __init__(self, hook_model: bool = True):
+        self._hook_model = hook_model
         self._handle = None
         self._step = 0
         self._learning_rate = None
 
+    @classmethod
+    def attach(cls, trainer) -> StopOnNonFiniteLoss:
+        """Add the callback to ``trainer`` and check every training loss its ``compute_loss`` returns."""
+        callback = cls(hook_model=False)
+        compute_loss = trainer.compute_loss
+
+        def checked_compute_loss(model, inputs, *args, **kwargs):
+            result = compute_loss(model, inputs, *args, **kwargs)
+            if model.training:
+                callback.check_loss(result[0] if isinstance(result, tuple) else result)
+            return result
+
+        trainer.compute_loss = checked_compute_loss
+        trainer.add_callback(callback)
+        return callback
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._learning_rate = args.learning_rate
         self._step = state.global_step
-        if model is not None and self._handle is None:
+        if self._hook_model and model is not None and self._handle is None:
             self._handle = model.register_forward_hook(self._check)
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -40,7 +61,12 @@ class StopOnNonFiniteLoss(TrainerCallback):
 
     def _check(self, module: torch.nn.Module, inputs, output) -> None:
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
-        if not module.training or loss is None or not torch.is_tensor(loss):
+        if module.training:
+            self.check_loss(loss)
+
+    def check_loss(self, loss) -> None:
+        """Raise ``UserInputError`` when ``loss`` (a tensor) is NaN or infinite."""
+        if loss is None or not torch.is_tensor(loss):
             return
         if not bool(torch.isfinite(loss.detach()).all()):
             value = loss.detach().float().flatten()[0].item()

@@ -40,11 +40,19 @@ def _check_output_dir(output_dir: Path) -> None:
             f"'{output_dir}' is not a finished output folder.",
             "pass the output_dir of a run that completed (an '.incomplete' folder is an unfinished run: re-run it to finish).",
         )
-    if not (output_dir / "config.json").is_file() and _adapter_dir(output_dir) is None:
+    if not (output_dir / "config.json").is_file() and _adapter_dir(output_dir) is None and not _model_subfolders(output_dir):
         raise UserInputError(
             f"'{output_dir}' holds no saved model (no config.json or adapter_config.json).",
             "pass the output_dir that 'hf-transfer train' wrote.",
         )
+
+
+def _model_subfolders(output_dir: Path) -> list[Path]:
+    """Sub-folders holding a saved model, for outputs with several models and none at the top (e.g. one per meta-method)."""
+    if (output_dir / "config.json").is_file() or _adapter_dir(output_dir) is not None:
+        return []
+    return sorted(p for p in output_dir.iterdir() if p.is_dir() and not p.name.startswith(("checkpoint-", "."))
+                  and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()))
 
 
 def _copy_files(source: Path, destination: Path, skip: set[str] = frozenset()) -> None:
@@ -99,6 +107,9 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
     adapter = _adapter_dir(output_dir)
     if adapter is None or (merged and (output_dir / "model.safetensors").is_file()):
         _copy_files(output_dir, destination)  # a full model (merged LoRA included); the adapter/ subfolder stays behind
+        for folder in _model_subfolders(output_dir):  # several models: each in its sub-folder (from_pretrained(repo, subfolder=...))
+            (destination / folder.name).mkdir()
+            _copy_files(folder, destination / folder.name)
     elif merged:  # only the adapter was saved: merge it now
         from hf_transfer.strategies.lora import load_adapter_model
 

@@ -78,11 +78,16 @@ def resume_point(staging: str | os.PathLike, fingerprint: dict, requested: str |
                 "drop --resume_from_checkpoint to start afresh, or set save_steps so checkpoints are written.",
             )
         return str(checkpoints[-1])
+    return str(checkpoints[-1]) if checkpoints and same_run(staging, fingerprint) else None
+
+
+def same_run(staging: str | os.PathLike, fingerprint: dict) -> bool:
+    """Whether ``staging`` was left by an unfinished run of the same command (same fingerprint)."""
     try:
-        previous = json.loads((staging / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+        previous = json.loads((Path(staging) / FINGERPRINT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return str(checkpoints[-1]) if checkpoints and previous == json.loads(json.dumps(fingerprint, default=str)) else None
+        return False
+    return previous == json.loads(json.dumps(fingerprint, default=str))
 
 
 def prepare_staging(staging: str | os.PathLike, fingerprint: dict, keep: bool) -> None:
@@ -94,18 +99,19 @@ def prepare_staging(staging: str | os.PathLike, fingerprint: dict, keep: bool) -
     write_json(staging / FINGERPRINT_FILE, fingerprint)
 
 
-def begin_run(training, fingerprint: dict) -> str | None:
+def begin_run(training, fingerprint: dict, keep_same_run: bool = False) -> str | None:
     """Point ``training.output_dir`` at the staging folder and return the checkpoint to resume from (or None).
 
-    The recipe pattern: ``resume = outputs.begin_run(training, fingerprint)`` before building the
-    Trainer, ``trainer.train(resume_from_checkpoint=resume)``, then ``finish_run`` and ``publish``.
+    Recipes use it through ``hf_transfer.run.Run.start``. ``keep_same_run``: keep the staging folder
+    of an unfinished run of the same command even without a checkpoint at its top.
     """
     final_dir = training.output_dir
     staging = staging_dir(final_dir)
     resume = resume_point(staging, fingerprint, training.resume_from_checkpoint)
+    keep = resume is not None or (keep_same_run and same_run(staging, fingerprint))
     with training.main_process_first(desc="staging folder"):
         if training.process_index == 0:
-            prepare_staging(staging, fingerprint, keep=resume is not None)
+            prepare_staging(staging, fingerprint, keep=keep)
     if resume:
         print(f"Resuming from {Path(resume).name} of the unfinished run in {staging.name}.", file=sys.stderr)
     training.output_dir = str(staging)
@@ -115,7 +121,7 @@ def begin_run(training, fingerprint: dict) -> str | None:
 def finish_run(staging: str | os.PathLike) -> None:
     """Drop what only an unfinished run needs (checkpoints, fingerprint) before publishing."""
     staging = Path(staging)
-    for checkpoint in staging.glob("checkpoint-*"):
+    for checkpoint in [*staging.glob("checkpoint-*"), *staging.glob("*/checkpoint-*")]:  # */: recipes with several Trainers
         shutil.rmtree(checkpoint)
     (staging / FINGERPRINT_FILE).unlink(missing_ok=True)
 

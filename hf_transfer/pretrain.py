@@ -15,25 +15,23 @@ fine-tunes. The projection head is saved beside it (``projection_head.safetensor
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 import yaml
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
-from hf_transfer.config import ModelArguments, RunArguments, _as_argv, _cli_keys
+from hf_transfer.config import ModelArguments, RunArguments, parse_config
 from hf_transfer.data import load_splits
 from hf_transfer.data.augment import (
     ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator, image_to_tensor, normalize,
 )
 from hf_transfer.data.loading import DataArguments
-from hf_transfer.errors import UserInputError, closest
+from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
 
 OBJECTIVES = {"simclr": "nt_xent", "supcon": "supcon"}
@@ -83,46 +81,11 @@ def _argument_classes() -> list[type]:
 
 def parse_pretrain_args(argv: list[str] | None = None) -> PretrainConfig:
     """``[CONFIG.yaml] [--key value ...]`` -> a checked PretrainConfig (the command line wins over the file)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    classes = _argument_classes()
-    keys = {f.name for cls in classes for f in fields(cls) if f.init}
-    file_values: dict[str, Any] = {}
-    if argv and not argv[0].startswith("-"):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            raise UserInputError(f"Config file '{path}' does not exist.", "pass e.g. recipes/configs/pretrain_text_simclr.yaml")
-        try:
-            file_values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
-        if not isinstance(file_values, dict):
-            raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
-        for key in file_values:
-            if key not in keys:
-                raise UserInputError(f"Unknown key '{key}' in config file '{path}'.{closest(str(key), keys)}",
-                                     "fix the key; 'hf-transfer pretrain --help' lists every key.")
-    parser = HfArgumentParser(classes, allow_abbrev=False)
-    parser.prog = "hf-transfer pretrain"
-
-    def error(message: str):
-        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer pretrain --help' lists every option and its values.")
-
-    parser.error = error
-    try:
-        *objects, remaining = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
-    except UserInputError:
-        raise
-    except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
-        raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
-    if remaining:
-        unknown = next((token for token in remaining if token.startswith("--")), remaining[0])
-        raise UserInputError(f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), keys)}", "'hf-transfer pretrain --help' lists every option.")
-    by_class = {type(obj): obj for obj in objects}
+    by_class, source = parse_config(argv, _argument_classes(), "hf-transfer pretrain",
+                                    "Contrastive pre-training with a linear probe before and after.",
+                                    "recipes/configs/pretrain_text_simclr.yaml")
     model_args = by_class[ModelArguments]
     get_strategy(model_args.strategy)  # unknown names fail here with the known ones listed
-    source = {**file_values, **_cli_keys(argv)}
-    if not {"output_dir", "output-dir"} & set(source):
-        raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
     return PretrainConfig(model_args, by_class[DataArguments], by_class[PretrainArguments],
                           by_class[STRATEGIES[model_args.strategy][1]], by_class[RunArguments], by_class[TrainingArguments], source)
 
@@ -269,23 +232,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     projection = ProjectionHead(hidden, args.projection_dim, args.projection_hidden_dim) if args.projection_dim > 0 else None
     encoder = ContrastiveEncoder(strategy.prepare(model), projection, config.model.pooling)
 
-    staging = outputs.staging_dir(final_dir)
-    training.output_dir = str(staging)
+    run = Run.start(training, fingerprint(config.source))  # staging folder, resume point, push once at the end
     trainer = ContrastiveTrainer(
         model=encoder, args=training, train_dataset=prepared["train"], data_collator=collator,
         loss_fn=contrastive_loss(OBJECTIVES[args.objective]), temperature=args.temperature, strategy=strategy,
     )
-    metrics.update(trainer.train().metrics)
+    metrics.update(run.train(trainer).metrics)
     encoder = trainer.accelerator.unwrap_model(trainer.model)
     metrics["probe_accuracy_after"] = probe(encoder)
     metrics["probe_train_examples"], metrics["probe_test_examples"] = len(probe_train), len(probe_test)
 
-    if trainer.is_world_process_zero():
-        for checkpoint in staging.glob("checkpoint-*"):  # only needed to resume an unfinished run
-            shutil.rmtree(checkpoint)
+    def save(staging: Path) -> None:
         save_encoder(encoder, processor, config, metrics, staging, final_dir)
-        outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-    trainer.accelerator.wait_for_everyone()
-    training.output_dir = final_dir
+
+    run.finish(trainer, save)
     return metrics

@@ -14,14 +14,14 @@ from pathlib import Path
 import yaml
 from transformers import AutoConfig, ViTImageProcessorPil, set_seed
 
-from hf_transfer import backbones, hub, outputs
-from hf_transfer.callbacks import StopOnNonFiniteLoss
+from hf_transfer import backbones, outputs
 from hf_transfer.cards import command_line, render_card
 from hf_transfer.config import RecipeConfig, parse_recipe_args
 from hf_transfer.data import load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
+from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import Strategy, get_strategy
 from hf_transfer.strategies.lora import point_adapter_at
 from hf_transfer.trainers import TransferTrainer
@@ -93,9 +93,7 @@ def resolved_config(config: RecipeConfig, output_dir: str) -> dict:
 
 def run_fingerprint(config: RecipeConfig) -> dict:
     """What must match for a re-run to continue an unfinished run: every key the user set but the resume ones."""
-    skip = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token",
-            "hub_private_repo", "hub_revision", "disable_tqdm", "report_to", "logging_dir"}
-    return {key: value for key, value in sorted(config.source.items()) if key.replace("-", "_") not in skip}
+    return fingerprint(config.source)
 
 
 def save_outputs(trainer, strategy: Strategy, config: RecipeConfig, metrics: dict, staging: Path, final_dir: str, num_train: int):
@@ -167,9 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with training.main_process_first(desc="preprocessing"):
         prepared, collator = prepare_splits(splits, processor, modality, config.data, getattr(backbone_config, "num_channels", 3))
 
-    push_to_hub = hub.take_push_request(training)  # pushed once after success, not the Trainer's checkpoint pushes
-    resume = outputs.begin_run(training, run_fingerprint(config))
-    staging = Path(training.output_dir)
+    run = Run.start(training, run_fingerprint(config))  # staging folder, resume point, push once at the end
     if modality == "image":
         training.remove_unused_columns = False  # the transform needs the raw image column
     trainer = TransferTrainer(
@@ -182,20 +178,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics,
         strategy=strategy,
     )
-    trainer.add_callback(StopOnNonFiniteLoss())
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = run.train(trainer)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate(prepared["validation"], metric_key_prefix="eval"))
     if "test" in prepared:
         metrics.update(trainer.evaluate(prepared["test"], metric_key_prefix="test"))
 
-    if trainer.is_world_process_zero():
-        outputs.finish_run(staging)  # checkpoints were only needed to resume an unfinished run
+    def save(staging: Path) -> None:
         save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(prepared["train"]))
-        outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-        if push_to_hub:
-            hub.push_after_run(training, final_dir)
-    trainer.accelerator.wait_for_everyone()
-    training.output_dir = final_dir
+
+    run.finish(trainer, save)
     return metrics

@@ -20,19 +20,21 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
 from torch import nn
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from hf_transfer import outputs
 from hf_transfer.backbones import pool
-from hf_transfer.data.sampling import k_shot_indices
-
+from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
+from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 
+PROG = "recipes/meta_unseen_classes.py"
 METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "finetune")
 
 
@@ -70,28 +72,20 @@ def _classes(text: str) -> list[int]:
         raise UserInputError(f"Class range '{text}' is not like '0-49' or '1,3,5-9'.", "fix meta_train_classes / meta_test_classes.") from error
 
 
-def parse(argv: list[str]) -> tuple:
-    classes = [MetaRecipeArguments, MetaArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
-    parser = HfArgumentParser(classes)
-    values = {}
-    if argv and not argv[0].startswith("-"):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            raise UserInputError(f"Config file '{path}' does not exist.", "pass e.g. recipes/configs/meta_banking77.yaml")
-        values = yaml.safe_load(path.read_text()) or {}
-    file_argv = []
-    for key, value in values.items():
-        file_argv += [f"--{key}", *map(str, value)] if isinstance(value, list) else [f"--{key}", str(value)]
-    *objects, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv, return_remaining_strings=True)
-    if remaining:
-        raise UserInputError(f"Unknown option(s): {' '.join(remaining)}.", "see --help for the options.")
-    by_class = {type(o): o for o in objects}
+def parse(argv: list[str] | None) -> tuple:
+    """``[CONFIG.yaml] [--key value ...]`` through the suite's one parser (``hf_transfer.config.parse_config``)."""
+    classes = [MetaRecipeArguments, MetaArguments, RunArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
+    by_class, source = parse_config(argv, classes, PROG, __doc__.splitlines()[0], "recipes/configs/meta_banking77.yaml")
     recipe, meta, training = by_class[MetaRecipeArguments], by_class[MetaArguments], by_class[TrainingArguments]
     unknown = sorted(set(recipe.methods) - set(METHODS))
     if unknown:
         raise UserInputError(f"Unknown method(s) {unknown}.", f"use any of: {', '.join(METHODS)}.")
+    if training.resume_from_checkpoint:
+        raise UserInputError("This recipe resumes an unfinished run by itself.",
+                             "drop --resume_from_checkpoint and re-run the same command: finished methods are kept, "
+                             "the interrupted one continues from its last checkpoint.")
     strategy = get_strategy(recipe.strategy, by_class[STRATEGIES[recipe.strategy][1]]) if recipe.strategy in STRATEGIES else get_strategy(recipe.strategy)
-    return recipe, meta, strategy, training
+    return recipe, meta, strategy, training, by_class[RunArguments], source
 
 
 def read_jsonl(path: Path) -> tuple[list[str], list[int]]:
@@ -135,8 +129,12 @@ class TopLayersClassifier(nn.Module):
         full.save_pretrained(output_dir)
 
 
-def run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets) -> dict:
-    """Meta-train ``method`` (unless it is the finetune baseline) and test it on every test set."""
+def run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run: Run) -> dict:
+    """Meta-train ``method`` (unless it is the finetune baseline) and test it on every test set.
+
+    Its Trainer writes into ``STAGING/<method>``; a re-run of a killed command continues from the last
+    complete checkpoint there (``run.last_checkpoint``), and a NaN/inf meta-loss stops the run.
+    """
     method_meta = MetaArguments(**{**asdict(meta), "meta_method": "fomaml" if method == "finetune" else method})
     if method == "finetune":
         method_meta.eval_inner_steps, method_meta.eval_inner_lr = recipe.finetune_steps, recipe.finetune_lr
@@ -148,7 +146,7 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
     result = {"method": method, "processes": trainer.accelerator.num_processes, "train_seconds": 0.0}
     if method != "finetune":
         start = time.perf_counter()
-        trainer.train()
+        run.train(trainer, resume=run.last_checkpoint(args.output_dir))
         result["train_seconds"] = round(time.perf_counter() - start, 1)
     for shots, test_set in test_sets.items():
         start = time.perf_counter()
@@ -158,6 +156,7 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
             "episodes": int(metrics[f"test_{shots}shot_episodes"]), "seconds": round(time.perf_counter() - start, 1),
         }
     if method != "finetune" and trainer.is_world_process_zero():  # after testing: a LoRA save merges the adapters
+        outputs.finish_run(args.output_dir)  # its checkpoints, now that it is done
         model = trainer.accelerator.unwrap_model(trainer.model)
         if isinstance(model, TopLayersClassifier):
             model.save_as_transfer_model(recipe, args.output_dir)
@@ -210,8 +209,24 @@ def prepare(recipe: MetaRecipeArguments, meta: MetaArguments, strategy, train_te
     return encode(train_texts), encode(test_texts), lambda: build_model(recipe, meta.n_way, strategy), EpisodeCollator(tokenizer)
 
 
+def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str) -> str:
+    """README.md of the output folder (and of its Hub repository with --push_to_hub)."""
+    trained = [r["method"] for r in results if r["method"] != "finetune"]
+    example = trained[0] if trained else "METHOD"
+    return (
+        "---\nlibrary_name: transformers\ntags: [hf_transfer, meta-learning, few-shot]\n---\n\n"
+        f"# {name}\n\nFew-shot classification of unseen classes: meta-trained on classes {recipe.meta_train_classes} of "
+        f"`{os.path.basename(os.path.normpath(recipe.dataset))}`, tested {meta.n_way}-way on classes {recipe.meta_test_classes} "
+        f"(the same {recipe.test_episodes} episodes per K for every method). Each meta-learned initialisation is in the "
+        f"sub-folder named after its method:\n\n```python\nimport hf_transfer\nfrom transformers import AutoModelForSequenceClassification\n\n"
+        f'model = AutoModelForSequenceClassification.from_pretrained("{name}", subfolder="{example}")\n```\n\n'
+        + table(results, recipe, meta.n_way)
+    )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    recipe, meta, strategy, training = parse(list(sys.argv[1:] if argv is None else argv))
+    recipe, meta, strategy, training, run_args, source = parse(argv)
+    outputs.check_output_dir(training.output_dir, run_args.overwrite_output_dir)
     folder = Path(recipe.dataset)
     seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)
     if set(seen) & set(unseen):
@@ -225,15 +240,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                classes=seen, seed=training.seed)
     test_sets = {k: EpisodeDataset(test_examples, test_labels, meta.n_way, k, meta.n_query, recipe.test_episodes,
                                    classes=unseen, seed=recipe.test_seed + k) for k in recipe.test_shots}
+    run = Run.start(training, fingerprint(source), keep_same_run=True)  # OUTPUT_DIR.incomplete until every method is done
+    done = {}
+    if run.continuing and (run.staging / "results.json").is_file():  # methods a killed run of this command finished
+        done = {r["method"]: r for r in json.loads((run.staging / "results.json").read_text())}
     results = []
     for method in recipe.methods:
-        results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets))
+        if method in done:
+            print(f"meta_unseen_classes: {method} was finished by the interrupted run; kept.", file=sys.stderr)
+            results.append(done[method])
+        else:
+            results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run))
         if int(os.environ.get("RANK", "0")) == 0:
-            out = Path(training.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "results.json").write_text(json.dumps(results, indent=2))
-            (out / "results.md").write_text(table(results, recipe, meta.n_way))
+            outputs.write_json(run.staging / "results.json", results)
+            outputs.write_text(run.staging / "results.md", table(results, recipe, meta.n_way))
             print(table(results, recipe, meta.n_way), flush=True)
+
+    def save(staging: Path) -> None:
+        outputs.write_text(staging / "README.md", card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name))
+
+    run.finish(None, save)
     return results
 
 

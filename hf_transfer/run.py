@@ -1,0 +1,96 @@
+"""One run lifecycle for every recipe: staging folder, resume, NaN-loss stop, atomic publish, push.
+
+    run = Run.start(training, fingerprint(config.source))   # before building the Trainer
+    trainer = SomeTrainer(..., args=training)                # training.output_dir is now the staging folder
+    result = run.train(trainer)                              # stops on a NaN/inf loss; resumes a killed run
+    run.finish(trainer, lambda staging: save_everything(staging))
+
+``Run.start`` takes ``--push_to_hub`` away from the Trainer (which would push every checkpoint),
+points ``training.output_dir`` at ``OUTPUT_DIR.incomplete`` and finds the checkpoint to continue
+from when the same command was killed before. ``Run.finish`` (every process calls it) has the main
+process drop the checkpoints, save into the staging folder, rename it to ``OUTPUT_DIR``, and push
+the published folder to ``hub_model_id`` when asked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hf_transfer import hub, outputs
+from hf_transfer.callbacks import StopOnNonFiniteLoss
+
+# TrainingArguments keys that change how a run is resumed, logged or published, never what it computes.
+NOT_FINGERPRINTED = frozenset({
+    "resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
+    "hub_revision", "disable_tqdm", "report_to", "logging_dir",
+})
+
+
+def fingerprint(source: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a re-run to continue an unfinished run: every key the user set but the resume/publish ones."""
+    return {key: value for key, value in sorted(source.items()) if key.replace("-", "_") not in NOT_FINGERPRINTED}
+
+
+@dataclass
+class Run:
+    """A started run: where it writes, what it resumes from, whether it pushes at the end."""
+
+    training: Any  # TrainingArguments; output_dir points at ``staging`` until ``finish``
+    final_dir: str
+    staging: Path
+    resume: str | None  # the checkpoint for ``trainer.train(resume_from_checkpoint=...)``
+    push: bool
+    continuing: bool  # the staging folder of an unfinished run of the same command was kept
+
+    @classmethod
+    def start(cls, training, run_fingerprint: dict[str, Any], keep_same_run: bool = False) -> Run:
+        """Take the push request, prepare ``OUTPUT_DIR.incomplete`` and find what to resume.
+
+        ``keep_same_run``: keep the staging folder of an unfinished run of the same command even when
+        it holds no checkpoint at its top (recipes that run several Trainers in sub-folders resume
+        each one themselves, see ``last_checkpoint``).
+        """
+        final_dir = training.output_dir
+        push = hub.take_push_request(training)
+        resume = outputs.begin_run(training, run_fingerprint, keep_same_run=keep_same_run)
+        staging = Path(training.output_dir)
+        continuing = resume is not None or (keep_same_run and outputs.same_run(staging, run_fingerprint))
+        return cls(training, final_dir, staging, resume, push, continuing)
+
+    def train(self, trainer, resume: str | None | bool = True):
+        """``trainer.train`` with the NaN/inf-loss stop; ``resume=True`` continues from ``self.resume``."""
+        StopOnNonFiniteLoss.attach(trainer)
+        return trainer.train(resume_from_checkpoint=self.resume if resume is True else (resume or None))
+
+    def last_checkpoint(self, folder: str | os.PathLike) -> str | None:
+        """The last complete checkpoint under ``folder`` when this run continues an unfinished one, else None."""
+        if not self.continuing:
+            return None
+        found = outputs.complete_checkpoints(folder) if Path(folder).is_dir() else []
+        return str(found[-1]) if found else None
+
+    def finish(self, trainer, save: Callable[[Path], None]) -> str:
+        """Main process: drop checkpoints, ``save(staging)``, publish to ``final_dir``, push if asked. Returns ``final_dir``.
+
+        Every process calls it (it ends with a barrier). ``trainer`` may be None for recipes that ran
+        several Trainers (or none, when a resumed run had only publishing left).
+        """
+        main = trainer.is_world_process_zero() if trainer is not None else self.training.process_index == 0
+        if main:
+            outputs.finish_run(self.staging)  # checkpoints were only needed to resume an unfinished run
+            save(self.staging)
+            outputs.publish(self.staging, self.final_dir)
+            if self.push:
+                hub.push_after_run(self.training, self.final_dir)
+        if trainer is not None:
+            trainer.accelerator.wait_for_everyone()
+        else:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
+        self.training.output_dir = self.final_dir
+        return self.final_dir
