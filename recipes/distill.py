@@ -32,7 +32,7 @@ from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.model import TransferModel
-from hf_transfer.recipe_args import parse_config
+from hf_transfer.config import parse_config
 from hf_transfer.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import add_teacher_logits, teacher_logits

@@ -31,7 +31,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.multitask import MultiTaskModel
-from hf_transfer.recipe_args import parse_config
+from hf_transfer.config import parse_config
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 from hf_transfer.trainers.multitask import SAMPLING
 
