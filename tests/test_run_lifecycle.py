@@ -1,0 +1,127 @@
+"""Every recipe shares one run lifecycle (``hf_transfer.run.Run``): push once at the end, resume, stop on NaN.
+
+``hf-transfer train`` is covered by test_hub.py / test_resume_kill.py / test_bad_inputs.py; here the
+same lifecycle is checked on the two other recipes wired to it: ``hf-transfer pretrain`` pushes
+through the fake Hub of test_hub.py and stops on a NaN loss, and the meta-learning recipe, killed in
+the middle of its second method, continues from that method's checkpoint when the same command is
+re-run (with ``--push_to_hub`` added, which does not change what is computed) and ends like an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSequenceClassification, TrainerCallback
+
+from hf_transfer import outputs
+from hf_transfer.errors import UserInputError
+from hf_transfer.run import Run
+from test_hub import fake_hub  # noqa: F401  (the fixture: huggingface_hub talking to an in-memory Hub)
+from test_meta_multiprocess import _six_class_data
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def _pretrain_argv(model, data, output_dir, *extra):
+    return ["--model", str(model), "--dataset", str(data), "--max_steps", "3", "--learning_rate", "5e-3",
+            "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+            "--probe_train_samples", "12", *extra, "--output_dir", str(output_dir)]
+
+
+def test_pretrain_pushes_the_published_encoder_once_and_stops_on_nan(tmp_path, tiny_text_backbone, toy_text_data, fake_hub):  # noqa: F811
+    from hf_transfer.pretrain import main as pretrain_main
+
+    out = tmp_path / "simcse"
+    pretrain_main(_pretrain_argv(tiny_text_backbone, toy_text_data, out, "--save_steps", "2", "--push_to_hub", "true",
+                                 "--hub_model_id", "me/simcse", "--hub_private_repo", "true", "--hub_revision", "exp-1"))
+    paths = [path for _, path, _, _ in fake_hub.requests]
+    assert paths.count("/api/repos/create") == 1 and "/api/models/me/simcse/branch/exp-1" in paths
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/simcse/commit/exp-1"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    names = {p.name for p in uploaded.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "README.md"} <= names
+    assert not any(name.startswith("checkpoint-") for name in names) and not outputs.staging_dir(out).exists()
+    assert (uploaded / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()  # the published folder
+
+    # A ContrastiveEncoder returns no loss from forward: the check sits on compute_loss.
+    bad = tmp_path / "nan"
+    with pytest.raises(UserInputError, match="training loss became .* at step"):
+        pretrain_main(_pretrain_argv(tiny_text_backbone, toy_text_data, bad, "--learning_rate", "1e38", "--max_grad_norm", "0",
+                                     "--lr_scheduler_type", "constant", "--save_strategy", "no"))
+    assert not bad.exists() and outputs.staging_dir(bad).is_dir()
+
+
+def _meta_recipe():
+    spec = importlib.util.spec_from_file_location("meta_unseen_classes", RECIPES / "meta_unseen_classes.py")
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe  # its dataclasses look their module up
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAtFirstSave(TrainerCallback):
+    """Stands in for SIGKILL: interrupts training right after the first checkpoint is complete."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise Killed
+
+
+def _untimed(results: list[dict]) -> list[dict]:
+    return [{k: ({**v, "seconds": None} if isinstance(v, dict) else v) for k, v in r.items() if k != "train_seconds"} for r in results]
+
+
+def test_meta_recipe_resumes_a_killed_run_from_the_checkpoint_and_pushes(tmp_path, tiny_text_backbone, fake_hub, monkeypatch, capsys):  # noqa: F811
+    recipe = _meta_recipe()
+    data = _six_class_data(tmp_path / "data")
+
+    def argv(output_dir, *extra):
+        return ["--model", str(tiny_text_backbone), "--dataset", str(data), "--meta_train_classes", "0-2",
+                "--meta_test_classes", "3-5", "--train_per_class", "0", "--methods", "protonet", "fomaml", "--test_shots", "1",
+                "--test_episodes", "3", "--top_layers", "1", "--n_way", "3", "--k_shot", "1", "--n_query", "2",
+                "--max_steps", "4", "--save_steps", "2", "--learning_rate", "1e-2", "--seed", "0", "--use_cpu", "true",
+                "--report_to", "none", "--disable_tqdm", "true", *extra, "--output_dir", str(output_dir)]
+
+    straight = recipe.main(argv(tmp_path / "straight"))
+
+    killed = tmp_path / "killed"
+    original_train, resumed_from = Run.train, []
+
+    def killing_train(self, trainer, resume=True):
+        if "fomaml" in trainer.args.output_dir:
+            trainer.add_callback(KillAtFirstSave())
+        return original_train(self, trainer, resume)
+
+    monkeypatch.setattr(Run, "train", killing_train)
+    with pytest.raises(Killed):
+        recipe.main(argv(killed))
+    staging = outputs.staging_dir(killed)
+    assert not killed.exists() and [r["method"] for r in json.loads((staging / "results.json").read_text())] == ["protonet"]
+    assert [p.name for p in outputs.complete_checkpoints(staging / "fomaml")] == ["checkpoint-2"]
+
+    def spying_train(self, trainer, resume=True):
+        resumed_from.append((Path(trainer.args.output_dir).name, resume and Path(resume).name))
+        return original_train(self, trainer, resume)
+
+    monkeypatch.setattr(Run, "train", spying_train)
+    capsys.readouterr()
+    results = recipe.main(argv(killed, "--push_to_hub", "true", "--hub_model_id", "me/meta"))  # push keys: still the same run
+    assert "protonet was finished by the interrupted run" in capsys.readouterr().err
+    assert resumed_from == [("fomaml", "checkpoint-2")]  # protonet was not trained again; fomaml continued
+    assert _untimed(results) == _untimed(straight)  # as if it had never been killed
+    assert not staging.exists() and not list(killed.rglob("checkpoint-*"))
+
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/meta/commit/main"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    assert {"README.md", "results.json", "results.md"} <= {p.name for p in uploaded.iterdir()}
+    assert (uploaded / "fomaml" / "model.safetensors").read_bytes() == (killed / "fomaml" / "model.safetensors").read_bytes()
+    assert AutoModelForSequenceClassification.from_pretrained(uploaded, subfolder="protonet").config.num_labels == 3
+    assert 'from_pretrained("me/meta", subfolder="protonet")' in (uploaded / "README.md").read_text()
