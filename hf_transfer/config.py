@@ -8,6 +8,7 @@ A config file is a flat YAML mapping whose keys are fields of the recipe's datac
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -85,6 +86,9 @@ def make_parser(classes: list[type] | None = None, prog: str = TRAIN_PROG, descr
     parser = HfArgumentParser(classes or _argument_classes(), allow_abbrev=False)
     parser.prog = prog
     parser.description = description
+    for action in parser._actions:  # a plain '%' in a field's help ("100% of the area") would crash --help
+        if action.help:
+            action.help = re.sub(r"%(?!\()", "%%", action.help)
 
     def error(message: str):
         raise UserInputError(f"Invalid option: {message}.", f"'{prog} --help' lists every option and its values.")

@@ -125,3 +125,16 @@ def test_meta_recipe_resumes_a_killed_run_from_the_checkpoint_and_pushes(tmp_pat
     assert (uploaded / "fomaml" / "model.safetensors").read_bytes() == (killed / "fomaml" / "model.safetensors").read_bytes()
     assert AutoModelForSequenceClassification.from_pretrained(uploaded, subfolder="protonet").config.num_labels == 3
     assert 'from_pretrained("me/meta", subfolder="protonet")' in (uploaded / "README.md").read_text()
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "meta"])
+def test_recipe_help_prints_every_option(recipe, capsys):
+    """--help goes through the shared parser; a '%' in a help text ('100% of the area') used to crash it."""
+    from hf_transfer.pretrain import parse_pretrain_args
+
+    parse = parse_pretrain_args if recipe == "pretrain" else _meta_recipe().parse
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--output_dir" in out and ("100%" in out if recipe == "pretrain" else "--meta_train_classes" in out)
