@@ -182,10 +182,9 @@ def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, stag
     processor.save_pretrained(staging)
     if encoder.projection is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()}, str(staging / PROJECTION_FILE))
-    values = {**asdict(config.model), **asdict(config.data), **asdict(config.pretrain), **asdict(config.strategy_args)}
-    training = config.training.to_dict()
-    values.update({key: training[key] for key in config.source if key in training})
-    values["output_dir"] = final_dir
+    from hf_transfer.train import resolved_config  # published with --push_to_hub: no local absolute paths, no tokens
+
+    values = {**asdict(config.pretrain), **resolved_config(config, final_dir)}
     outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(values, sort_keys=True))
     outputs.write_json(staging / METRICS_FILE, metrics)
     base = config.model.backbone_config and "from scratch" or backbones.public_name(config.model.model)

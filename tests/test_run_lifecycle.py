@@ -47,6 +47,8 @@ def test_pretrain_pushes_the_published_encoder_once_and_stops_on_nan(tmp_path, t
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "README.md"} <= names
     assert not any(name.startswith("checkpoint-") for name in names) and not outputs.staging_dir(out).exists()
     assert (uploaded / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()  # the published folder
+    saved_config = (uploaded / "pretrain_config.yaml").read_text()
+    assert "temperature: 0.1" in saved_config and str(tmp_path) not in saved_config and "hub_token" not in saved_config
 
     # A ContrastiveEncoder returns no loss from forward: the check sits on compute_loss.
     bad = tmp_path / "nan"
