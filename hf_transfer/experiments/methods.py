@@ -174,7 +174,7 @@ SETFIT_LEARNING_RATE = 2e-5
 SETFIT_STEPS_PER_EXAMPLE = 2.5  # 20 iterations x 2 pairs per example, batches of 16 pairs
 
 
-def recommended(k: int, num_classes: int) -> Contrastive:
+def recommended(k: int, num_classes: int, passes: int = 8) -> Contrastive:
     """Our default for few-shot text, set by principle from K and the number of classes.
 
     SetFit's objective (cosine similarity -> 1 for same-class pairs, -> 0 otherwise) and its
@@ -187,7 +187,7 @@ def recommended(k: int, num_classes: int) -> Contrastive:
     """
     n = k * num_classes
     batch_size = min(16, n)  # SetFit's batch size, so that capped learning rates still reach its distance
-    epochs = min(8, max(2, math.ceil(1000 / n)))  # large training sets: ~1000 passes suffice (all-data row)
+    epochs = min(passes, max(2, math.ceil(1000 / n)))  # large training sets: ~1000 passes suffice (all-data row)
     steps = epochs * math.ceil(n / batch_size)
     learning_rate = min(1e-4, max(SETFIT_LEARNING_RATE, SETFIT_LEARNING_RATE * SETFIT_STEPS_PER_EXAMPLE * n / steps))
     return Contrastive(loss="pairwise_cosine", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, C=1.0, name="recommended")
