@@ -30,6 +30,29 @@ NOT_FINGERPRINTED = frozenset({
 })
 
 
+SECRET_WORDS = ("token", "password", "secret")
+
+
+def _portable_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_portable_value(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    name, equals, path = value.partition("=")  # NAME=PATH items, e.g. multi-task --tasks
+    if equals and (os.path.isabs(os.path.expanduser(path)) or os.path.exists(os.path.expanduser(path))):
+        return f"{name}={outputs.portable_path(path)}"
+    if os.path.isabs(os.path.expanduser(value)) or os.path.exists(os.path.expanduser(value)):
+        return outputs.portable_path(value)
+    return value
+
+
+def publishable_config(values: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """A recipe's settings fit to publish with its model: no token-like keys, local paths made relative (or their last part)."""
+    kept = {key: _portable_value(value) for key, value in values.items() if not any(word in key.lower() for word in SECRET_WORDS)}
+    kept["output_dir"] = outputs.portable_path(output_dir)
+    return kept
+
+
 def fingerprint(source: dict[str, Any]) -> dict[str, Any]:
     """What must match for a re-run to continue an unfinished run: every key the user set but the resume/publish ones."""
     return {key: value for key, value in sorted(source.items()) if key.replace("-", "_") not in NOT_FINGERPRINTED}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.config import parse_config
+from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import add_teacher_logits, teacher_logits
@@ -86,14 +86,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     student = make_student(teacher, layers)
     train = add_teacher_logits(teacher, prepared["train"], collator) if args.cache_teacher_logits else prepared["train"]
 
-    staging = outputs.staging_dir(final_dir)
-    training.output_dir = str(staging)
+    run = Run.start(training, fingerprint(source))  # OUTPUT_DIR.incomplete, resume point, push once at the end
     trainer = DistillationTrainer(
         model=student, args=training, train_dataset=train, eval_dataset=prepared["validation"], processing_class=tokenizer,
         data_collator=collator, compute_metrics=compute_metrics, teacher=None if args.cache_teacher_logits else teacher,
         temperature=args.temperature, alpha=args.alpha,
     )
-    metrics = dict(trainer.train(resume_from_checkpoint=training.resume_from_checkpoint).metrics)
+    metrics = dict(run.train(trainer).metrics)
     for split in ("validation", "test"):
         if split in prepared:
             prefix = "eval" if split == "validation" else "test"
@@ -104,14 +103,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if teacher_scores["accuracy"] > 0:
                 metrics[f"{prefix}_retention"] = metrics[f"{prefix}_accuracy"] / teacher_scores["accuracy"]
 
-    if trainer.is_world_process_zero():
-        for checkpoint in staging.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+    def save_all(staging: Path) -> None:
         save(trainer, args, data_args, training, metrics, layers, depth, staging, final_dir, len(train), source)
-        outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-    trainer.accelerator.wait_for_everyone()
-    training.output_dir = final_dir
+
+    run.finish(trainer, save_all)
     return metrics
 
 
@@ -119,8 +115,8 @@ def save(trainer, args, data_args, training, metrics, layers, depth, staging: Pa
     student = trainer.accelerator.unwrap_model(trainer.model)
     student.save_pretrained(staging)
     trainer.processing_class.save_pretrained(staging)
-    config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}, "output_dir": final_dir}
-    outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(config, sort_keys=True))
+    config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}}
+    outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(publishable_config(config, final_dir), sort_keys=True))
     outputs.write_json(staging / "metrics.json", metrics)
     card = render_card(
         model_name=Path(final_dir).name,
@@ -128,7 +124,7 @@ def save(trainer, args, data_args, training, metrics, layers, depth, staging: Pa
         base_model_sha256=student.config.backbone_sha256,
         strategy="full",
         strategy_hyperparameters={"student_layers": layers, "teacher_layers": depth},
-        objective=f"knowledge distillation from {args.teacher} (temperature {args.temperature}, alpha {args.alpha})",
+        objective=f"knowledge distillation from {outputs.portable_path(args.teacher)} (temperature {args.temperature}, alpha {args.alpha})",
         pooling=student.config.pooling,
         labels=[student.config.id2label[i] for i in sorted(student.config.id2label)],
         modality="text",

@@ -170,7 +170,7 @@ def test_distill_recipe_end_to_end(teacher_folder, toy_text_data, tmp_path):
 
 
 def test_distill_config_file_parses():
-    from hf_transfer.recipe_args import parse_config
+    from hf_transfer.config import parse_config
 
     config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "distill_sms_spam.yaml"
     classes = [distill_recipe.DistillArguments, distill_recipe.DataArguments, distill_recipe.RunArguments, distill_recipe.TrainingArguments]

@@ -161,7 +161,7 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
 
 
 def test_multitask_config_file_parses():
-    from hf_transfer.recipe_args import parse_config
+    from hf_transfer.config import parse_config
 
     config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "multitask_sst2_trec.yaml"
     classes = [multitask_recipe.MultiTaskArguments, DataArguments, multitask_recipe.RunArguments, TrainingArguments]

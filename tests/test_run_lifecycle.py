@@ -22,7 +22,9 @@ from hf_transfer import outputs
 from hf_transfer.errors import UserInputError
 from hf_transfer.run import Run
 from test_hub import fake_hub  # noqa: F401  (the fixture: huggingface_hub talking to an in-memory Hub)
+from test_distill import distill_recipe, teacher_folder  # noqa: F401  (the fixture: a saved 4-layer tiny teacher)
 from test_meta_multiprocess import _six_class_data
+from test_multitask import multitask_recipe, two_tasks  # noqa: F401  (the fixture: two toy tasks)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -140,3 +142,38 @@ def test_recipe_help_prints_every_option(recipe, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--output_dir" in out and ("100%" in out if recipe == "pretrain" else "--meta_train_classes" in out)
+
+
+def _no_local_path_or_token(folder: Path, local: str) -> None:
+    from test_hub import TOKEN
+
+    for path in folder.rglob("*"):
+        if path.suffix in (".json", ".yaml", ".md", ".txt"):
+            text = path.read_text()
+            assert local not in text and TOKEN not in text, path.name
+
+
+def test_distill_recipe_pushes_the_published_student_and_stops_on_nan(tmp_path, tmp_path_factory, teacher_folder, toy_text_data, fake_hub):  # noqa: F811
+    teacher = teacher_folder
+
+    def argv(output_dir, *extra):
+        return ["--teacher", str(teacher), "--dataset", str(toy_text_data), "--num_student_layers", "2", "--max_steps", "2",
+                "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--report_to", "none", "--use_cpu", "true",
+                "--disable_tqdm", "true", *extra, "--output_dir", str(output_dir)]
+
+    out = tmp_path / "student"
+    distill_recipe.main(argv(out, "--save_steps", "1", "--push_to_hub", "true", "--hub_model_id", "me/student"))
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/student/commit/main"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    names = {p.name for p in uploaded.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "README.md", "recipe_config.yaml"} <= names
+    assert not any(name.startswith("checkpoint-") for name in names) and not outputs.staging_dir(out).exists()
+    assert (uploaded / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    _no_local_path_or_token(out, str(tmp_path_factory.getbasetemp()))
+    _no_local_path_or_token(uploaded, str(tmp_path_factory.getbasetemp()))
+
+    bad = tmp_path / "nan"
+    with pytest.raises(UserInputError, match="training loss became .* at step 2"):
+        distill_recipe.main(argv(bad, "--learning_rate", "1e38", "--max_grad_norm", "0", "--lr_scheduler_type", "constant",
+                                 "--save_strategy", "no"))
+    assert not bad.exists() and outputs.staging_dir(bad).is_dir() and len(fake_hub.commits) == 1
