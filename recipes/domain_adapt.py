@@ -10,28 +10,35 @@ target training set: the upper bound). Every arm reports accuracy on the target 
 (``target_test_*`` metrics) and on the source test split when there is one. Every other key is a key
 of ``hf-transfer train`` (backbone, strategy, TrainingArguments...), so any backbone x strategy
 composes with DANN, e.g. LoRA + DANN on MiniLM for text, or a from-scratch ViT for digits.
+
+The run lifecycle is the suite's (``hf_transfer.run.Run``): the model is built in ``OUTPUT_DIR.incomplete``
+and published only when the run succeeds; re-running the same command after a kill continues from the
+last checkpoint; a NaN/inf training loss stops the run naming the step; ``--push_to_hub true
+--hub_model_id USER/NAME`` uploads the published folder once, at the end.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser, set_seed
+from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
-from hf_transfer.config import _as_argv, known_keys, parse_recipe_args
-from hf_transfer.data import load_splits, prepare_splits
-from hf_transfer.errors import UserInputError, closest
+from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, _argument_classes, parse_config
+from hf_transfer.data import DataArguments, load_splits, prepare_splits
+from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
-from hf_transfer.strategies import get_strategy
+from hf_transfer.run import Run, fingerprint, publishable_config
+from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.train import _scratch_backbone_config, build_model, save_outputs
 from hf_transfer.trainers import DANNTrainer, TransferTrainer
+
+PROG = "recipes/domain_adapt.py"
 
 ADAPTATIONS = ("dann", "source_only", "target_oracle")
 
@@ -91,34 +98,21 @@ def _load_initial_model(folder: str):
     return model, loader.from_pretrained(folder)
 
 
-def parse_args(argv: list[str] | None = None):
-    """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    file_values: dict = {}
-    if argv and not argv[0].startswith("-"):
-        path = argv.pop(0)
-        if not os.path.isfile(path):
-            raise UserInputError(f"Config file '{path}' does not exist.", "pass a YAML config, e.g. recipes/configs/dann_mnist_usps.yaml")
-        try:
-            file_values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise UserInputError(f"Config file '{path}' is not valid YAML: {str(error).splitlines()[0]}.", "fix the YAML syntax.") from error
-        if not isinstance(file_values, dict):
-            raise UserInputError(f"Config file '{path}' must hold a mapping of keys to values.", "write 'key: value' lines.")
-        ours = {f.name for f in fields(AdaptationArguments)}
-        for key in file_values:
-            if key not in ours | known_keys():
-                raise UserInputError(
-                    f"Unknown key '{key}' in config file '{path}'.{closest(str(key), ours | known_keys())}",
-                    "fix the key; 'hf-transfer train --help' lists the training keys.",
-                )
-    mine = {key: file_values.pop(key) for key in list(file_values) if key in {f.name for f in fields(AdaptationArguments)}}
-    parser = HfArgumentParser(AdaptationArguments)
-    parser.error = lambda message: (_ for _ in ()).throw(UserInputError(f"Invalid option: {message}.", "see the docstring of recipes/domain_adapt.py."))
-    adaptation, rest = parser.parse_args_into_dataclasses(args=_as_argv(mine) + argv, return_remaining_strings=True)
+def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:
+    """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig), through the suite's one parser."""
+    by_class, source = parse_config(
+        argv, [AdaptationArguments, *_argument_classes()], PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
+    )
+    adaptation, model_args = by_class[AdaptationArguments], by_class[ModelArguments]
     if not adaptation.target_dataset:
         raise UserInputError("No target_dataset given.", "set target_dataset (a folder with train/test files) in the config.")
-    return adaptation, parse_recipe_args(_as_argv(file_values) + rest)
+    if model_args.strategy not in STRATEGIES:
+        get_strategy(model_args.strategy)  # raises the "unknown strategy" error with the known names
+    config = RecipeConfig(
+        model=model_args, data=by_class[DataArguments], strategy_args=by_class[STRATEGIES[model_args.strategy][1]],
+        run=by_class[RunArguments], training=by_class[TrainingArguments], source=source,
+    )
+    return adaptation, config
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -170,8 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if "test" in source:
         evaluations["source_test"] = source["test"]
 
-    staging = outputs.staging_dir(final_dir)
-    training.output_dir = str(staging)
+    run = Run.start(training, fingerprint(config.source))  # OUTPUT_DIR.incomplete, resume point, push once at the end
     training.remove_unused_columns = False
     common = dict(
         model=model, args=training, train_dataset=train_set, eval_dataset=evaluations["target_test"],
@@ -184,33 +177,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
     else:
         trainer = TransferTrainer(**common)
-    metrics = dict(trainer.train().metrics)
+    metrics = dict(run.train(trainer).metrics)
     for prefix, dataset in evaluations.items():
         metrics.update(trainer.evaluate(dataset, metric_key_prefix=prefix))
     metrics["adaptation"] = adaptation.adaptation
 
     if isinstance(trainer, DANNTrainer):
         trainer.model = trainer.classifier_model()  # save and describe the classifier, not the discriminator
-    if trainer.is_world_process_zero():
-        for checkpoint in staging.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+
+    def save(staging: Path) -> None:
         save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(train_set))
         extra = {f.name: getattr(adaptation, f.name) for f in fields(AdaptationArguments)}
-        with open(staging / "adaptation_config.yaml", "w") as handle:
-            yaml.safe_dump(extra, handle, sort_keys=True)
+        extra = {key: value for key, value in publishable_config(extra, final_dir).items() if key != "output_dir"}
+        outputs.write_text(staging / "adaptation_config.yaml", yaml.safe_dump(extra, sort_keys=True))
         card = staging / "README.md"
+        target_name = outputs.portable_path(adaptation.target_dataset)
         objective = {
-            "dann": f"DANN (gradient reversal, domain discriminator; unlabelled target: {adaptation.target_dataset})",
+            "dann": f"DANN (gradient reversal, domain discriminator; unlabelled target: {target_name})",
             "source_only": "supervised cross-entropy on the source domain only (no adaptation)",
-            "target_oracle": f"supervised cross-entropy on the labelled target domain ({adaptation.target_dataset})",
+            "target_oracle": f"supervised cross-entropy on the labelled target domain ({target_name})",
         }[adaptation.adaptation]
         card.write_text(card.read_text().replace("supervised cross-entropy", objective, 1))
-        outputs.publish(staging, final_dir)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-    trainer.accelerator.wait_for_everyone()
-    training.output_dir = final_dir
+
+    run.finish(trainer, save)
     return metrics
 
-
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
