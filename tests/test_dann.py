@@ -11,13 +11,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, TrainingArguments
 
-from hf_transfer import testing
+from hf_transfer import outputs, testing
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
 from hf_transfer.objectives.dann import DomainDiscriminator, dann_lambda, domain_adversarial_loss, grad_reverse
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import DANNTrainer
+from test_hub import TOKEN, fake_hub  # noqa: F401  (the fixture: huggingface_hub talking to an in-memory Hub)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "domain_adapt.py"
 TINY_VIT = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 1, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 37}'
@@ -168,6 +169,38 @@ def test_domain_adapt_recipe_image_and_text(toy_image_data, toy_text_data, tiny_
              "--adaptation", arm, "--strategy", "lora", "--output_dir", str(tmp_path / f"text_{arm}"), *common]
         )
         assert metrics["adaptation"] == arm and "target_test_accuracy" in metrics
+
+
+def test_domain_adapt_recipe_pushes_the_published_classifier_and_stops_on_nan(toy_image_data, tmp_path, tmp_path_factory, fake_hub):  # noqa: F811
+    recipe = load_recipe()
+    target_images = testing.write_image_dataset(tmp_path / "target_images", seed=3)
+
+    def argv(output_dir, *extra):
+        return ["--backbone_config", TINY_VIT, "--dataset", str(toy_image_data), "--target_dataset", str(target_images),
+                "--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
+                "--disable_tqdm", "true", *extra, "--output_dir", str(output_dir)]
+
+    out = tmp_path / "dann"
+    recipe.main(argv(out, "--save_steps", "1", "--push_to_hub", "true", "--hub_model_id", "me/dann"))
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/dann/commit/main"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    names = {p.name for p in uploaded.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.json", "README.md", "recipe_config.yaml", "adaptation_config.yaml"} <= names
+    assert not any(name.startswith("checkpoint-") for name in names) and not outputs.staging_dir(out).exists()
+    assert (uploaded / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()  # the published folder
+    assert not any("discriminator" in key for key in load_file(str(uploaded / "model.safetensors")))
+    assert "target_images" in (uploaded / "adaptation_config.yaml").read_text() and "DANN" in (uploaded / "README.md").read_text()
+    local = str(tmp_path_factory.getbasetemp())
+    for folder in (out, uploaded):  # the saved configs and card name no local absolute path and no token
+        for path in folder.rglob("*"):
+            if path.suffix in (".json", ".yaml", ".md"):
+                assert local not in path.read_text() and TOKEN not in path.read_text(), path.name
+
+    bad = tmp_path / "nan"
+    with pytest.raises(UserInputError, match="training loss became .* at step 2"):
+        recipe.main(argv(bad, "--learning_rate", "1e38", "--max_grad_norm", "0", "--lr_scheduler_type", "constant",
+                         "--save_strategy", "no"))
+    assert not bad.exists() and outputs.staging_dir(bad).is_dir() and len(fake_hub.commits) == 1  # nothing published
 
 
 def test_domain_adapt_recipe_bad_inputs(toy_image_data, tmp_path):
