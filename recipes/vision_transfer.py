@@ -16,7 +16,15 @@
    ``scratch`` (the same ViTConfig, random init) and each strategy (``full``, ``linear_probe``,
    ``lora``, ``l2sp``) are trained with ``hf_transfer.train.main`` and scored on the USPS test split
    (given as the validation file; nothing is selected on it: no early stopping, no best checkpoint).
-4. ``WORK/results.jsonl`` (one line per run) and ``WORK/summary.md`` (mean +- std accuracy table).
+4. ``WORK/results.jsonl`` (one line per run), ``WORK/summary.md`` (mean +- std accuracy table) and
+   ``WORK/README.md`` (a card: how to load the source backbone, the table).
+
+The run lifecycle is the suite's (``hf_transfer.run.Run``): everything is built in ``WORK.incomplete``
+and renamed to ``WORK`` when the grid is done (``--overwrite_output_dir true`` to replace a finished
+one). Re-running the same command after a kill keeps the source model and the grid items already in
+``WORK.incomplete/results.jsonl`` and trains only the rest. ``--push_to_hub true --hub_model_id
+USER/NAME`` uploads the finished folder once: the card, the results and the source model(s) in their
+sub-folders (``from_pretrained(NAME, subfolder="source_backbone")``); the K-shot runs stay local.
 """
 
 from __future__ import annotations
@@ -31,10 +39,14 @@ from pathlib import Path
 
 import datasets
 import yaml
+from transformers import TrainingArguments
 
-from hf_transfer import train
+from hf_transfer import outputs, train
+from hf_transfer.cards import command_line
 from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
+from hf_transfer.run import Run, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_CONFIG = ROOT / "recipes" / "configs" / "vit_mnist_source.yaml"
@@ -55,6 +67,15 @@ COMMON = [
 ]
 
 
+def _flag(text: str) -> bool:
+    """``--flag``, ``--flag true`` or ``--flag false``: the same spelling as the TrainingArguments-based recipes."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source_dataset", default=str(ROOT.parent / "shared" / "datasets" / "mnist5k"))
@@ -72,7 +93,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_steps", type=int, default=500, help="...and at most this many (batch 32).")
     parser.add_argument("--source_epochs", type=float, default=None, help="Override num_train_epochs of the source config.")
     parser.add_argument("--quick", action="store_true", help="1 seed, K = 10 and 100, fewer steps.")
+    parser.add_argument("--overwrite_output_dir", type=_flag, nargs="?", const=True, default=False,
+                        help="Replace a finished work_dir (only once the new run succeeds).")
+    parser.add_argument("--push_to_hub", type=_flag, nargs="?", const=True, default=False,
+                        help="Upload the finished work_dir (card, results, source model sub-folders) to the Hub.")
+    parser.add_argument("--hub_model_id", default=None, help="USER/NAME of the repository (default: the work_dir's name).")
+    parser.add_argument("--hub_private_repo", type=_flag, nargs="?", const=True, default=None, help="Create the repository as private.")
+    parser.add_argument("--hub_revision", default=None, help="Branch to push to (created when missing).")
+
+    def error(message: str):
+        raise UserInputError(f"Invalid option: {message}.", "'python recipes/vision_transfer.py --help' lists every option.")
+
+    parser.error = error
     args = parser.parse_args(argv)
+    if args.push_to_hub and args.source_model:
+        raise UserInputError(
+            "--push_to_hub publishes the source model this recipe pre-trains, but --source_model skips pre-training.",
+            "drop --push_to_hub (the K-shot runs are kept locally in work_dir/runs), or drop --source_model.",
+        )
     if args.quick:
         args.seeds, args.shots, args.epochs, args.min_steps, args.max_steps = args.seeds[:1], ["10", "100"], 4.0, 80, 150
         args.source_epochs, args.simclr_epochs = args.source_epochs or 6, min(args.simclr_epochs, 4)
@@ -123,9 +161,11 @@ def write_k_shot(target: str, k: str, seed: int, folder: Path) -> tuple[Path, in
     path = folder / "train.parquet"
     full = datasets.load_dataset("parquet", data_files={"train": os.path.join(target, "train.parquet")}, split="train")
     indices = k_shot_indices(full["label"], k, seed)
-    if not path.is_file():
+    if not path.is_file():  # written whole or not at all: a resumed run reuses it
         folder.mkdir(parents=True, exist_ok=True)
-        full.select(indices).to_parquet(str(path))
+        partial = folder / ".train.parquet.partial"
+        full.select(indices).to_parquet(str(partial))
+        os.replace(partial, path)
     return path, len(indices)
 
 
@@ -157,10 +197,40 @@ def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
     return "\n".join(lines)
 
 
+def card(rows: list[dict], args: argparse.Namespace, name: str, argv: list[str] | None) -> str:
+    """README.md of the finished work_dir (and of its Hub repository with --push_to_hub)."""
+    source = os.path.basename(os.path.normpath(args.source_dataset))
+    target = os.path.basename(os.path.normpath(args.target_dataset))
+    if args.source_model:
+        origin = f"The backbone `{outputs.portable_path(args.source_model)}` was transferred to `{target}`."
+    else:
+        folder = "source_simclr" if args.source_objective == "simclr" else "source_backbone"
+        how = "SimCLR (labels unused)" if args.source_objective == "simclr" else "supervised classification"
+        origin = (
+            f"A ViT pre-trained on `{source}` ({how}), then fine-tuned on K labelled `{target}` images per class. The "
+            f"pre-trained backbone is a plain ViT checkpoint in the `{folder}` sub-folder:\n\n```python\n"
+            f"from transformers import AutoImageProcessor, AutoModel\n\n"
+            f'model = AutoModel.from_pretrained("{name}", subfolder="{folder}")\n'
+            f'processor = AutoImageProcessor.from_pretrained("{name}", subfolder="{folder}")\n```'
+        )
+    command = command_line(["recipes/vision_transfer.py", *argv] if argv is not None else None)
+    return (
+        "---\nlibrary_name: transformers\ntags: [hf_transfer, vision, transfer-learning, vit]\n---\n\n"
+        f"# {name}\n\n{origin}\n\nTarget test accuracy, mean ± std over seeds {args.seeds}; K = labelled target images "
+        f"per class (`results.jsonl` holds every run):\n\n{summary_table(rows, args.arms, args.shots)}\n\n"
+        f"Command: `{command}`\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    outputs.check_output_dir(args.work_dir, args.overwrite_output_dir)
+    training = TrainingArguments(  # only where the folder goes and whether it is pushed: train.main runs the grid
+        output_dir=args.work_dir, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
+        hub_private_repo=args.hub_private_repo, hub_revision=args.hub_revision, report_to="none",
+    )
+    run = Run.start(training, fingerprint(vars(args)), keep_same_run=True)  # WORK.incomplete until the grid is done
+    work = run.staging
     if args.source_model:
         backbone = args.source_model
     elif args.source_objective == "simclr":
@@ -168,25 +238,40 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         backbone = str(pretrain_source(args, work))
     scratch_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
+    done = {}
+    if run.continuing and (work / "results.jsonl").is_file():  # grid items a killed run of this command finished
+        rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines() if line.strip()]
+        done = {(r["arm"], r["shots"], r["seed"]): r for r in rows}
     rows = []
-    with open(work / "results.jsonl", "w") as results:
-        for k in args.shots:
-            for seed in args.seeds:
-                train_file, n_train = write_k_shot(args.target_dataset, k, seed, work / "data" / f"k{k}_seed{seed}")
-                for arm in args.arms:
-                    row = {"source": args.source_model or args.source_objective, "arm": arm, "shots": k, "seed": seed, "n_train": n_train}
-                    row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
-                    rows.append(row)
-                    results.write(json.dumps(row) + "\n")
-                    results.flush()
-                    print(f"RUN {json.dumps(row)}", flush=True)
+    for k in args.shots:
+        for seed in args.seeds:
+            train_file, n_train = write_k_shot(args.target_dataset, k, seed, work / "data" / f"k{k}_seed{seed}")
+            for arm in args.arms:
+                if (arm, k, seed) in done:
+                    print(f"vision_transfer: {arm} K={k} seed {seed} was finished by the interrupted run; kept.", file=sys.stderr)
+                    rows.append(done[(arm, k, seed)])
+                    continue
+                source = outputs.portable_path(args.source_model) if args.source_model else args.source_objective
+                row = {"source": source, "arm": arm, "shots": k, "seed": seed, "n_train": n_train}
+                row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
+                rows.append(row)
+                outputs.write_text(work / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+                print(f"RUN {json.dumps(row)}", flush=True)
     table = summary_table(rows, args.arms, args.shots)
-    (work / "summary.md").write_text(
-        f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; K = labelled target images per class.\n\n{table}\n"
-    )
+
+    def save(staging: Path) -> None:
+        outputs.write_text(staging / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        outputs.write_text(staging / "summary.md", f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; "
+                           f"K = labelled target images per class.\n\n{table}\n")
+        outputs.write_text(staging / "README.md", card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
+
+    run.finish(None, save)
     print(table)
     return rows
 
-
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    try:
+        sys.exit(main() and 0)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
