@@ -32,10 +32,14 @@ SECRET_OPTIONS = ("--hub_token", "--token", "--hub-token")
 TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
-def command_line(argv: list[str] | None = None) -> str:
-    """The command as the user typed it: absolute paths shortened to their last part, tokens replaced by ``***``."""
+def command_line(argv: list[str] | None = None, program: str | None = None) -> str:
+    """The command as the user typed it: absolute paths shortened to their last part, tokens replaced by ``***``.
+
+    ``program`` replaces ``argv[0]`` in the text (e.g. ``"python recipes/x.py"``, since only its basename is kept).
+    """
     argv = sys.argv if argv is None else argv
-    program = "hf-transfer" if argv and argv[0].endswith(("hf-transfer", "__main__.py")) else os.path.basename(argv[0]) if argv else ""
+    if program is None:
+        program = "hf-transfer" if argv and argv[0].endswith(("hf-transfer", "__main__.py")) else os.path.basename(argv[0]) if argv else ""
     words, hide_next = [], False
     for word in argv[1:]:
         option, equals, _ = word.partition("=")
@@ -62,6 +66,19 @@ def summarize(metrics: dict[str, float | list[float]]) -> tuple[dict[str, float]
         elif isinstance(value, (int, float)):
             means[key], texts[key] = float(value), f"{float(value):.4f}"
     return means, texts
+
+
+def render(template: str, card_data: ModelCardData, **values: Any) -> ModelCard:
+    """The ``model_cards/<template>`` card with ``values`` filled in; ``card_data`` becomes its YAML metadata.
+
+    Every card of the suite goes through here, so that they all come from the packaged templates.
+    """
+    return ModelCard.from_template(card_data, template_path=str(template_path(template)), **values)
+
+
+def hyperparameter_text(values: dict[str, Any]) -> str:
+    """``a=1``, ``b=x`` ... as inline code for a card's table; ``none`` when empty."""
+    return ", ".join(f"`{k}={v}`" for k, v in values.items()) or "none"
 
 
 def render_card(
@@ -115,10 +132,10 @@ def render_card(
     )
     results = [{"split": r.dataset_split, "metric": METRIC_NAMES[r.metric_type], "value": text_of[(r.dataset_split, r.metric_type)]}
                for r in eval_results]
-    hyper = ", ".join(f"`{k}={v}`" for k, v in strategy_hyperparameters.items()) or "none"
-    return ModelCard.from_template(
+    hyper = hyperparameter_text(strategy_hyperparameters)
+    return render(
+        "classifier.md",
         card_data,
-        template_path=str(template_path()),
         model_name=model_name,
         task_description=task.replace("-", " "),
         base_model=base_model,
@@ -140,4 +157,110 @@ def render_card(
         pipeline_task=task,
         load_path=model_name,
         adapter_note=adapter_note,
+    )
+
+
+def _task_of(modality: str) -> str:
+    return "text-classification" if modality == "text" else "image-classification"
+
+
+def encoder_card(
+    *,
+    model_name: str,
+    base_model: str,
+    base_model_sha256: str | None,
+    base_model_revision: str | None,
+    objective: str,
+    temperature: float,
+    projection: str,
+    augmentations: dict[str, Any],
+    strategy: str,
+    strategy_hyperparameters: dict[str, Any],
+    training_summary: str,
+    modality: str,
+    dataset: str,
+    probe: dict[str, float],
+    probe_examples: tuple[int, int],
+    command: str,
+) -> ModelCard:
+    """The card of a contrastively pre-trained encoder (``model_cards/encoder.md``).
+
+    ``probe`` holds the linear-probe test accuracy ``before`` and ``after`` pre-training; both become
+    ``model-index`` results (metric ``accuracy``, told apart by their names).
+    """
+    task = _task_of(modality)
+    eval_results = [
+        EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split="test", metric_type="accuracy",
+                   metric_name=f"Linear-probe accuracy {when} pre-training (test)", metric_value=round(float(probe[when]), 4))
+        for when in ("before", "after") if when in probe
+    ]
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if "/" in base_model else None,
+        library_name="transformers",
+        pipeline_tag="feature-extraction",
+        tags=["hf-transfer", "contrastive-pretraining", objective, f"strategy-{strategy}", modality],
+        datasets=[dataset] if "/" in dataset else None,
+        metrics=["accuracy"] if eval_results else None,
+        eval_results=eval_results or None,
+    )
+    return render(
+        "encoder.md", card_data,
+        model_name=model_name, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
+        objective=objective, temperature=temperature, projection=projection, augmentations=hyperparameter_text(augmentations),
+        strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), training_summary=training_summary,
+        modality=modality, dataset_description=dataset, probe_before=probe.get("before"), probe_after=probe.get("after"),
+        probe_train_examples=probe_examples[0], probe_test_examples=probe_examples[1], command=command, load_path=model_name,
+    )
+
+
+def meta_card(
+    *,
+    model_name: str,
+    method: str,
+    base_model: str,
+    base_model_sha256: str | None,
+    base_model_revision: str | None,
+    meta_hyperparameters: dict[str, Any],
+    strategy: str,
+    strategy_hyperparameters: dict[str, Any],
+    n_way: int,
+    dataset: str,
+    meta_train_classes: str,
+    meta_test_classes: str,
+    results: dict[int, dict[str, float]],
+    training_summary: str,
+    command: str,
+    subfolder: str | None = None,
+) -> ModelCard:
+    """The card of one meta-learned initialisation (``model_cards/meta.md``).
+
+    ``results`` maps K (shots) to ``{"accuracy", "ci95", "episodes"}`` on N-way K-shot test episodes of
+    unseen classes; each accuracy becomes a ``model-index`` result named after its N-way K-shot setting.
+    """
+    test_set = f"{dataset} (classes {meta_test_classes})"
+    eval_results = [
+        EvalResult(task_type="text-classification", dataset_type=dataset, dataset_name=test_set, dataset_split="test",
+                   metric_type="accuracy", metric_name=f"{n_way}-way {k}-shot accuracy", metric_value=round(float(r["accuracy"]), 4))
+        for k, r in sorted(results.items())
+    ]
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if "/" in base_model else None,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hf-transfer", "meta-learning", "few-shot", method],
+        datasets=[dataset] if "/" in dataset else None,
+        metrics=["accuracy"] if eval_results else None,
+        eval_results=eval_results or None,
+    )
+    rows = [{"k": k, "accuracy": f"{100 * r['accuracy']:.1f}", "ci95": f"{100 * r['ci95']:.1f}", "episodes": int(r["episodes"])}
+            for k, r in sorted(results.items())]
+    return render(
+        "meta.md", card_data,
+        model_name=model_name, method=method, base_model=base_model, base_model_sha256=base_model_sha256,
+        base_model_revision=base_model_revision, meta_hyperparameters=hyperparameter_text(meta_hyperparameters),
+        strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), n_way=n_way,
+        dataset_description=dataset, meta_train_classes=meta_train_classes, meta_test_classes=meta_test_classes,
+        rows=rows, training_summary=training_summary, command=command, load_path=model_name, subfolder=subfolder,
     )

@@ -15,6 +15,8 @@ fine-tunes. The projection head is saved beside it (``projection_head.safetensor
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +173,8 @@ def linear_probe(encoder, train, test, collator, num_classes: int, C: float) -> 
     return (head.predict(test_x) == test_y).float().mean().item()
 
 
-def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, staging: Path, final_dir: str) -> None:
+def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, staging: Path, final_dir: str,
+                 command: str | None = None) -> None:
     """The backbone as a plain HF checkpoint (adapters merged), its processor, the head, config, metrics, card."""
     from safetensors.torch import save_file
 
@@ -187,16 +190,42 @@ def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, stag
     values = {**asdict(config.pretrain), **resolved_config(config, final_dir)}
     outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(values, sort_keys=True))
     outputs.write_json(staging / METRICS_FILE, metrics)
-    base = config.model.backbone_config and "from scratch" or backbones.public_name(config.model.model)
-    outputs.write_text(staging / "README.md", (
-        f"---\nlibrary_name: transformers\ntags: [hf_transfer, contrastive-pretraining, {config.pretrain.objective}]\n---\n\n"
-        f"# {Path(final_dir).name}\n\n"
-        f"Encoder pre-trained contrastively ({config.pretrain.objective}, temperature {config.pretrain.temperature}, "
-        f"strategy {config.model.strategy}) from `{base}` on the inputs of `{config.data.dataset or config.data.train_file}`. "
-        "Load it with `AutoModel.from_pretrained`, or fine-tune it with `hf-transfer train --model <this folder>`.\n\n"
-        "| linear probe (test accuracy) | before | after |\n|---|---|---|\n"
-        f"| logistic regression on frozen embeddings | {metrics['probe_accuracy_before']:.4f} | {metrics['probe_accuracy_after']:.4f} |\n"
-    ))
+    encoder_card_of(model.config, config, metrics, Path(final_dir).name, command).save(staging / "README.md")
+
+
+TEXT_AUGMENTATIONS = ("token_dropout", "span_dropout", "shuffle_window", "mask_prob")
+IMAGE_AUGMENTATIONS = ("crop_scale_min", "flip_prob", "brightness", "contrast", "saturation")
+
+
+def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: str, command: str | None = None):
+    """The ``model_cards/encoder.md`` card: base weights' sha256/revision, objective, augmentations, probe, command."""
+    from hf_transfer.cards import command_line, encoder_card
+
+    args, training = config.pretrain, config.training
+    modality = getattr(model_config, "modality", "text")
+    scratch = bool(config.model.backbone_config)
+    augmentations = {key: getattr(args, key) for key in (TEXT_AUGMENTATIONS if modality == "text" else IMAGE_AUGMENTATIONS)}
+    if modality == "text" and not any(augmentations.values()):
+        augmentations = {"views": "two dropout-noised passes of the same text (SimCSE)"}
+    projection = (f"MLP to {args.projection_dim} dimensions (hidden {args.projection_hidden_dim or 'embedding size'})"
+                  if args.projection_dim > 0 else "none (loss on the pooled embeddings)")
+    steps = f"{training.max_steps} steps" if training.max_steps > 0 else f"{training.num_train_epochs} epochs"
+    return encoder_card(
+        model_name=name,
+        base_model="from scratch" if scratch else backbones.public_name(config.model.model),
+        base_model_sha256=None if scratch else getattr(model_config, "backbone_sha256", None),
+        base_model_revision=None if scratch else getattr(model_config, "backbone_revision", None),
+        objective=args.objective, temperature=args.temperature, projection=projection, augmentations=augmentations,
+        strategy=config.model.strategy,
+        strategy_hyperparameters=get_strategy(config.model.strategy, config.strategy_args).hyperparameters(),
+        training_summary=(f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
+                          f"{steps}, seed {training.seed}, pooling {config.model.pooling}"),
+        modality=modality,
+        dataset=os.path.basename(os.path.normpath(config.data.dataset or config.data.train_file or "custom")),
+        probe={"before": metrics["probe_accuracy_before"], "after": metrics["probe_accuracy_after"]},
+        probe_examples=(metrics.get("probe_train_examples", 0), metrics.get("probe_test_examples", 0)),
+        command=command or command_line(),
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -205,8 +234,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from hf_transfer.train import _scratch_backbone_config, build_model
     from hf_transfer.trainers.contrastive import ContrastiveEncoder, ContrastiveTrainer, ProjectionHead
 
+    from hf_transfer.cards import command_line
+
     config = parse_pretrain_args(argv)
     training, args = config.training, config.pretrain
+    command = command_line(sys.argv if argv is None else ["hf-transfer", "pretrain", *argv])
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
@@ -242,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics["probe_train_examples"], metrics["probe_test_examples"] = len(probe_train), len(probe_test)
 
     def save(staging: Path) -> None:
-        save_encoder(encoder, processor, config, metrics, staging, final_dir)
+        save_encoder(encoder, processor, config, metrics, staging, final_dir, command)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
     run.finish(trainer, save)

@@ -129,7 +129,8 @@ class TopLayersClassifier(nn.Module):
         full.save_pretrained(output_dir)
 
 
-def run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run: Run) -> dict:
+def run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run: Run,
+               command: str = "") -> dict:
     """Meta-train ``method`` (unless it is the finetune baseline) and test it on every test set.
 
     Its Trainer writes into ``STAGING/<method>``; a re-run of a killed command continues from the last
@@ -162,6 +163,8 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
             model.save_as_transfer_model(recipe, args.output_dir)
         else:
             strategy.save(model, args.output_dir)
+        name = training.hub_model_id or Path(run.final_dir).name
+        method_card(result, recipe, method_meta, strategy, training, command, name).save(Path(args.output_dir) / "README.md")
     return result
 
 
@@ -209,6 +212,32 @@ def prepare(recipe: MetaRecipeArguments, meta: MetaArguments, strategy, train_te
     return encode(train_texts), encode(test_texts), lambda: build_model(recipe, meta.n_way, strategy), EpisodeCollator(tokenizer)
 
 
+META_CARD_FIELDS = ("n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "eval_inner_steps", "eval_inner_lr", "head_init")
+
+
+def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, strategy, training, command: str, name: str):
+    """README.md of one method's sub-folder (``model_cards/meta.md``): base sha256, meta hyper-parameters, accuracy ± CI per K."""
+    from hf_transfer import backbones
+    from hf_transfer.cards import meta_card
+
+    default = recipe.model in (None, "", backbones.DEFAULT_BACKBONE)
+    hyper = {key: getattr(meta, key) for key in META_CARD_FIELDS if getattr(meta, key, None) is not None}
+    hyper.update(top_layers=recipe.top_layers, max_length=recipe.max_length, train_per_class=recipe.train_per_class)
+    return meta_card(
+        model_name=name,
+        method=result["method"], base_model=backbones.public_name(recipe.model),
+        base_model_sha256=backbones.weights_sha256(recipe.model),
+        base_model_revision=backbones.DEFAULT_BACKBONE_REVISION if default else None,
+        meta_hyperparameters=hyper, strategy=strategy.name, strategy_hyperparameters=strategy.hyperparameters(),
+        n_way=meta.n_way, dataset=os.path.basename(os.path.normpath(recipe.dataset)),
+        meta_train_classes=recipe.meta_train_classes, meta_test_classes=recipe.meta_test_classes,
+        results={k: result[f"{k}shot"] for k in recipe.test_shots},
+        training_summary=(f"{training.max_steps} meta-steps (one episode each per process), outer learning rate "
+                          f"{training.learning_rate}, seed {training.seed}; test episodes seed {recipe.test_seed} + K"),
+        command=command, subfolder=result["method"],
+    )
+
+
 def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str) -> str:
     """README.md of the output folder (and of its Hub repository with --push_to_hub)."""
     trained = [r["method"] for r in results if r["method"] != "finetune"]
@@ -225,7 +254,10 @@ def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, 
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from hf_transfer.cards import command_line
+
     recipe, meta, strategy, training, run_args, source = parse(argv)
+    command = command_line(sys.argv if argv is None else [PROG, *argv], program=f"python {PROG}")
     outputs.check_output_dir(training.output_dir, run_args.overwrite_output_dir)
     folder = Path(recipe.dataset)
     seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)
@@ -250,7 +282,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"meta_unseen_classes: {method} was finished by the interrupted run; kept.", file=sys.stderr)
             results.append(done[method])
         else:
-            results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run))
+            results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run, command))
         if int(os.environ.get("RANK", "0")) == 0:
             outputs.write_json(run.staging / "results.json", results)
             outputs.write_text(run.staging / "results.md", table(results, recipe, meta.n_way))

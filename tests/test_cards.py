@@ -60,3 +60,36 @@ def test_command_line_hides_tokens_and_local_paths(argv):
     assert command.startswith("hf-transfer train")
     assert TOKEN not in command and "/home/alice" not in command and "/srv/alice" not in command
     assert "***" in command or "--hub_token" not in " ".join(argv)
+
+
+def test_encoder_and_meta_cards_render_from_their_templates_and_parse_back(tmp_path):
+    from hf_transfer.cards import encoder_card, meta_card
+
+    common = dict(base_model="sentence-transformers/all-MiniLM-L6-v2", base_model_sha256="cd" * 32, base_model_revision="1110a243",
+                  strategy="lora", strategy_hyperparameters={"lora_r": 8}, training_summary="10 steps", command="hf-transfer x")
+    encoder = encoder_card(model_name="enc", objective="simclr", temperature=0.05, projection="none", augmentations={"mask_prob": 0.1},
+                           modality="text", dataset="sst2", probe={"before": 0.71234, "after": 0.8}, probe_examples=(100, 50), **common)
+    meta = meta_card(model_name="meta", method="maml", meta_hyperparameters={"inner_steps": 3, "inner_lr": 0.01}, n_way=5,
+                     dataset="banking77", meta_train_classes="0-49", meta_test_classes="50-76", subfolder="maml",
+                     results={5: {"accuracy": 0.9, "ci95": 0.01, "episodes": 200}, 1: {"accuracy": 0.61234, "ci95": 0.02, "episodes": 200}},
+                     **common)
+    for name, card in (("encoder", encoder), ("meta", meta)):
+        card.save(tmp_path / f"{name}.md")
+        loaded = ModelCard.load(tmp_path / f"{name}.md")
+        assert loaded.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and "cd" * 32 in loaded.text
+        assert "revision `1110a243`" in loaded.text and "hf-transfer x" in loaded.text and "`lora_r=8`" in loaded.text
+        assert "## Intended use and limitations" in loaded.text and "## How to use" in loaded.text
+        assert "{{" not in loaded.content
+    enc = ModelCard.load(tmp_path / "encoder.md")
+    assert [(r.metric_name, r.metric_value) for r in enc.data.eval_results] == [
+        ("Linear-probe accuracy before pre-training (test)", 0.7123), ("Linear-probe accuracy after pre-training (test)", 0.8)]
+    assert "`mask_prob=0.1`" in enc.text and "| before pre-training | 0.7123 |" in enc.text and "AutoModel.from_pretrained" in enc.text
+    met = ModelCard.load(tmp_path / "meta.md")
+    assert [(r.metric_name, r.metric_value, r.dataset_name) for r in met.data.eval_results] == [
+        ("5-way 1-shot accuracy", 0.6123, "banking77 (classes 50-76)"), ("5-way 5-shot accuracy", 0.9, "banking77 (classes 50-76)")]
+    assert "| 5-way 1-shot | 61.2 | 2.0 | 200 |" in met.text and "`inner_steps=3`" in met.text and 'subfolder="maml"' in met.text
+
+
+def test_command_line_can_name_the_program():
+    command = command_line(["/home/alice/recipes/meta.py", "cfg.yaml", "--token", TOKEN], program="python recipes/meta.py")
+    assert command == "python recipes/meta.py cfg.yaml --token ***"

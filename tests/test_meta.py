@@ -286,3 +286,19 @@ def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_t
     assert bottom and top
     assert all(torch.equal(loaded[n], pretrained[n]) for n in bottom)
     assert any(not torch.equal(loaded[n], pretrained[n]) for n in top)
+    # Each meta-learned sub-folder model has its own card (model_cards/meta.md) that parses back.
+    from huggingface_hub import ModelCard
+
+    from hf_transfer.backbones import file_sha256
+
+    assert (out / "protonet" / "README.md").is_file()
+    card = ModelCard.load(out / "fomaml" / "README.md")
+    fomaml = results[0]
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
+        f"3-way {k}-shot accuracy": round(fomaml[f"{k}shot"]["accuracy"], 4) for k in (1, 2)}
+    assert f"| 3-way 2-shot | {100 * fomaml['2shot']['accuracy']:.1f} | {100 * fomaml['2shot']['ci95']:.1f} | 3 |" in card.text
+    assert file_sha256(tiny_text_backbone / "model.safetensors") in card.text
+    assert "`fomaml`" in card.text and "`inner_steps=1`" in card.text and "`n_way=3`" in card.text and "classes 0-2" in card.text
+    assert "python recipes/meta_unseen_classes.py --model tiny_bert" in card.text and "--methods fomaml protonet finetune" in card.text
+    assert str(tmp_path) not in card.content and str(tiny_text_backbone) not in card.content and 'subfolder="fomaml"' in card.text
+    assert not (out / "finetune").exists() or not (out / "finetune" / "README.md").exists()  # no model, no card

@@ -168,7 +168,9 @@ def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tin
     common = ["--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--max_steps", "3", "--learning_rate", "5e-3",
               "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
     out = tmp_path / "lora_supcon"
-    metrics = pretrain_main([*common, "--strategy", "lora", "--objective", "supcon", "--token_dropout", "0.1", "--output_dir", str(out)])
+    token = "hf_" + "abcdefghijklmnopqrstuvwxyz0123"  # never written anywhere
+    metrics = pretrain_main([*common, "--strategy", "lora", "--objective", "supcon", "--token_dropout", "0.1", "--output_dir", str(out),
+                             "--hub_token", token])
     assert 0 <= metrics["probe_accuracy_before"] <= 1 and 0 <= metrics["probe_accuracy_after"] <= 1
     assert metrics["probe_train_examples"] == 32 and metrics["probe_test_examples"] == 18  # train minus carved validation; test
     assert {"config.json", "model.safetensors", "tokenizer.json", "projection_head.safetensors", "metrics.json", "README.md"} <= {
@@ -177,6 +179,20 @@ def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tin
     assert not any("lora" in k for k in saved)  # adapters merged into plain BERT weights
     assert max((saved[k] - before[k]).abs().max().item() for k in saved) > 1e-4  # and they moved the weights
     assert type(AutoModel.from_pretrained(out)).__name__ == "BertModel"
+    # The card (model_cards/encoder.md) parses back with the probe accuracies as model-index results.
+    from huggingface_hub import ModelCard
+
+    from hf_transfer.backbones import file_sha256
+
+    card = ModelCard.load(out / "README.md")
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results == {"Linear-probe accuracy before pre-training (test)": round(metrics["probe_accuracy_before"], 4),
+                       "Linear-probe accuracy after pre-training (test)": round(metrics["probe_accuracy_after"], 4)}
+    assert file_sha256(tiny_text_backbone / "model.safetensors") in card.text
+    assert "hf-transfer pretrain --model tiny_bert" in card.text and "--objective supcon" in card.text
+    assert "`token_dropout=0.1`" in card.text and "`lora_r=" in card.text and "temperature 0.1" in card.text
+    assert str(tmp_path) not in card.content and str(tiny_text_backbone) not in card.content and token not in card.content
+    assert "--hub_token ***" in card.text and token not in (out / "pretrain_config.yaml").read_text()
     result = train_main(["--model", str(out), "--dataset", str(toy_text_data), "--max_steps", "2", "--output_dir", str(tmp_path / "tuned"),
                          "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--save_strategy", "no"])
     assert "test_accuracy" in result
