@@ -79,6 +79,7 @@ class MultiTaskModel(PreTrainedModel):
     ) -> "MultiTaskModel":
         """Pretrained backbone weights + a freshly initialised head per task."""
         backbone_config = backbones.load_backbone_config(name, trust_remote_code)
+        backbone_config._name_or_path = backbones.public_name(name)  # never keep a local absolute path in a saved config
         config = MultiTaskConfig(
             backbone=backbone_config,
             backbone_name=backbones.public_name(name),

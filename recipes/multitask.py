@@ -32,6 +32,7 @@ from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.multitask import MultiTaskModel
 from hf_transfer.config import parse_config
+from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 from hf_transfer.trainers.multitask import SAMPLING
 
@@ -61,8 +62,12 @@ def _evaluate(trainer, splits: dict, prefix: str) -> dict[str, float]:
     return metrics
 
 
-def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArguments, tokenizer, collator) -> dict[str, float]:
-    """The same task trained alone: a TransferModel with the same backbone, pooling and head; test metrics."""
+def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArguments, tokenizer, collator, run: Run) -> dict[str, float]:
+    """The same task trained alone: a TransferModel with the same backbone, pooling and head; test metrics.
+
+    Its Trainer writes into ``STAGING/single_<task>``: a re-run of a killed command continues from the
+    last complete checkpoint there; the folder is removed once the task is evaluated.
+    """
     labels = data.labels[task]
     set_seed(training.seed)
     model = TransferModel.from_backbone(args.model, dict(enumerate(labels)), args.pooling, args.classifier_dropout)
@@ -74,7 +79,7 @@ def single_task(task: str, data, args: MultiTaskArguments, training: TrainingArg
     drop = lambda ds: ds.remove_columns(TASK_IDS)  # noqa: E731
     trainer = TransferTrainer(model=model, args=single_args, train_dataset=drop(data.train_by_task[task]), processing_class=tokenizer,
                               data_collator=collator, compute_metrics=compute_metrics)
-    result = trainer.train().metrics
+    result = run.train(trainer, resume=run.last_checkpoint(single_args.output_dir)).metrics
     metrics = {f"single_{task}_train_runtime": result["train_runtime"], f"single_{task}_steps": trainer.state.global_step}
     splits = {"eval": data.validation[task], **({"test": data.test[task]} if task in data.test else {})}
     for prefix, dataset in splits.items():
@@ -114,37 +119,33 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     collator = DataCollatorWithPadding(tokenizer)
     model = MultiTaskModel.from_backbone(args.model, data.labels, args.pooling, args.classifier_dropout)
 
-    staging = outputs.staging_dir(final_dir)
-    training.output_dir = str(staging)
+    run = Run.start(training, fingerprint(source), keep_same_run=True)  # keep_same_run: single-task runs resume in sub-folders
     trainer = MultiTaskTrainer(
         model=model, args=training, train_dataset=data.train, eval_dataset=data.validation, processing_class=tokenizer,
         data_collator=collator, compute_metrics=compute_metrics, task_sizes=data.task_sizes,
         task_sampling=args.task_sampling, task_temperature=args.task_temperature,
     )
-    metrics = dict(trainer.train(resume_from_checkpoint=training.resume_from_checkpoint).metrics)
+    metrics = dict(run.train(trainer).metrics)
     metrics["train_steps"] = trainer.state.global_step
     metrics.update(_evaluate(trainer, data.validation, "eval"))
     metrics.update(_evaluate(trainer, data.test, "test"))
     if args.compare_single_task:
         for task in tasks:
-            metrics.update(single_task(task, data, args, training, tokenizer, collator))
+            metrics.update(single_task(task, data, args, training, tokenizer, collator, run))
 
-    if trainer.is_world_process_zero():
-        for checkpoint in staging.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+    def save(staging: Path) -> None:
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}, "output_dir": final_dir}
-        outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(config, sort_keys=True))
+        config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}}
+        outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(publishable_config(config, final_dir), sort_keys=True))
         outputs.write_json(staging / "metrics.json", metrics)
         table = comparison_table(list(tasks), metrics)
         outputs.write_text(staging / "comparison.md", table)
-        outputs.write_text(staging / "README.md", readme(Path(final_dir).name, args, data, table))
-        outputs.publish(staging, final_dir)
+        outputs.write_text(staging / "README.md", readme(training.hub_model_id or Path(final_dir).name, args, data, table))  # named as it loads
         print(table)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-    trainer.accelerator.wait_for_everyone()
-    training.output_dir = final_dir
+
+    run.finish(trainer, save)
     return metrics
 
 

@@ -177,3 +177,56 @@ def test_distill_recipe_pushes_the_published_student_and_stops_on_nan(tmp_path, 
         distill_recipe.main(argv(bad, "--learning_rate", "1e38", "--max_grad_norm", "0", "--lr_scheduler_type", "constant",
                                  "--save_strategy", "no"))
     assert not bad.exists() and outputs.staging_dir(bad).is_dir() and len(fake_hub.commits) == 1
+
+
+def test_multitask_recipe_resumes_a_killed_single_task_run_pushes_and_stops_on_nan(
+        tmp_path, tmp_path_factory, tiny_text_backbone, two_tasks, fake_hub, monkeypatch):  # noqa: F811
+    def argv(output_dir, *extra):
+        return ["--tasks", f"topic={two_tasks['topic']}", f"binary={two_tasks['binary']}", "--model", str(tiny_text_backbone),
+                "--compare_single_task", "true", "--max_length", "32", "--num_train_epochs", "1", "--save_steps", "1",
+                "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--seed", "0", "--report_to", "none",
+                "--use_cpu", "true", "--disable_tqdm", "true", *extra, "--output_dir", str(output_dir)]
+
+    def scores(metrics):
+        # train_loss is the Trainer's mean over the steps run in this process: a resumed run reports only its own steps.
+        return {k: v for k, v in metrics.items() if k.endswith(("accuracy", "macro_f1", "_loss", "steps")) and k != "train_loss"}
+
+    straight = multitask_recipe.main(argv(tmp_path / "straight"))
+
+    killed = tmp_path / "mtl"
+    original_train, resumed_from = Run.train, []
+
+    def killing_train(self, trainer, resume=True):
+        if trainer.args.output_dir.endswith("single_binary"):
+            trainer.add_callback(KillAtFirstSave())
+        return original_train(self, trainer, resume)
+
+    monkeypatch.setattr(Run, "train", killing_train)
+    with pytest.raises(Killed):
+        multitask_recipe.main(argv(killed))
+    staging = outputs.staging_dir(killed)
+    assert not killed.exists() and [p.name for p in outputs.complete_checkpoints(staging / "single_binary")] == ["checkpoint-1"]
+
+    def spying_train(self, trainer, resume=True):
+        resumed_from.append((Path(trainer.args.output_dir).name, Path((self.resume if resume is True else resume) or "-").name))
+        return original_train(self, trainer, resume)
+
+    monkeypatch.setattr(Run, "train", spying_train)
+    metrics = multitask_recipe.main(argv(killed, "--push_to_hub", "true", "--hub_model_id", "me/mtl"))  # push keys: same run
+    # The joint run had finished (its last checkpoint: nothing left to train); single_binary continues from its checkpoint.
+    assert resumed_from == [("mtl.incomplete", "checkpoint-6"), ("single_topic", "-"), ("single_binary", "checkpoint-1")]
+    assert scores(metrics) == scores(straight)  # as if it had never been killed
+    assert not staging.exists() and not list(killed.rglob("checkpoint-*")) and not list(killed.glob("single_*"))
+
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/mtl/commit/main"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    assert {"config.json", "model.safetensors", "metrics.json", "comparison.md", "README.md", "recipe_config.yaml"} <= {p.name for p in uploaded.iterdir()}
+    assert (uploaded / "model.safetensors").read_bytes() == (killed / "model.safetensors").read_bytes()
+    assert 'from_pretrained("me/mtl")' in (uploaded / "README.md").read_text()
+    _no_local_path_or_token(uploaded, str(tmp_path_factory.getbasetemp()))
+
+    bad = tmp_path / "nan"
+    with pytest.raises(UserInputError, match="training loss became .* at step 2"):
+        multitask_recipe.main(argv(bad, "--learning_rate", "1e38", "--max_grad_norm", "0", "--lr_scheduler_type", "constant",
+                                   "--save_strategy", "no"))
+    assert not bad.exists() and outputs.staging_dir(bad).is_dir() and len(fake_hub.commits) == 1
