@@ -25,13 +25,12 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 
 from hf_transfer import outputs
 from hf_transfer.cards import command_line, render_card
-from hf_transfer.config import RunArguments
+from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.model import TransferModel
-from hf_transfer.config import parse_config
 from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer

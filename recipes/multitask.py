@@ -24,14 +24,13 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
 from hf_transfer.cards import command_line
-from hf_transfer.config import RunArguments
+from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.multitask import MultiTaskModel
-from hf_transfer.config import parse_config
 from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 from hf_transfer.trainers.multitask import SAMPLING
