@@ -212,7 +212,7 @@ def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: s
     steps = f"{training.max_steps} steps" if training.max_steps > 0 else f"{training.num_train_epochs} epochs"
     return encoder_card(
         model_name=name,
-        base_model="from scratch" if scratch else backbones.public_name(config.model.model),
+        base_model="randomly initialised from backbone_config" if scratch else backbones.public_name(config.model.model),
         base_model_sha256=None if scratch else getattr(model_config, "backbone_sha256", None),
         base_model_revision=None if scratch else getattr(model_config, "backbone_revision", None),
         objective=args.objective, temperature=args.temperature, projection=projection, augmentations=augmentations,

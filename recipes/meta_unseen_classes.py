@@ -238,9 +238,15 @@ def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, 
     )
 
 
-def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str) -> str:
-    """README.md of the output folder (and of its Hub repository with --push_to_hub)."""
+def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str, command: str = "") -> str:
+    """README.md of the output folder (and of its Hub repository with --push_to_hub): a summary; each method's card is in its sub-folder."""
+    from hf_transfer import backbones
+
     trained = [r["method"] for r in results if r["method"] != "finetune"]
+    sha256 = backbones.weights_sha256(recipe.model)
+    provenance = (f"Base model `{backbones.public_name(recipe.model)}`" + (f" (weights sha256 `{sha256}`)" if sha256 else "")
+                  + ". Each sub-folder's README.md is the card of that method's model.\n\n"
+                  + (f"Command:\n\n```bash\n{command}\n```\n\n" if command else ""))
     example = trained[0] if trained else "METHOD"
     return (
         "---\nlibrary_name: transformers\ntags: [hf_transfer, meta-learning, few-shot]\n---\n\n"
@@ -249,7 +255,7 @@ def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, 
         f"(the same {recipe.test_episodes} episodes per K for every method). Each meta-learned initialisation is in the "
         f"sub-folder named after its method:\n\n```python\nimport hf_transfer\nfrom transformers import AutoModelForSequenceClassification\n\n"
         f'model = AutoModelForSequenceClassification.from_pretrained("{name}", subfolder="{example}")\n```\n\n'
-        + table(results, recipe, meta.n_way)
+        + provenance + table(results, recipe, meta.n_way)
     )
 
 
@@ -289,7 +295,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(table(results, recipe, meta.n_way), flush=True)
 
     def save(staging: Path) -> None:
-        outputs.write_text(staging / "README.md", card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name))
+        outputs.write_text(staging / "README.md", card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
 
     run.finish(None, save)
     return results

@@ -302,3 +302,6 @@ def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_t
     assert "python recipes/meta_unseen_classes.py --model tiny_bert" in card.text and "--methods fomaml protonet finetune" in card.text
     assert str(tmp_path) not in card.content and str(tiny_text_backbone) not in card.content and 'subfolder="fomaml"' in card.text
     assert not (out / "finetune").exists() or not (out / "finetune" / "README.md").exists()  # no model, no card
+    summary = (out / "README.md").read_text()
+    assert "| fomaml |" in summary and file_sha256(tiny_text_backbone / "model.safetensors") in summary
+    assert "python recipes/meta_unseen_classes.py --model tiny_bert" in summary and str(tmp_path) not in summary

@@ -198,6 +198,26 @@ def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tin
     assert "test_accuracy" in result
 
 
+
+def test_image_pretrain_from_scratch_card_names_no_base_weights_and_the_image_augmentations(tmp_path, toy_image_data):
+    from huggingface_hub import ModelCard
+
+    from hf_transfer.pretrain import main as pretrain_main
+
+    vit = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 2, ' \
+          '"num_attention_heads": 4, "intermediate_size": 64}'
+    out = tmp_path / "vit_simclr"
+    metrics = pretrain_main(["--backbone_config", vit, "--dataset", str(toy_image_data), "--max_steps", "1", "--flip_prob", "0",
+                             "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+                             "--output_dir", str(out)])
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model is None and "sha256" not in card.text and "randomly initialised" in card.text
+    assert "An image encoder" in card.text and "`flip_prob=0.0`" in card.text and "token_dropout" not in card.text
+    assert [r.metric_value for r in card.data.eval_results] == [round(metrics["probe_accuracy_before"], 4),
+                                                                round(metrics["probe_accuracy_after"], 4)]
+    assert str(tmp_path) not in card.content and str(toy_image_data) not in card.content
+
+
 def test_pretrain_recipe_rejects_bad_config(tmp_path):
     from hf_transfer.pretrain import parse_pretrain_args
 
