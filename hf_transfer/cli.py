@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from typing import Callable
 
 from hf_transfer.errors import UserInputError
 
@@ -44,12 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}'; choose from: {', '.join(COMMANDS)}")
+    job = lambda job_argv: __import__(COMMANDS[command][0], fromlist=["main"]).main(job_argv)  # noqa: E731 (imported after any relaunch)
+    return run_main(job, rest, debug, relaunch_arguments=argv)
+
+
+def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: bool = False,
+             relaunch_arguments: list[str] | None = None, script: str | None = None) -> int:
+    """Run a job's ``main(argv)`` with the CLI's contract: one-line errors (exit 2), Ctrl-C (exit 130),
+    and several CPU processes when ``accelerate launch --cpu --num_processes N`` asked for them."""
     from hf_transfer.launch import relaunch_on_cpu_if_needed
 
-    relaunch_on_cpu_if_needed(argv + (["--debug"] if debug else []))
-    module = __import__(COMMANDS[command][0], fromlist=["main"])
+    relaunch = relaunch_arguments if relaunch_arguments is not None else argv
+    relaunch_on_cpu_if_needed(relaunch + (["--debug"] if debug else []), script)
     try:
-        module.main(rest)
+        main_fn(argv)
     except UserInputError as error:
         if debug:
             traceback.print_exc()
@@ -59,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished work is kept, unfinished output was not published.", file=sys.stderr)
         return 130
     return 0
+
+
+def run_script(main_fn: Callable[[list[str]], object], script: str) -> int:
+    """``if __name__ == "__main__": sys.exit(run_script(main, __file__))`` for the scripts in ``recipes/``."""
+    argv = sys.argv[1:]
+    debug = "--debug" in argv
+    return run_main(main_fn, [a for a in argv if a != "--debug"], debug, script=script)
 
 
 if __name__ == "__main__":

@@ -55,15 +55,18 @@ def requested_cpu_processes() -> int:
         return 1
 
 
-def relaunch_on_cpu_if_needed(arguments: list[str]) -> None:
-    """Replace this process with ``torch.distributed.run`` over N CPU processes when N > 1 were asked for."""
+def relaunch_on_cpu_if_needed(arguments: list[str], script: str | None = None) -> None:
+    """Replace this process with ``torch.distributed.run`` over N CPU processes when N > 1 were asked for.
+
+    The processes run ``python -m hf_transfer ARGUMENTS``, or ``python SCRIPT ARGUMENTS`` for a recipe script.
+    """
     count = requested_cpu_processes()
     if count <= 1:
         return
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(count),
         "--master_addr", os.environ["MASTER_ADDR"], "--master_port", os.environ.get("MASTER_PORT", "29500"),
-        "-m", "hf_transfer", *arguments,
+        *([script] if script else ["-m", "hf_transfer"]), *arguments,
     ]
     print(f"hf_transfer: starting {count} CPU processes with torch.distributed.run (accelerate's --cpu launcher starts one)", file=sys.stderr)
     sys.stdout.flush()

@@ -25,6 +25,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 
 from hf_transfer import outputs
 from hf_transfer.cards import command_line, render_card
+from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
@@ -138,8 +139,4 @@ def save(trainer, args, data_args, training, metrics, layers, depth, staging: Pa
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main, __file__))

@@ -29,6 +29,7 @@ import yaml
 from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
+from hf_transfer.cli import run_script
 from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, _argument_classes, parse_config
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
@@ -204,8 +205,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main, __file__))

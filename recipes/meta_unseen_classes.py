@@ -26,6 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_transfer import outputs
 from hf_transfer.backbones import pool
+from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
 from hf_transfer.data.sampling import k_shot_indices
@@ -301,23 +302,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return results
 
 
-def _relaunch_on_cpu_if_needed() -> None:
-    """``accelerate launch --cpu --num_processes N`` starts one process: re-run this script under torch.distributed.run."""
-    from hf_transfer.launch import requested_cpu_processes
-
-    count = requested_cpu_processes()
-    if count > 1:
-        print(f"meta_unseen_classes: starting {count} CPU processes with torch.distributed.run", file=sys.stderr, flush=True)
-        os.execv(sys.executable, [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(count), "--master_addr",
-            os.environ["MASTER_ADDR"], "--master_port", os.environ.get("MASTER_PORT", "29500"), __file__, *sys.argv[1:],
-        ])
-
-
 if __name__ == "__main__":
-    _relaunch_on_cpu_if_needed()
-    try:
-        main()
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main, __file__))

@@ -43,6 +43,7 @@ from transformers import TrainingArguments
 
 from hf_transfer import outputs, train
 from hf_transfer.cards import command_line
+from hf_transfer.cli import run_script
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
@@ -270,8 +271,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main() and 0)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main, __file__))
