@@ -264,3 +264,59 @@ def meta_card(
         dataset_description=dataset, meta_train_classes=meta_train_classes, meta_test_classes=meta_test_classes,
         rows=rows, training_summary=training_summary, command=command, load_path=model_name, subfolder=subfolder,
     )
+
+
+def multitask_card(
+    *,
+    model_name: str,
+    base_model: str,
+    base_model_sha256: str | None,
+    base_model_revision: str | None,
+    pooling: str,
+    tasks: dict[str, dict[str, Any]],
+    sampling: str,
+    training_summary: str,
+    metrics: dict[str, float],
+    command: str,
+    comparison: str = "",
+) -> ModelCard:
+    """The card of a multi-task model (``model_cards/multitask.md``).
+
+    ``tasks`` maps each task (in task-id order) to ``{"dataset", "labels", "size"}``; every
+    ``<split>_<task>_<metric>`` in ``metrics`` (split eval or test) becomes one ``model-index`` result
+    named after its task, on the task's dataset. ``comparison`` is the single-task comparison table, if any.
+    """
+    eval_results, rows = [], []
+    for task, info in tasks.items():
+        for split in ("eval", "test"):
+            for metric, label in METRIC_NAMES.items():
+                value = metrics.get(f"{split}_{task}_{metric}")
+                if not isinstance(value, (int, float)):
+                    continue
+                split_name = "validation" if split == "eval" else split
+                eval_results.append(EvalResult(
+                    task_type="text-classification", dataset_type=info["dataset"], dataset_name=info["dataset"],
+                    dataset_split=split_name, metric_type=metric, metric_name=f"{task}: {label} ({split_name})",
+                    metric_value=round(float(value), 4),
+                ))
+                rows.append({"task": task, "split": split_name, "metric": label, "value": f"{float(value):.4f}"})
+    datasets = sorted({info["dataset"] for info in tasks.values() if "/" in info["dataset"]})
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if "/" in base_model else None,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hf-transfer", "multi-task", "strategy-full", "text"],
+        datasets=datasets or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        eval_results=eval_results or None,
+    )
+    task_rows = [{"name": task, "dataset": info["dataset"], "size": info["size"],
+                  "labels": ", ".join(info["labels"][:20]) + (f", ... ({len(info['labels'])} in all)" if len(info["labels"]) > 20 else "")}
+                 for task, info in tasks.items()]
+    return render(
+        "multitask.md", card_data,
+        model_name=model_name, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
+        pooling=pooling, tasks=task_rows, task_names=list(tasks), sampling=sampling, training_summary=training_summary,
+        results=rows, comparison=comparison, command=command, load_path=model_name,
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ import yaml
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
-from hf_transfer.cards import command_line
+from hf_transfer.cards import command_line, multitask_card
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for task in tasks:
             metrics.update(single_task(task, data, args, training, tokenizer, collator, run))
 
+    command = command_line(_short_task_paths(sys.argv if argv is None else [PROG, *argv]), program=f"python {PROG}")  # tokens, local paths redacted
+
     def save(staging: Path) -> None:
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         outputs.write_json(staging / "metrics.json", metrics)
         table = comparison_table(list(tasks), metrics)
         outputs.write_text(staging / "comparison.md", table)
-        outputs.write_text(staging / "README.md", readme(training.hub_model_id or Path(final_dir).name, args, data, table))  # named as it loads
+        name = training.hub_model_id or Path(final_dir).name  # the card names the model as it loads
+        outputs.write_text(staging / "README.md", str(card(name, args, tasks, data, training, metrics, table, command)))
         print(table)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
@@ -148,17 +152,41 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
-def readme(name: str, args: MultiTaskArguments, data, table: str) -> str:
-    tasks = "\n".join(f"- `{task}`: {len(labels)} classes ({', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''}), "
-                      f"{size} training examples" for (task, labels), size in zip(data.labels.items(), data.task_sizes))
-    return (
-        f"---\nlibrary_name: transformers\ntags: [hf_transfer, multi-task]\n---\n\n# {name}\n\n"
-        f"A multi-task model: one shared `{backbones.public_name(args.model)}` backbone ({args.pooling} pooling), one linear head per task, "
-        f"trained jointly with {args.task_sampling} task sampling"
-        f"{f' (T={args.task_temperature})' if args.task_sampling == 'temperature' else ''}.\n\n## Tasks\n\n{tasks}\n\n"
-        f"## Results\n\n{table}\n## Use\n\n```python\nimport hf_transfer\nfrom hf_transfer.multitask import MultiTaskModel\n"
-        f"model = MultiTaskModel.from_pretrained(\"{name}\")  # model(**inputs, task_ids=...) ; task order: {list(data.labels)}\n```\n\n"
-        f"Trained with:\n\n```\n{command_line()}\n```\n"
+def _short_task_paths(argv: list[str]) -> list[str]:
+    """``NAME=/abs/folder`` words become ``NAME=folder`` (command_line shortens only whole-word absolute paths)."""
+    words = []
+    for word in argv:
+        name, equals, path = word.partition("=")
+        words.append(f"{name}={os.path.basename(os.path.normpath(path))}" if equals and not name.startswith("-") and os.path.isabs(path) else word)
+    return words
+
+
+def _dataset_name(source: str) -> str:
+    """A Hub name as it is; a local folder by its last part (never a local absolute path in a card)."""
+    return os.path.basename(os.path.normpath(source)) if os.path.exists(source) or os.path.isabs(source) else source
+
+
+def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, training: TrainingArguments, metrics: dict, table: str, command: str):
+    """The ``model_cards/multitask.md`` card: base weights' sha256/revision, tasks, sampling, per-task results, command."""
+    default = args.model in (None, "", backbones.DEFAULT_BACKBONE)
+    sampling = args.task_sampling + (f" (p(task) ~ size^(1/{args.task_temperature}))" if args.task_sampling == "temperature" else " (p(task) ~ size)")
+    return multitask_card(
+        model_name=name,
+        base_model=backbones.public_name(args.model),
+        base_model_sha256=backbones.weights_sha256(args.model),
+        base_model_revision=backbones.DEFAULT_BACKBONE_REVISION if default else None,
+        pooling=args.pooling,
+        tasks={task: {"dataset": _dataset_name(tasks[task]), "labels": labels, "size": size}
+               for (task, labels), size in zip(data.labels.items(), data.task_sizes)},
+        sampling=sampling,
+        training_summary=(
+            f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
+            f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} "
+            f"{'steps' if training.max_steps > 0 else 'epochs'}, {metrics.get('train_steps', '?')} optimizer steps, seed {training.seed}"
+        ),
+        metrics=metrics,
+        command=command,
+        comparison=table if args.compare_single_task else "",
     )
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModel, DataCollatorWithPadding, TrainingArguments
 
-from hf_transfer import testing
+from hf_transfer import backbones, testing
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import load_multitask, parse_tasks
 from hf_transfer.errors import UserInputError
@@ -151,6 +152,25 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
     # Joint epoch = ceil(32/8) + ceil(14/8) batches (36 and 16 rows minus 10% validation); single runs: 2 epochs each.
     assert (saved["train_steps"], saved["single_topic_steps"], saved["single_binary_steps"]) == (6, 8, 4)
     assert "| 6 / 8 |" in table
+
+    # The model card (model_cards/multitask.md): parses back, one model-index result per task x metric.
+    card = ModelCard.load(out / "README.md")
+    results = {(r.metric_name.split(":")[0], r.dataset_split, r.metric_type): r for r in card.data.eval_results}
+    for task, dataset in (("topic", "topic"), ("binary", "binary")):
+        for split, prefix in (("validation", "eval"), ("test", "test")):
+            for metric in ("accuracy", "macro_f1", "mcc"):
+                result = results[(task, split, metric)]
+                assert result.metric_value == round(saved[f"{prefix}_{task}_{metric}"], 4) and result.dataset_name == dataset
+    assert len(card.data.eval_results) == len(results) == 2 * 2 * 5
+    text = card.content
+    assert backbones.file_sha256(Path(tiny_text_backbone) / "model.safetensors") in text
+    assert "python recipes/multitask.py --tasks topic=topic binary=binary" in text and "--output_dir mtl" in text
+    assert "| 0 | `topic` | topic | sports, weather, food |" in text and table.strip() in text
+    assert 'MultiTaskModel.from_pretrained("mtl")' in text
+    assert str(tmp_path) not in text and "hf_" + "x" * 4 not in text
+
+    token = "hf_" + "A" * 30
+    assert token not in multitask_recipe.command_line([multitask_recipe.PROG, "--hub_token", token], program="python x.py")
 
     assert parse_tasks(["a=x", "b = y"]) == {"a": "x", "b": "y"}
     for bad, message in ((["a"], "NAME=DATASET"), (["a=x", "a=y"], "twice"), ([], "No tasks")):
