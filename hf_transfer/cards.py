@@ -49,6 +49,8 @@ def command_line(argv: list[str] | None = None, program: str | None = None) -> s
             word = f"{option}=***"
         elif os.path.isabs(word):
             word = os.path.basename(os.path.normpath(word))
+        elif equals and os.path.isabs(word[len(option) + 1 :]):  # --key=/abs/path, name=/abs/path
+            word = f"{option}={os.path.basename(os.path.normpath(word[len(option) + 1 :]))}"
         hide_next = word in SECRET_OPTIONS
         words.append(shlex.quote(word) if word != "***" else word)
     return " ".join([program, *words])

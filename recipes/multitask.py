@@ -25,10 +25,10 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
 from hf_transfer.cards import command_line, multitask_card
+from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
-from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.model import TransferModel
 from hf_transfer.multitask import MultiTaskModel
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for task in tasks:
             metrics.update(single_task(task, data, args, training, tokenizer, collator, run))
 
-    command = command_line(_short_task_paths(sys.argv if argv is None else [PROG, *argv]), program=f"python {PROG}")  # tokens, local paths redacted
+    command = command_line(sys.argv if argv is None else [PROG, *argv], program=f"python {PROG}")  # tokens, local paths redacted
 
     def save(staging: Path) -> None:
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
@@ -150,15 +150,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     run.finish(trainer, save)
     return metrics
-
-
-def _short_task_paths(argv: list[str]) -> list[str]:
-    """``NAME=/abs/folder`` words become ``NAME=folder`` (command_line shortens only whole-word absolute paths)."""
-    words = []
-    for word in argv:
-        name, equals, path = word.partition("=")
-        words.append(f"{name}={os.path.basename(os.path.normpath(path))}" if equals and not name.startswith("-") and os.path.isabs(path) else word)
-    return words
 
 
 def _dataset_name(source: str) -> str:
@@ -191,8 +182,4 @@ def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, train
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main, __file__))

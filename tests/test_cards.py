@@ -53,6 +53,7 @@ def test_single_run_card_has_no_few_shot_row():
         ["/usr/bin/hf-transfer", "train", "/home/alice/cfg.yaml", "--hub_token", TOKEN, "--train_file", "/home/alice/data/train.jsonl"],
         ["/usr/bin/hf-transfer", "train", "cfg.yaml", f"--hub_token={TOKEN}", "--output_dir", "/srv/alice/out"],
         ["/usr/bin/hf-transfer", "train", "cfg.yaml", "--run_name", f"run-with-{TOKEN}"],
+        ["/usr/bin/hf-transfer", "train", "cfg.yaml", "--output_dir=/srv/alice/out", "--tasks", "topic=/home/alice/topic"],
     ],
 )
 def test_command_line_hides_tokens_and_local_paths(argv):

@@ -84,7 +84,7 @@ def _files_in_folder(folder: str) -> dict[str, str]:
     if "train" not in found:
         raise UserInputError(
             f"Dataset folder '{folder}' has no train file.",
-            f"add train.jsonl (or .csv/.parquet) there, or pass --train_file.",
+            "add train.jsonl (or .csv/.parquet) there, or pass --train_file.",
         )
     return found
 
