@@ -226,6 +226,12 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
     return candidates[0]
 
 
+def embed(backbone: torch.nn.Module, how: str, **inputs: torch.Tensor | None) -> torch.Tensor:
+    """Pooled embedding of a backbone's forward pass over the given inputs (``None`` ones are left out)."""
+    inputs = {name: value for name, value in inputs.items() if value is not None}
+    return pool(backbone(**inputs).last_hidden_state, inputs.get("attention_mask"), how)
+
+
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
     """Sequence embedding from token states: masked mean, or the first ([CLS]) token."""
     if how == "cls" or hidden.dim() == 2:

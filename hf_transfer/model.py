@@ -151,9 +151,7 @@ class TransferModel(PreTrainedModel):
 
     def embed(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled backbone embedding (before dropout and head)."""
-        attention_mask = inputs.get("attention_mask")
-        hidden = self.backbone(**inputs).last_hidden_state
-        return backbones.pool(hidden, attention_mask, self.config.pooling)
+        return backbones.embed(self.backbone, self.config.pooling, **inputs)
 
     def forward(
         self,
@@ -165,10 +163,9 @@ class TransferModel(PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         **unused,
     ) -> SequenceClassifierOutput:
-        names = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "inputs_embeds")
-        values = (input_ids, attention_mask, token_type_ids, pixel_values, inputs_embeds)
-        inputs = {name: value for name, value in zip(names, values) if value is not None}
-        logits = self.classifier(self.dropout(self.embed(**inputs)))
+        embedding = self.embed(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               pixel_values=pixel_values, inputs_embeds=inputs_embeds)
+        logits = self.classifier(self.dropout(embedding))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 

@@ -98,8 +98,7 @@ class MultiTaskModel(PreTrainedModel):
 
     def embed(self, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled shared-backbone embedding."""
-        hidden = self.backbone(**inputs).last_hidden_state
-        return backbones.pool(hidden, inputs.get("attention_mask"), self.config.pooling)
+        return backbones.embed(self.backbone, self.config.pooling, **inputs)
 
     def task_logits(self, embedding: torch.Tensor, task: str) -> torch.Tensor:
         """Logits of one task's head for pooled embeddings."""
@@ -119,10 +118,8 @@ class MultiTaskModel(PreTrainedModel):
         """Logits are the task's own when the batch holds one task; a mixed batch gets logits padded to
         the widest head with a very negative value (argmax stays right). Loss = mean over examples of
         each example's own task cross-entropy."""
-        names = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "inputs_embeds")
-        values = (input_ids, attention_mask, token_type_ids, pixel_values, inputs_embeds)
-        inputs = {name: value for name, value in zip(names, values) if value is not None}
-        embedding = self.embed(**inputs)
+        embedding = self.embed(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                               pixel_values=pixel_values, inputs_embeds=inputs_embeds)
         task_names = self.config.task_names
         if task_ids is None:
             if len(task_names) > 1:
