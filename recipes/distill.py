@@ -5,7 +5,8 @@ The teacher is a folder saved by ``hf-transfer train`` (or any ``TransferModel``
 The student copies the teacher's embeddings, ``num_student_layers`` of its blocks (evenly spaced,
 first and last kept, or ``student_layers``) and its head, then trains with ``DistillationTrainer``:
 ``alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * cross-entropy``. The teacher is frozen;
-its logits on the training set are computed once (``cache_teacher_logits``).
+its logits on the training set are computed once (``cache_teacher_logits``). ``transfer_file`` adds
+unlabelled text (a transfer set) that the student learns through the teacher's soft targets only.
 
     hf-transfer train recipes/configs/text_full.yaml --output_dir outputs/teacher
     python recipes/distill.py recipes/configs/distill_sms_spam.yaml --teacher outputs/teacher
@@ -21,13 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 
 from hf_transfer import outputs
 from hf_transfer.cards import command_line, render_card
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
-from hf_transfer.data import DataArguments, load_splits
+from hf_transfer.data import DataArguments, load_raw_splits, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
@@ -35,7 +37,7 @@ from hf_transfer.model import TransferModel
 from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer
-from hf_transfer.trainers.distill import add_teacher_logits, teacher_logits
+from hf_transfer.trainers.distill import add_teacher_logits, add_transfer_set, teacher_logits
 
 PROG = "recipes/distill.py"
 
@@ -48,6 +50,8 @@ class DistillArguments:
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets (> 0)."})
     alpha: float = field(default=0.5, metadata={"help": "Weight of the soft-target term; 1 - alpha weighs hard-label cross-entropy."})
     cache_teacher_logits: bool = field(default=True, metadata={"help": "Compute the teacher's logits once before training instead of at every step."})
+    transfer_file: str | None = field(default=None, metadata={"help": "Unlabelled text (a .jsonl/.csv/.parquet file with the text column; any labels in it are ignored) "
+                                                                 "that the student learns through the teacher's soft targets only: a transfer set."})
 
 
 def load_teacher(path: str | None):
@@ -61,12 +65,25 @@ def load_teacher(path: str | None):
         raise UserInputError(f"Cannot load the teacher from '{path}': {str(error).splitlines()[0]}", "pass a folder saved by 'hf-transfer train'.") from error
 
 
+def load_transfer_set(path: str, data_args: DataArguments, tokenizer) -> Dataset:
+    """The transfer file's text, tokenised like the training split, without labels."""
+    raw = load_raw_splits(DataArguments(train_file=path))["train"]
+    columns = [c for c in (data_args.text_column, data_args.text_pair_column) if c]
+    missing = [c for c in columns if c not in raw.column_names]
+    if missing:
+        raise UserInputError(f"transfer_file '{path}' has no column '{missing[0]}' (columns: {', '.join(raw.column_names)}).",
+                             "give it the same text column as the training data.")
+    return tokenize_splits(DatasetDict(train=raw.select_columns(columns)), tokenizer, data_args)["train"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse, build the student, distil, evaluate student and teacher, save; returns the metrics."""
     by_class, source = parse_config(argv, [DistillArguments, DataArguments, RunArguments, TrainingArguments], PROG)
     args, data_args, training = by_class[DistillArguments], by_class[DataArguments], by_class[TrainingArguments]
     if args.temperature <= 0 or not 0 <= args.alpha <= 1:
         raise UserInputError(f"temperature={args.temperature}, alpha={args.alpha}: need temperature > 0 and 0 <= alpha <= 1.", "fix temperature/alpha.")
+    if args.transfer_file and args.alpha == 0:
+        raise UserInputError("transfer_file is given but alpha=0: its unlabelled rows would teach nothing.", "set alpha > 0 or drop transfer_file.")
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, by_class[RunArguments].overwrite_output_dir)
     set_seed(training.seed)
@@ -79,12 +96,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     splits, _ = load_splits(data_args, "text", seed=training.seed)
     with training.main_process_first(desc="preprocessing"):
         prepared = tokenize_splits(splits, tokenizer, data_args)
+        train = prepared["train"]
+        if args.transfer_file:
+            train = add_transfer_set(train, load_transfer_set(args.transfer_file, data_args, tokenizer))
     collator = DataCollatorWithPadding(tokenizer)
 
     depth = teacher.config.backbone.num_hidden_layers
     layers = parse_layers(args.student_layers, depth, args.num_student_layers)
     student = make_student(teacher, layers)
-    train = add_teacher_logits(teacher, prepared["train"], collator) if args.cache_teacher_logits else prepared["train"]
+    train = add_teacher_logits(teacher, train, collator) if args.cache_teacher_logits else train
 
     run = Run.start(training, fingerprint(source))  # OUTPUT_DIR.incomplete, resume point, push once at the end
     trainer = DistillationTrainer(

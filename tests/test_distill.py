@@ -19,7 +19,7 @@ from hf_transfer.model import TransferModel
 from hf_transfer.objectives.distillation import distillation_loss
 from hf_transfer.student import make_student, parse_layers, spread_layers
 from hf_transfer.trainers import DistillationTrainer
-from hf_transfer.trainers.distill import TEACHER_LOGITS, add_teacher_logits
+from hf_transfer.trainers.distill import TEACHER_LOGITS, add_teacher_logits, add_transfer_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 import distill as distill_recipe  # noqa: E402
@@ -167,6 +167,44 @@ def test_distill_recipe_end_to_end(teacher_folder, toy_text_data, tmp_path):
         distill_recipe.main(["--dataset", str(toy_text_data), "--output_dir", str(tmp_path / "x")])
     with pytest.raises(UserInputError, match="Unknown option '--temprature'.*temperature"):
         distill_recipe.main(["--teacher", str(teacher_folder), "--temprature", "2", "--output_dir", str(tmp_path / "x")])
+
+
+def test_add_transfer_set_appends_rows_labelled_minus_100(teacher_folder):
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    labelled, other = _tokenized(tokenizer), _tokenized(tokenizer).select(range(2))
+    combined = add_transfer_set(labelled, other)  # `other` has labels: they are dropped
+    assert len(combined) == len(labelled) + 2
+    assert list(combined["labels"]) == list(labelled["labels"]) + [-100, -100]
+    assert list(combined["input_ids"])[-2:] == list(other["input_ids"])
+    with pytest.raises(ValueError, match="columns"):
+        add_transfer_set(labelled, other.remove_columns("attention_mask"))
+
+
+def test_recipe_transfer_file_is_distilled_and_its_labels_are_never_used(teacher_folder, toy_text_data, tmp_path):
+    rows = testing.toy_sentences(6, seed=5)
+    wrong = tmp_path / "wrong_labels.jsonl"  # a transfer file whose labels are all wrong: they must be ignored
+    wrong.write_text("".join(json.dumps({"text": r["text"], "label": (r["label"] + 1) % 3}) + "\n" for r in rows))
+    text_only = tmp_path / "text_only.jsonl"
+    text_only.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
+
+    def student(name: str, *extra: str) -> dict:
+        distill_recipe.main([
+            "--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--max_steps", "4", "--per_device_train_batch_size", "8",
+            "--learning_rate", "1e-3", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true", "--disable_tqdm", "true",
+            "--seed", "0", "--output_dir", str(tmp_path / name), *extra,
+        ])
+        return TransferModel.from_pretrained(tmp_path / name).state_dict()
+
+    plain, with_wrong, with_text = student("plain"), student("wrong", "--transfer_file", str(wrong)), student("text", "--transfer_file", str(text_only))
+    assert all(torch.allclose(with_wrong[k], with_text[k], atol=1e-6) for k in plain)  # its labels change nothing
+    assert not all(torch.allclose(plain[k], with_text[k], atol=1e-6) for k in plain)  # its text does
+    with pytest.raises(UserInputError, match="alpha=0"):
+        distill_recipe.main(["--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--alpha", "0",
+                             "--transfer_file", str(text_only), "--output_dir", str(tmp_path / "x")])
+    with pytest.raises(UserInputError, match="no column 'text'"):
+        (tmp_path / "bad.jsonl").write_text('{"sentence": "hello"}\n')
+        distill_recipe.main(["--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--transfer_file", str(tmp_path / "bad.jsonl"),
+                             "--output_dir", str(tmp_path / "y")])
 
 
 def test_distill_config_file_parses():

@@ -6,15 +6,18 @@ The teacher's logits come from one of two places:
   frozen, so its logits can be computed once before training instead of at every step and epoch;
 * the ``teacher`` model itself, run in eval mode under ``torch.no_grad`` on each batch (needed when
   the data changes every epoch, e.g. with augmentation).
+
+Rows labelled ``-100`` (:func:`add_transfer_set`) are unlabelled text that only the teacher labels.
 """
 
 from __future__ import annotations
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, Value, concatenate_datasets
 from torch import nn
 from torch.utils.data import DataLoader
-from hf_transfer.objectives.distillation import distillation_loss
+
+from hf_transfer.objectives.distillation import IGNORE_INDEX, distillation_loss
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.transfer import TransferTrainer
 
@@ -47,6 +50,22 @@ def add_teacher_logits(teacher: nn.Module, dataset: Dataset, collator, batch_siz
     if TEACHER_LOGITS in dataset.column_names:
         dataset = dataset.remove_columns(TEACHER_LOGITS)
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
+
+
+def add_transfer_set(labelled: Dataset, unlabelled: Dataset) -> Dataset:
+    """``labelled`` followed by the rows of ``unlabelled`` with label ``-100`` (any label they had is dropped).
+
+    Those rows are a transfer set: text the student learns only through the teacher's soft targets
+    (the distillation loss leaves ``-100`` rows out of the cross-entropy). Both datasets must hold
+    the same columns apart from ``labels`` (e.g. tokenised with the same tokenizer).
+    """
+    labelled = labelled.cast_column("labels", Value("int64"))  # a ClassLabel column could not hold -100
+    if "labels" in unlabelled.column_names:
+        unlabelled = unlabelled.remove_columns("labels")
+    if set(unlabelled.column_names) | {"labels"} != set(labelled.column_names):
+        raise ValueError(f"transfer-set columns {sorted(unlabelled.column_names)} differ from the labelled columns {sorted(labelled.column_names)}")
+    unlabelled = unlabelled.add_column("labels", [IGNORE_INDEX] * len(unlabelled))
+    return concatenate_datasets([labelled, unlabelled.cast(labelled.features)])
 
 
 class DistillationTrainer(TransferTrainer):
