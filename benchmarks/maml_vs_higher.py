@@ -68,12 +68,15 @@ def build(args, variant: str):
 
 
 def step_ours(model, params, episode, args, variant: str) -> list[torch.Tensor]:
-    from hf_transfer.objectives.meta import maml_loss
+    from hf_transfer.objectives.meta import maml_loss, used_embedding_rows
 
     def logits_of(fast, inputs):
         return functional_call(model, fast, args=(), kwargs=inputs).logits
 
-    loss, _ = maml_loss(logits_of, params, episode["support"], episode["support_labels"], episode["query"],
+    fast, (support, query) = used_embedding_rows(model, params, [episode["support"], episode["query"]])
+    if args.whole_embedding_table:
+        fast, support, query = params, episode["support"], episode["query"]
+    loss, _ = maml_loss(logits_of, fast, support, episode["support_labels"], query,
                         episode["query_labels"], args.inner_steps, args.inner_lr, second_order=variant != "first_order")
     model.zero_grad(set_to_none=True)
     loss.backward()
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory_repeats", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--whole_embedding_table", action="store_true",
+                        help="ours adapts the whole word-embedding table (as before 2026-12-01) instead of only the rows the episode uses")
     parser.add_argument("--_memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="second_order", help=argparse.SUPPRESS)
     parser.add_argument("--arm", default="ours", help=argparse.SUPPRESS)
@@ -193,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             testing.save_tiny_text_backbone(folder)
         args.model = folder
     args.passthrough = [f"--{k}={getattr(args, k)}" for k in ("model", "n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "max_length")]
+    args.passthrough += ["--whole_embedding_table"] if args.whole_embedding_table else []
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args._memory:
         return measure_memory(args)

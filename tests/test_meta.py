@@ -97,6 +97,43 @@ def test_first_order_maml_equals_the_manual_first_order_update(tiny_text_backbon
     assert torch.allclose(_flat(ours), _flat(reference), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("second_order", [True, False])
+def test_used_embedding_rows_give_the_same_meta_gradient_as_the_whole_table(tiny_text_backbone, episode, second_order):
+    support, support_labels, query, query_labels = episode
+    model = _model(tiny_text_backbone)
+    params = _trainable(model)
+    table = model.get_input_embeddings()
+    cut, (cut_support, cut_query) = M.used_embedding_rows(model, params, [support, query])
+    name = "backbone.embeddings.word_embeddings.weight"
+    used = torch.unique(torch.cat([support["input_ids"].reshape(-1), query["input_ids"].reshape(-1)]))
+    assert cut[name].shape[0] < table.num_embeddings and set(cut) == set(params)
+    assert torch.equal(cut[name][cut_support["input_ids"]], table.weight[support["input_ids"]])  # same embeddings
+    assert torch.equal(cut[name][table.padding_idx], table.weight[table.padding_idx])  # the pad row keeps its index
+
+    def meta_gradient(p, s, q):
+        loss, _ = M.maml_loss(_logits_of(model), p, s, support_labels, q, query_labels, STEPS, LR, second_order)
+        return torch.autograd.grad(loss, list(params.values()))
+
+    whole, ours = meta_gradient(params, support, query), meta_gradient(cut, cut_support, cut_query)
+    assert torch.allclose(_flat(ours), _flat(whole), rtol=1e-10, atol=1e-13)
+    rows = dict(zip(params, ours))[name]
+    unused = torch.ones(table.num_embeddings, dtype=torch.bool)
+    unused[used] = False
+    assert rows[used].abs().sum() > 0 and not rows[unused].any()  # the test can tell a wrong row from a right one
+
+
+def test_used_embedding_rows_leave_a_tied_or_frozen_table_alone(tiny_text_backbone, episode):
+    support, _, query, _ = episode
+    model = _model(tiny_text_backbone)
+    frozen = {n: p for n, p in _trainable(model).items() if "word_embeddings" not in n}
+    params, inputs = M.used_embedding_rows(model, frozen, [support, query])
+    assert params is frozen and inputs[0] is support and inputs[1] is query
+    model.extra_output = torch.nn.Linear(32, model.get_input_embeddings().num_embeddings, bias=False)
+    model.extra_output.weight = model.get_input_embeddings().weight  # tied, like a language-model head
+    params = _trainable(model)
+    assert M.used_embedding_rows(model, params, [support, query])[0] is params
+
+
 def _trainer(model, tmp_path, meta_args, dataset, **training):
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, per_device_eval_batch_size=1, report_to="none",

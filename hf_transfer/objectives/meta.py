@@ -36,8 +36,34 @@ def inner_adapt(loss_of: Callable[[Params], torch.Tensor], params: Params, steps
     for _ in range(steps):
         loss = loss_of(fast)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph, allow_unused=True)
-        fast = {name: w if g is None else w - lr * g for (name, w), g in zip(fast.items(), grads)}
+        fast = {name: w if g is None else torch.add(w, g, alpha=-lr) for (name, w), g in zip(fast.items(), grads)}
     return fast
+
+
+def used_embedding_rows(model: torch.nn.Module, params: Params, inputs: list[Inputs]) -> tuple[Params, list[Inputs]]:
+    """Cut the input-embedding table among the fast weights down to the rows ``inputs`` use.
+
+    A token row that no input uses gets a zero inner gradient, so it stays equal to the meta-parameter
+    and gets no meta-gradient: adapting only the used rows (``W[ids]``, a differentiable function of
+    ``W``) is the same MAML step exactly, without a dense vocabulary-sized gradient and weight copy per
+    inner step (half of MiniLM's parameters). Returns the new fast weights and the inputs with their
+    ``input_ids`` renumbered into the cut table; unchanged when the table is not a fast weight, is
+    tied to another parameter, or the inputs carry no ``input_ids``. ``model`` may be the unwrapped
+    model: parameters are matched by identity, not by name.
+    """
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    name = next((n for n, p in params.items() if embedding is not None and p is embedding.weight), None)
+    tied = sum(p is getattr(embedding, "weight", None) for _, p in model.named_parameters(remove_duplicate=False)) > 1
+    if name is None or tied or any("input_ids" not in batch for batch in inputs):
+        return params, inputs
+    ids = torch.cat([batch["input_ids"].reshape(-1) for batch in inputs])
+    if embedding.padding_idx is not None:  # rows 0..padding_idx keep their positions, so padding_idx still names the pad row
+        ids = torch.cat([ids, torch.arange(embedding.padding_idx + 1, device=ids.device)])
+    rows = torch.unique(ids)  # sorted
+    renumber = torch.full((embedding.num_embeddings,), -1, dtype=ids.dtype, device=ids.device)
+    renumber[rows] = torch.arange(len(rows), dtype=ids.dtype, device=ids.device)
+    cut = [{**batch, "input_ids": renumber[batch["input_ids"]]} for batch in inputs]
+    return {**params, name: params[name].index_select(0, rows)}, cut
 
 
 def maml_loss(

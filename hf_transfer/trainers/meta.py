@@ -145,13 +145,14 @@ class MetaTrainer(Trainer):
 
         meta_params = {name: p for name, p in named.items() if p.requires_grad}
         params = {**{n: p for n, p in meta_params.items() if n not in head}, **self._head_start(head)}
+        params, (support, query) = objectives.used_embedding_rows(self._transfer_model(), params, [support, query])
 
         def logits_of(fast: dict[str, torch.Tensor], features: dict) -> torch.Tensor:
             return functional_call(model, fast, args=(), kwargs=features).logits
 
         if meta.meta_method == "reptile" and training:
             return objectives.reptile_loss(
-                logits_of, params, {n: p for n, p in meta_params.items() if n not in head or meta.head_init == "learned"},
+                logits_of, params, {n: params[n] for n in meta_params if n not in head or meta.head_init == "learned"},
                 support, support_labels, query, query_labels, steps, lr,
             )
         second_order = training and meta.meta_method == "maml"
