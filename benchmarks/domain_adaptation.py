@@ -71,6 +71,7 @@ def main(argv=None) -> dict:
                 "--output_dir", str(work / f"{arm}_s{seed}"), *args.extra,
             ])
             row = {"arm": arm, "seed": seed, "target_accuracy": metrics["target_test_accuracy"],
+                   "target_validation_accuracy": metrics.get("target_validation_accuracy"),
                    "source_accuracy": metrics.get("source_test_accuracy"), "seconds": round(time.perf_counter() - start, 1)}
             rows.append(row)
             results[arm].append(row["target_accuracy"])

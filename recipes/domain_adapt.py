@@ -54,6 +54,21 @@ class AdaptationArguments:
     dann_gamma: float = field(default=10.0, metadata={"help": "dann: lambda = max_lambda * (2 / (1 + exp(-gamma p)) - 1)."})
     dann_max_lambda: float = field(default=1.0, metadata={"help": "dann: final strength of the gradient reversal."})
     discriminator_hidden_size: int = field(default=256, metadata={"help": "dann: width of the domain discriminator MLP."})
+    discriminator_learning_rate: float | None = field(
+        default=None, metadata={"help": "dann: learning rate of the domain discriminator (default: learning_rate)."}
+    )
+    conditional: bool = field(
+        default=False, metadata={"help": "dann: CDAN, the discriminator sees features x class probabilities (beyond plain DANN)."}
+    )
+    token_level: bool = field(
+        default=False, metadata={"help": "dann: the discriminator sees every last-layer token state (before pooling), not the pooled features."}
+    )
+    entropy_weight: float = field(
+        default=0.0, metadata={"help": "dann: weight of the entropy of the target predictions (entropy minimisation; 0 = off)."}
+    )
+    target_augment: bool = field(
+        default=False, metadata={"help": "dann + augment: augment the unlabelled target images the same way as the labelled ones."}
+    )
     init_model: str | None = field(
         default=None,
         metadata={"help": "Start from this trained hf_transfer model folder (backbone + head, e.g. a source_only run's "
@@ -154,14 +169,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         source, collator = prepare_splits(source, processor, modality, config.data, channels)
         target, _ = prepare_splits(target, processor, modality, config.data, channels)
     train_set = target["train"] if adaptation.adaptation == "target_oracle" else source["train"]
+    target_train = target["train"]
     if adaptation.augment and modality == "image":
         from hf_transfer.data.augment import ImageAugmentation
 
         augmentation = ImageAugmentation(adaptation.crop_scale_min, 0.0, adaptation.jitter, adaptation.jitter, 0.0)
-        train_set = train_set.with_transform(
-            AugmentedImageTransform(processor, config.data.image_column, backbone_config.image_size, channels, augmentation)
-        )
+        transform = AugmentedImageTransform(processor, config.data.image_column, backbone_config.image_size, channels, augmentation)
+        train_set = train_set.with_transform(transform)
+        if adaptation.target_augment:
+            target_train = target_train.with_transform(transform)
     evaluations = {"target_test": target["test"] if "test" in target else target["validation"]}
+    if "test" in target:  # held out of every arm's training: for choosing settings without the test split
+        evaluations["target_validation"] = target["validation"]
     if "test" in source:
         evaluations["source_test"] = source["test"]
 
@@ -173,8 +192,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     if adaptation.adaptation == "dann":
         trainer = DANNTrainer(
-            **common, target_dataset=target["train"], domain_weight=adaptation.domain_weight, gamma=adaptation.dann_gamma,
+            **common, target_dataset=target_train, domain_weight=adaptation.domain_weight, gamma=adaptation.dann_gamma,
             max_lambda=adaptation.dann_max_lambda, discriminator_hidden_size=adaptation.discriminator_hidden_size,
+            discriminator_learning_rate=adaptation.discriminator_learning_rate, conditional=adaptation.conditional,
+            entropy_weight=adaptation.entropy_weight, token_level=adaptation.token_level,
         )
     else:
         trainer = TransferTrainer(**common)
@@ -193,8 +214,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         outputs.write_text(staging / "adaptation_config.yaml", yaml.safe_dump(extra, sort_keys=True))
         card = staging / "README.md"
         target_name = outputs.portable_path(adaptation.target_dataset)
+        addons = ("CDAN conditioning; " if adaptation.conditional else "") + ("token-level discriminator; " if adaptation.token_level else "") + (
+            f"target entropy x {adaptation.entropy_weight:g}; " if adaptation.entropy_weight else "")
         objective = {
-            "dann": f"DANN (gradient reversal, domain discriminator; unlabelled target: {target_name})",
+            "dann": f"DANN (gradient reversal, domain discriminator; {addons}unlabelled target: {target_name})",
             "source_only": "supervised cross-entropy on the source domain only (no adaptation)",
             "target_oracle": f"supervised cross-entropy on the labelled target domain ({target_name})",
         }[adaptation.adaptation]

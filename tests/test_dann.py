@@ -15,7 +15,14 @@ from hf_transfer import outputs, testing
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
-from hf_transfer.objectives.dann import DomainDiscriminator, dann_lambda, domain_adversarial_loss, grad_reverse
+from hf_transfer.objectives.dann import (
+    DomainDiscriminator,
+    conditional_features,
+    dann_lambda,
+    domain_adversarial_loss,
+    grad_reverse,
+    prediction_entropy,
+)
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import DANNTrainer
 from test_hub import TOKEN, fake_hub  # noqa: F401  (the fixture: huggingface_hub talking to an in-memory Hub)
@@ -78,6 +85,23 @@ def test_domain_loss_trains_discriminator_and_reverses_feature_gradient():
     assert torch.allclose(discriminator_grad, discriminator.net[0].weight.grad)  # the discriminator itself descends
 
 
+def test_conditional_features_are_the_outer_product_with_detached_probabilities():
+    features = torch.tensor([[1.0, 2.0], [3.0, -1.0]], requires_grad=True)
+    logits = torch.log(torch.tensor([[0.25, 0.75], [1.0, 1.0]])).requires_grad_()  # softmax: [.25, .75] and [.5, .5]
+    mapped = conditional_features(features, logits)
+    expected = torch.tensor([[0.25, 0.5, 0.75, 1.5], [1.5, -0.5, 1.5, -0.5]])  # row-major: class k, then feature j
+    assert torch.allclose(mapped, expected)
+    mapped.sum().backward()
+    assert logits.grad is None  # the classifier's confidence gets no adversarial gradient
+    assert torch.allclose(features.grad, torch.ones(2, 2))  # d/df_j sum_k p_k f_j = sum_k p_k = 1
+
+
+def test_prediction_entropy_matches_hand_computed_values():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [math.log(3.0), 0.0, -1e4, -1e4]])  # uniform over 4; [.75, .25, 0, 0]
+    expected = (math.log(4) + -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
+    assert prediction_entropy(logits).item() == pytest.approx(expected, rel=1e-6)
+
+
 def _image_sets(toy_image_data, tmp_path):
     target_folder = testing.write_image_dataset(tmp_path / "target", seed=7)
     args = DataArguments(dataset=str(toy_image_data))
@@ -86,7 +110,7 @@ def _image_sets(toy_image_data, tmp_path):
     return source, target, id2label
 
 
-def _trainer(source, target, id2label, tmp_path, strategy="full", max_steps=4):
+def _trainer(source, target, id2label, tmp_path, strategy="full", max_steps=4, **dann):
     from transformers import AutoConfig
 
     torch.manual_seed(0)
@@ -103,7 +127,7 @@ def _trainer(source, target, id2label, tmp_path, strategy="full", max_steps=4):
     )
     return DANNTrainer(
         model=model, args=args, train_dataset=source["train"], target_dataset=target["train"], data_collator=collator,
-        strategy=get_strategy(strategy), discriminator_hidden_size=16,
+        strategy=get_strategy(strategy), discriminator_hidden_size=16, **dann,
     )
 
 
@@ -126,6 +150,66 @@ def test_dann_trainer_updates_backbone_and_discriminator_and_ignores_target_labe
     again.train()
     for (name, p), q in zip(wrapper.named_parameters(), again.model.parameters()):
         assert torch.equal(p, q), name
+
+
+def test_cdan_and_entropy_loss_is_the_sum_of_hand_computed_terms_and_discriminator_lr_is_its_own(toy_image_data, tmp_path):
+    source, target, id2label = _image_sets(toy_image_data, tmp_path)
+    trainer = _trainer(source, target, id2label, tmp_path, conditional=True, entropy_weight=0.5, discriminator_learning_rate=0.05)
+    wrapper = trainer.model.eval()  # no dropout, so the pieces below see the same forward pass
+    assert wrapper.discriminator.net[0].in_features == 32 * len(id2label)  # hidden x classes
+    batch = trainer.data_collator([source["train"][i] for i in range(4)])
+    target_batch = {"pixel_values": trainer.data_collator([target["train"][i] for i in range(4)])["pixel_values"]}
+    outputs = wrapper(**batch, target_inputs=target_batch, domain_lambda=0.3)
+    core = wrapper.model
+    source_features, target_features = core.embed(pixel_values=batch["pixel_values"]), core.embed(**target_batch)
+    source_logits, target_logits = core.classifier(source_features), core.classifier(target_features)
+    pairs = [torch.outer(p, f).flatten() for p, f in zip(torch.cat([source_logits, target_logits]).softmax(-1), torch.cat([source_features, target_features]))]
+    domain = torch.nn.functional.binary_cross_entropy_with_logits(wrapper.discriminator(torch.stack(pairs)), torch.tensor([0.0] * 4 + [1.0] * 4))
+    probabilities = target_logits.softmax(-1)
+    entropy = -(probabilities * probabilities.log()).sum(-1).mean()
+    expected = torch.nn.functional.cross_entropy(source_logits, batch["labels"]) + 1.0 * domain + 0.5 * entropy
+    assert outputs.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert outputs.target_entropy.item() == pytest.approx(entropy.item(), rel=1e-5)
+
+    optimizer = trainer.create_optimizer()
+    discriminator_ids = {id(p) for p in wrapper.discriminator.parameters()}
+    rates = {("discriminator" if id(group["params"][0]) in discriminator_ids else "classifier"): group["lr"] for group in optimizer.param_groups}
+    assert rates == {"discriminator": 0.05, "classifier": 1e-2}
+    covered = sum(len(group["params"]) for group in optimizer.param_groups)
+    assert covered == len([p for p in wrapper.parameters() if p.requires_grad])  # every parameter trains exactly once
+    trainer.train()
+    assert all("target_entropy" in entry for entry in trainer.state.log_history if "domain_lambda" in entry)
+
+
+def test_token_level_discriminator_sees_every_unpadded_token(tiny_text_backbone):
+    from transformers import AutoConfig
+
+    from hf_transfer.trainers.dann import DomainAdversarialModel
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(**json.loads(TINY_VIT))
+    core = TransferModel.from_backbone_config(config, {0: "a", 1: "b"}, "mean", 0.0).eval()
+    wrapper = DomainAdversarialModel(core, DomainDiscriminator(32, 8, dropout=0.0), domain_weight=0.5, token_level=True)
+    source, target = torch.randn(2, 1, 16, 16), torch.randn(3, 1, 16, 16)
+    outputs = wrapper(labels=torch.tensor([0, 1]), target_inputs={"pixel_values": target}, domain_lambda=1.0, pixel_values=source)
+    tokens = [core.backbone(pixel_values=x).last_hidden_state for x in (source, target)]
+    assert tokens[0].shape[1] == 17  # 16 patches + [CLS]: 2 x 17 source and 3 x 17 target examples
+    logits = wrapper.discriminator(torch.cat([t.flatten(0, 1) for t in tokens]))
+    domain = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0] * 34 + [1.0] * 51))
+    class_loss = torch.nn.functional.cross_entropy(core.classifier(tokens[0].mean(1)), torch.tensor([0, 1]))
+    assert outputs.loss.item() == pytest.approx((class_loss + 0.5 * domain).item(), rel=1e-5)
+
+    text = TransferModel.from_backbone(str(tiny_text_backbone), {0: "a", 1: "b"}, "mean", 0.0).eval()
+    wrapper = DomainAdversarialModel(text, DomainDiscriminator(text.config.backbone.hidden_size, 8, dropout=0.0), token_level=True)
+    ids = torch.randint(5, 30, (2, 6))
+    padded = {"input_ids": ids, "attention_mask": torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])}
+    outputs = wrapper(labels=torch.tensor([0, 1]), target_inputs={"input_ids": ids[:1], "attention_mask": torch.ones(1, 6, dtype=torch.long)}, **padded)
+    hidden = text.backbone(**padded).last_hidden_state
+    kept = torch.cat([hidden[0], hidden[1, :3], text.backbone(input_ids=ids[:1]).last_hidden_state[0]])  # padding left out
+    domain = torch.nn.functional.binary_cross_entropy_with_logits(wrapper.discriminator(kept), torch.tensor([0.0] * 9 + [1.0] * 6))
+    assert outputs.domain_loss.item() == pytest.approx(domain.item(), rel=1e-5)
+    with pytest.raises(UserInputError, match="cannot be combined"):
+        DomainAdversarialModel(text, wrapper.discriminator, conditional=True, token_level=True)
 
 
 def test_dann_composes_with_linear_probe(toy_image_data, tmp_path):
@@ -169,6 +253,33 @@ def test_domain_adapt_recipe_image_and_text(toy_image_data, toy_text_data, tiny_
              "--adaptation", arm, "--strategy", "lora", "--output_dir", str(tmp_path / f"text_{arm}"), *common]
         )
         assert metrics["adaptation"] == arm and "target_test_accuracy" in metrics
+
+
+def test_domain_adapt_recipe_target_augment_cdan_entropy_and_validation(toy_image_data, tmp_path, monkeypatch):
+    recipe = load_recipe()
+    seen = {}
+
+    class Recording(recipe.DANNTrainer):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "DANNTrainer", Recording)
+    target_images = testing.write_image_dataset(tmp_path / "target_images", seed=3)
+    out = tmp_path / "cdan"
+    metrics = recipe.main(
+        ["--backbone_config", TINY_VIT, "--dataset", str(toy_image_data), "--target_dataset", str(target_images),
+         "--augment", "true", "--target_augment", "true", "--conditional", "true", "--entropy_weight", "0.2",
+         "--discriminator_learning_rate", "1e-3", "--token_level", "false", "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--report_to", "none", "--disable_tqdm", "true", "--output_dir", str(out)]
+    )
+    assert seen["conditional"] is True and seen["entropy_weight"] == 0.2 and seen["discriminator_learning_rate"] == 1e-3
+    target = seen["target_dataset"]
+    first, second = target[0]["pixel_values"], target[0]["pixel_values"]
+    assert first.shape == second.shape and not torch.equal(first, second)  # a fresh random crop/jitter per read
+    assert 0 <= metrics["target_validation_accuracy"] <= 1  # the held-out slice of the target's train split
+    card = (out / "README.md").read_text()
+    assert "CDAN conditioning" in card and "target entropy x 0.2" in card
 
 
 def test_domain_adapt_recipe_pushes_the_published_classifier_and_stops_on_nan(toy_image_data, tmp_path, tmp_path_factory, fake_hub):  # noqa: F811

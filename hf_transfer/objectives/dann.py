@@ -4,6 +4,12 @@ A domain discriminator learns to tell source features from target features, whil
 reversal layer (identity forward, ``-lambda * grad`` backward) makes the feature extractor learn
 to fool it, so features become domain-invariant. ``lambda`` ramps from 0 to 1 with training
 progress (``dann_lambda``) so the noisy early discriminator does not disturb the features.
+
+Two optional add-ons beyond plain DANN: conditional alignment (CDAN, Long et al. 2018), where the
+discriminator sees the outer product of features and (detached) class probabilities so that it aligns
+each class's features rather than only the marginal distribution (``conditional_features``), and
+entropy minimisation on the unlabelled target predictions (``prediction_entropy``), which pushes the
+decision boundary away from dense target regions.
 """
 
 from __future__ import annotations
@@ -55,6 +61,22 @@ class DomainDiscriminator(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+
+def conditional_features(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """CDAN's multilinear map: ``softmax(logits) (outer) features`` flattened to (batch, classes * hidden).
+
+    The probabilities are detached (as in the authors' code): the reversed gradient reaches the
+    features, not the classifier's confidence.
+    """
+    probabilities = logits.detach().softmax(-1)
+    return torch.bmm(probabilities.unsqueeze(2), features.unsqueeze(1)).flatten(1)
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean Shannon entropy (nats) of ``softmax(logits)`` over the batch."""
+    log_probabilities = logits.log_softmax(-1)
+    return -(log_probabilities.exp() * log_probabilities).sum(-1).mean()
 
 
 def domain_adversarial_loss(

@@ -6,7 +6,9 @@ embeds both with the classifier's backbone, and minimises
 
     cross_entropy(classifier(source)) + domain_weight * BCE(discriminator(GRL_lambda(features)), domain)
 
-with ``lambda`` following Ganin et al.'s schedule over training progress. The classifier and the
+with ``lambda`` following Ganin et al.'s schedule over training progress (optional add-ons:
+``conditional`` = CDAN's features-times-probabilities discriminator input, and
+``entropy_weight * entropy(classifier(target))``). The classifier and the
 discriminator sit in one ``DomainAdversarialModel`` so that DDP/FSDP, mixed precision and the
 optimizer treat them together; the transfer strategy (frozen layers, LoRA, L2-SP...) still applies
 to the classifier. Evaluation and saving use the classifier alone.
@@ -22,7 +24,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from hf_transfer.objectives.dann import DomainDiscriminator, dann_lambda, domain_adversarial_loss
+from hf_transfer import backbones
+from hf_transfer.errors import UserInputError
+from hf_transfer.objectives.dann import (
+    DomainDiscriminator,
+    conditional_features,
+    dann_lambda,
+    domain_adversarial_loss,
+    prediction_entropy,
+)
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.transfer import TransferTrainer
 
@@ -32,38 +42,70 @@ def _core(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def _encode(core: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled features as ``core.embed`` gives them, the non-padding token states of the last layer as (tokens, hidden))."""
+    inputs = {name: value for name, value in inputs.items() if value is not None}
+    hidden = core.backbone(**inputs).last_hidden_state
+    mask = inputs.get("attention_mask")
+    tokens = hidden.flatten(0, 1) if mask is None else hidden[mask.bool()]
+    return backbones.pool(hidden, mask, core.config.pooling), tokens
+
+
 @dataclass
 class DomainAdversarialOutput(SequenceClassifierOutput):
     class_loss: torch.Tensor | None = None
     domain_loss: torch.Tensor | None = None
     domain_accuracy: torch.Tensor | None = None
+    target_entropy: torch.Tensor | None = None
 
 
 class DomainAdversarialModel(nn.Module):
-    """A TransferModel (optionally PEFT-wrapped) and a domain discriminator on its pooled features."""
+    """A TransferModel (optionally PEFT-wrapped) and a domain discriminator on its pooled features.
+
+    ``conditional``: the discriminator sees ``probabilities (outer) features`` (CDAN) instead of the
+    features; ``token_level``: it sees every (non-padding) token state of the last layer, before
+    pooling, as one example (patch-level alignment as in TVT for ViTs); ``entropy_weight``: add that
+    times the mean entropy of the target predictions.
+    """
 
     accepts_loss_kwargs = False
 
-    def __init__(self, model: nn.Module, discriminator: nn.Module, domain_weight: float = 1.0):
+    def __init__(
+        self, model: nn.Module, discriminator: nn.Module, domain_weight: float = 1.0, conditional: bool = False,
+        entropy_weight: float = 0.0, token_level: bool = False,
+    ):
         super().__init__()
+        if conditional and token_level:
+            raise UserInputError("conditional (CDAN) and token_level DANN cannot be combined.", "turn one of them off.")
         self.model, self.discriminator, self.domain_weight = model, discriminator, domain_weight
+        self.conditional, self.entropy_weight, self.token_level = conditional, entropy_weight, token_level
         self.main_input_name = getattr(_core(model), "main_input_name", "input_ids")
 
     def forward(self, labels=None, target_inputs: dict | None = None, domain_lambda: float = 0.0, **inputs):
         if target_inputs is None:  # evaluation / prediction: the classifier alone
             return self.model(labels=labels, **inputs)
         core = _core(self.model)
-        source_features = core.embed(**inputs)
-        target_features = core.embed(**target_inputs)
+        (source_features, source_tokens), (target_features, target_tokens) = _encode(core, inputs), _encode(core, target_inputs)
         logits = core.classifier(core.dropout(source_features))
         class_loss = nn.functional.cross_entropy(logits, labels)
+        target_logits = core.classifier(core.dropout(target_features)) if self.conditional or self.entropy_weight else None
+        if self.conditional:
+            source_features, target_features = conditional_features(source_features, logits), conditional_features(target_features, target_logits)
+        elif self.token_level:
+            source_features, target_features = source_tokens, target_tokens
         domain_loss, domain_accuracy = domain_adversarial_loss(source_features, target_features, self.discriminator, domain_lambda)
+        loss = class_loss + self.domain_weight * domain_loss
+        target_entropy = None
+        if self.entropy_weight:
+            target_entropy = prediction_entropy(target_logits)
+            loss = loss + self.entropy_weight * target_entropy
         return DomainAdversarialOutput(
-            loss=class_loss + self.domain_weight * domain_loss,
+            loss=loss,
             logits=logits,
             class_loss=class_loss.detach(),
             domain_loss=domain_loss.detach(),
             domain_accuracy=domain_accuracy,
+            target_entropy=None if target_entropy is None else target_entropy.detach(),
         )
 
 
@@ -72,8 +114,11 @@ class DANNTrainer(TransferTrainer):
 
     Args (beyond the Trainer's): ``target_dataset`` (unlabelled target-domain examples, prepared like
     the training set), ``target_collator`` (default: the data collator), ``discriminator`` (default:
-    a 2-hidden-layer MLP on the pooled features), ``domain_weight``, ``gamma`` and ``max_lambda``
-    (the lambda schedule), ``discriminator_hidden_size``.
+    a 2-hidden-layer MLP on the pooled features, or on features x class probabilities when
+    ``conditional``), ``domain_weight``, ``gamma`` and ``max_lambda`` (the lambda schedule),
+    ``discriminator_hidden_size``, ``discriminator_learning_rate`` (default: the Trainer's),
+    ``conditional`` (CDAN), ``token_level`` (discriminate token states before pooling) and
+    ``entropy_weight`` (target entropy minimisation; 0 = plain DANN).
     """
 
     def __init__(
@@ -87,17 +132,25 @@ class DANNTrainer(TransferTrainer):
         gamma: float = 10.0,
         max_lambda: float = 1.0,
         discriminator_hidden_size: int = 256,
+        discriminator_learning_rate: float | None = None,
+        conditional: bool = False,
+        entropy_weight: float = 0.0,
+        token_level: bool = False,
         strategy: Strategy | None = None,
         **kwargs,
     ):
         if discriminator is None:
-            discriminator = DomainDiscriminator(_core(model).config.backbone.hidden_size, discriminator_hidden_size)
+            config = _core(model).config
+            width = config.backbone.hidden_size * (config.num_labels if conditional else 1)
+            discriminator = DomainDiscriminator(width, discriminator_hidden_size)
         self.target_dataset, self.target_collator = target_dataset, target_collator
         self.gamma, self.max_lambda = gamma, max_lambda
+        self.discriminator_learning_rate = discriminator_learning_rate
         self._target_batches = None
         self._dann_sums: dict[str, float] = {}
         self._dann_count = 0
-        super().__init__(*args, model=DomainAdversarialModel(model, discriminator, domain_weight), strategy=strategy, **kwargs)
+        wrapper = DomainAdversarialModel(model, discriminator, domain_weight, conditional, entropy_weight, token_level)
+        super().__init__(*args, model=wrapper, strategy=strategy, **kwargs)
         self.args.remove_unused_columns = False
 
     def _transfer_model(self) -> nn.Module:
@@ -109,10 +162,22 @@ class DANNTrainer(TransferTrainer):
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            groups = self.strategy.parameter_groups(self._transfer_model(), self.args.learning_rate, self.args.weight_decay)
-            if groups is not None:  # the strategy's groups cover the classifier: add the discriminator's
+            classifier = self._transfer_model()
+            groups = self.strategy.parameter_groups(classifier, self.args.learning_rate, self.args.weight_decay)
+            if groups is None and self.discriminator_learning_rate is not None:  # the Trainer's default groups, for the classifier
+                decay = set(self.get_decay_parameter_names(classifier))
+                trainable = [(name, p) for name, p in classifier.named_parameters() if p.requires_grad]
+                groups = [
+                    {"params": [p for name, p in trainable if name in decay], "weight_decay": self.args.weight_decay},
+                    {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
+                ]
+                groups = [group for group in groups if group["params"]]
+            if groups is not None:  # the classifier's groups: add the discriminator's
                 discriminator = self.accelerator.unwrap_model(self.model).discriminator
-                groups.append({"params": list(discriminator.parameters()), "weight_decay": self.args.weight_decay})
+                groups.append({
+                    "params": list(discriminator.parameters()), "weight_decay": self.args.weight_decay,
+                    "lr": self.discriminator_learning_rate or self.args.learning_rate,
+                })
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
                 optimizer_kwargs.pop("lr", None)
                 self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
@@ -156,6 +221,8 @@ class DANNTrainer(TransferTrainer):
                 "domain_loss": outputs.domain_loss,
                 "domain_accuracy": outputs.domain_accuracy,
             }
+            if outputs.target_entropy is not None:
+                values["target_entropy"] = outputs.target_entropy
             for key, value in values.items():
                 self._dann_sums[key] = self._dann_sums.get(key, 0.0) + float(value)
             self._dann_sums["domain_lambda"] = self._dann_sums.get("domain_lambda", 0.0) + inputs["domain_lambda"]
