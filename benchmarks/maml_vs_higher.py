@@ -12,7 +12,10 @@ subset), same inner steps and learning rates, dropout off. For each variant, in 
 
 Variants: ``second_order`` (all trainable parameters are fast weights), ``first_order`` (FOMAML;
 higher with ``track_higher_grads=False``) and ``lora`` (second order, fast weights = LoRA adapters +
-head). The last line is the main (second-order) result:
+head). Ours adapts the word-embedding table as the rows the episode's tokens use
+(``hf_transfer.objectives.meta.used_embedding_rows``: the same meta-gradient, since unused rows get
+none); ``--whole_embedding_table`` makes ours adapt the dense table as higher does. The last line is
+the main (second-order) result:
 
     python benchmarks/maml_vs_higher.py --quick
     RESULT speedup=<ours/higher episodes per s> memory_ratio=<ours/higher peak> grad_relerr=<...>
