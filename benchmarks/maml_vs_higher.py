@@ -174,16 +174,16 @@ def compare(args, variant: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5-way 1-shot, 3 repeats: a few minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="defaults of 5-way 1-shot, 3 repeats, 1 memory repeat (explicit options win): a few minutes on 2 cores")
     parser.add_argument("--model", default="default", help="'default' (MiniLM), 'tiny' (random 2-layer BERT), a folder or Hub id")
     parser.add_argument("--n_way", type=int, default=5)
-    parser.add_argument("--k_shot", type=int, default=5)
+    parser.add_argument("--k_shot", type=int, default=None, help="support examples per class [default: 5; 1 with --quick]")
     parser.add_argument("--n_query", type=int, default=5)
     parser.add_argument("--inner_steps", type=int, default=2)
     parser.add_argument("--inner_lr", type=float, default=0.01)
     parser.add_argument("--max_length", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory_repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None, help="timed meta-steps per arm [default: 5; 3 with --quick]")
+    parser.add_argument("--memory_repeats", type=int, default=None, help="fresh subprocesses per arm for peak memory [default: 2; 1 with --quick]")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--whole_embedding_table", action="store_true",
                         help="ours adapts the whole word-embedding table (as before 2026-12-01) instead of only the rows the episode uses")
@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="second_order", help=argparse.SUPPRESS)
     parser.add_argument("--arm", default="ours", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.k_shot, args.repeats, args.memory_repeats = 1, 3, 1
+    for name, full, quick in (("k_shot", 5, 1), ("repeats", 5, 3), ("memory_repeats", 2, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.model == "tiny":  # a random 2-layer BERT (hidden 32): where per-module Python overhead dominates
         from hf_transfer import testing
 
