@@ -9,10 +9,15 @@ number of encoder passes per sentence; ``--post_hoc`` adds the variants below on
 - ``wise_<a>``: the body's weights interpolated between pretrained (0) and tuned (1) at ``a``
   (WiSE-FT, Wortsman et al. 2022), then the same head;
 - ``frozen``: the pretrained body's embeddings (= linear_probe);
-- ``concat``: the head on both embeddings side by side (tuned and pretrained), scaled to unit norm.
+- ``concat``: the head on both embeddings side by side (tuned and pretrained), scaled to unit norm;
+- ``--losses L``: ``loss_<L>``, the body trained with contrastive loss L instead (same schedule);
+- ``--ensemble P``: ``ens<P>``, two bodies of P passes each (training seeds differ), their heads'
+  probabilities averaged;
+- ``--heads``: on the first body, ``C_<c>`` (logistic regression with C = c) and ``proto`` (prototypes).
 
     HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --post_hoc --output benchmarks/fewshot_dev.jsonl
     HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --datasets trec,mr --seeds 0 1 --passes 8 12
+    HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --losses supcon --ensemble 4 6 --heads --output benchmarks/fewshot_dev_2.jsonl
 
 banking77 is included because it is not one of the five benchmark datasets; the five contribute only
 train-split examples, so their test splits stay untouched by this study.
@@ -24,6 +29,7 @@ import argparse
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,12 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     parser.add_argument("--passes", type=int, nargs="+", default=[8], help="encoder passes per sentence to compare (each trains a body)")
     parser.add_argument("--post_hoc", action="store_true", help="also score WiSE-FT interpolations and the concatenated head")
+    parser.add_argument("--losses", nargs="*", default=[], help="contrastive losses to train a body with instead")
+    parser.add_argument("--ensemble", type=int, nargs="*", default=[], help="passes per body of 2-body ensembles to score")
+    parser.add_argument("--heads", action="store_true", help="also score other heads (C, prototypes) on the first body")
     parser.add_argument("--output", default="benchmarks/fewshot_dev.jsonl")
     args = parser.parse_args(argv)
 
     from hf_transfer.data.sampling import k_shot_indices
     from hf_transfer.experiments.encoder import SentenceEncoder
-    from hf_transfer.experiments.heads import LogisticRegressionHead
+    from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
     from hf_transfer.experiments.methods import recommended
     from hf_transfer.experiments.runner import load_text_dataset
 
@@ -76,13 +85,35 @@ def main(argv: list[str] | None = None) -> None:
             labels = torch.tensor([splits.train_labels[i] for i in supports[seed]])
             row = {"dataset": dataset, "seed": seed, "k": args.k, "num_dev": len(dev)}
             row["frozen"] = score(LogisticRegressionHead().fit(encoder.encode(texts), labels, splits.num_classes), encoder.encode(dev_texts))
-            for passes in args.passes:
+            bodies = {}
+            for passes in dict.fromkeys([*args.passes, *args.ensemble]):
                 method = recommended(args.k, splits.num_classes, passes)
                 start = time.perf_counter()
-                body = method.train_body(encoder, texts, labels.tolist(), seed)
+                bodies[passes] = body = method.train_body(encoder, texts, labels.tolist(), seed)
                 row[f"train_seconds_{passes}"] = round(time.perf_counter() - start, 2)
                 head = LogisticRegressionHead(method.C).fit(encoder.encode(texts, body), labels, splits.num_classes)
                 row[f"tuned_{passes}"] = score(head, encoder.encode(dev_texts, body))
+            for passes in args.ensemble:
+                method = recommended(args.k, splits.num_classes, passes)
+                start = time.perf_counter()
+                second = method.train_body(encoder, texts, labels.tolist(), seed + 10_000)
+                row[f"train_seconds_ens{passes}"] = round(row[f"train_seconds_{passes}"] + time.perf_counter() - start, 2)
+                probabilities = sum(
+                    LogisticRegressionHead(method.C).fit(encoder.encode(texts, b), labels, splits.num_classes).probabilities(encoder.encode(dev_texts, b))
+                    for b in (bodies[passes], second)
+                )
+                row[f"ens{passes}"] = (probabilities.argmax(-1) == dev_labels).float().mean().item()
+            for loss in args.losses:
+                method = replace(recommended(args.k, splits.num_classes, args.passes[0]), loss=loss, temperature=0.1)
+                trained = method.train_body(encoder, texts, labels.tolist(), seed)
+                head = LogisticRegressionHead(method.C).fit(encoder.encode(texts, trained), labels, splits.num_classes)
+                row[f"loss_{loss}"] = score(head, encoder.encode(dev_texts, trained))
+            if args.heads:
+                first = bodies[args.passes[0]]
+                support, held_out = encoder.encode(texts, first), encoder.encode(dev_texts, first)
+                for c in (0.1, 10.0, 100.0):
+                    row[f"C_{c:g}"] = score(LogisticRegressionHead(c).fit(support, labels, splits.num_classes), held_out)
+                row["proto"] = score(PrototypeHead().fit(support, labels, splits.num_classes), held_out)
             if args.post_hoc:  # on the last body trained
                 scratch = encoder.fresh_body().eval()
                 for alpha in args.alphas:

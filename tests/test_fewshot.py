@@ -160,3 +160,26 @@ def test_config_file_with_a_datasets_source(tmp_path, tiny_text_backbone):
     assert cli_main(["fewshot", "--config", str(config)]) == 0
     rows = _lines(tmp_path / "out" / "results.jsonl")
     assert [(r["dataset"], r["num_train"], r["num_test"]) for r in rows] == [("toycsv", 6, 9)]
+
+
+def test_recommended_body_tuning_lowers_its_own_loss(tiny_text_backbone):
+    from dataclasses import replace
+
+    from hf_transfer.objectives.contrastive import contrastive_loss
+
+    encoder = SentenceEncoder(str(tiny_text_backbone))
+    rows = testing.toy_sentences(4, seed=0)
+    texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
+    method = recommended(4, 3)
+    assert method.loss == "multiple_negatives" and method.temperature == 0.1
+    assert recommended(8, 2).loss == "pairwise_cosine"  # two classes: nothing to rank among negatives
+    loss_fn = contrastive_loss(method.loss)
+
+    @torch.no_grad()
+    def loss_of(body):
+        return loss_fn(encoder.embed(body.eval(), texts), torch.tensor(labels), method.temperature).item()
+
+    before = loss_of(encoder.body)
+    tuned = replace(method, learning_rate=1e-3).train_body(encoder, texts, labels, seed=0)  # a tiny random body needs a larger step
+    assert loss_of(tuned) < before - 0.1
+    assert loss_of(encoder.body) == before  # the pretrained body is untouched

@@ -31,6 +31,10 @@ class LogisticRegressionHead:
         self.weight, self.bias = weight.detach().float(), bias.detach().float()
         return self
 
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax of the logits), e.g. to average the heads of an ensemble."""
+        return (features.float() @ self.weight.T + self.bias).softmax(dim=-1)
+
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return (features.float() @ self.weight.T + self.bias).argmax(dim=-1)
 
