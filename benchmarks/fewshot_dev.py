@@ -10,14 +10,14 @@ number of encoder passes per sentence; ``--post_hoc`` adds the variants below on
   (WiSE-FT, Wortsman et al. 2022), then the same head;
 - ``frozen``: the pretrained body's embeddings (= linear_probe);
 - ``concat``: the head on both embeddings side by side (tuned and pretrained), scaled to unit norm;
-- ``--losses L``: ``loss_<L>``, the body trained with contrastive loss L instead (same schedule);
+- ``--losses L``: ``loss_<L>``, the body trained with contrastive loss L (temperature 0.1) instead, same schedule;
 - ``--ensemble P``: ``ens<P>``, two bodies of P passes each (training seeds differ), their heads'
   probabilities averaged;
 - ``--heads``: on the first body, ``C_<c>`` (logistic regression with C = c) and ``proto`` (prototypes).
 
     HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --post_hoc --output benchmarks/fewshot_dev.jsonl
     HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --datasets trec,mr --seeds 0 1 --passes 8 12
-    HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --losses supcon --ensemble 4 6 --heads --output benchmarks/fewshot_dev_2.jsonl
+    HF_HUB_OFFLINE=1 python benchmarks/fewshot_dev.py --datasets trec,sst2,mr --seeds 0 1 2 3 --losses supcon multiple_negatives --heads --output benchmarks/fewshot_dev_losses.jsonl
 
 banking77 is included because it is not one of the five benchmark datasets; the five contribute only
 train-split examples, so their test splits stay untouched by this study.
