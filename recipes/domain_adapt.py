@@ -66,6 +66,15 @@ class AdaptationArguments:
     entropy_weight: float = field(
         default=0.0, metadata={"help": "dann: weight of the entropy of the target predictions (entropy minimisation; 0 = off)."}
     )
+    confusion_weight: float = field(
+        default=0.0, metadata={"help": "dann: weight of the class confusion of the target predictions (MCC; 0 = off)."}
+    )
+    pseudo_label_weight: float = field(
+        default=0.0, metadata={"help": "dann: weight of self-training on confident target predictions (0 = off)."}
+    )
+    pseudo_label_threshold: float = field(
+        default=0.9, metadata={"help": "pseudo_label_weight: only target predictions at least this probable are used."}
+    )
     target_augment: bool = field(
         default=False, metadata={"help": "dann + augment: augment the unlabelled target images the same way as the labelled ones."}
     )
@@ -196,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             max_lambda=adaptation.dann_max_lambda, discriminator_hidden_size=adaptation.discriminator_hidden_size,
             discriminator_learning_rate=adaptation.discriminator_learning_rate, conditional=adaptation.conditional,
             entropy_weight=adaptation.entropy_weight, token_level=adaptation.token_level,
+            confusion_weight=adaptation.confusion_weight, pseudo_label_weight=adaptation.pseudo_label_weight,
+            pseudo_label_threshold=adaptation.pseudo_label_threshold,
         )
     else:
         trainer = TransferTrainer(**common)
@@ -214,8 +225,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         outputs.write_text(staging / "adaptation_config.yaml", yaml.safe_dump(extra, sort_keys=True))
         card = staging / "README.md"
         target_name = outputs.portable_path(adaptation.target_dataset)
-        addons = ("CDAN conditioning; " if adaptation.conditional else "") + ("token-level discriminator; " if adaptation.token_level else "") + (
-            f"target entropy x {adaptation.entropy_weight:g}; " if adaptation.entropy_weight else "")
+        addons = "".join(f"{name}; " for used, name in (
+            (adaptation.conditional, "CDAN conditioning"),
+            (adaptation.token_level, "token-level discriminator"),
+            (adaptation.entropy_weight, f"target entropy x {adaptation.entropy_weight:g}"),
+            (adaptation.confusion_weight, f"target class confusion x {adaptation.confusion_weight:g}"),
+            (adaptation.pseudo_label_weight, f"target pseudo-labels (p >= {adaptation.pseudo_label_threshold:g}) x {adaptation.pseudo_label_weight:g}"),
+        ) if used)
         objective = {
             "dann": f"DANN (gradient reversal, domain discriminator; {addons}unlabelled target: {target_name})",
             "source_only": "supervised cross-entropy on the source domain only (no adaptation)",

@@ -17,11 +17,13 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
 from hf_transfer.objectives.dann import (
     DomainDiscriminator,
+    class_confusion,
     conditional_features,
     dann_lambda,
     domain_adversarial_loss,
     grad_reverse,
     prediction_entropy,
+    pseudo_label_loss,
 )
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import DANNTrainer
@@ -102,6 +104,31 @@ def test_prediction_entropy_matches_hand_computed_values():
     assert prediction_entropy(logits).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_class_confusion_matches_hand_computed_mcc():
+    # Two examples, two classes, temperature 1: p = [.8, .2] and [.5, .5].
+    logits = torch.log(torch.tensor([[0.8, 0.2], [0.5, 0.5]]))
+    p = torch.tensor([[0.8, 0.2], [0.5, 0.5]])
+    entropies = [-(0.8 * math.log(0.8) + 0.2 * math.log(0.2)), math.log(2)]
+    w = [1 + math.exp(-h) for h in entropies]
+    w = [2 * x / sum(w) for x in w]
+    c = [[sum(w[b] * p[b, i].item() * p[b, j].item() for b in range(2)) for j in range(2)] for i in range(2)]
+    c = [[value / sum(row) for value in row] for row in c]
+    expected = (c[0][1] + c[1][0]) / 2
+    assert class_confusion(logits, temperature=1.0).item() == pytest.approx(expected, rel=1e-6)
+    confident = torch.tensor([[20.0, -20.0], [-20.0, 20.0]])
+    assert class_confusion(confident).item() < class_confusion(torch.zeros(2, 2)).item()  # uniform: 0.5
+
+
+def test_pseudo_label_loss_uses_only_confident_predictions_and_detached_labels():
+    logits = torch.log(torch.tensor([[0.95, 0.05], [0.6, 0.4], [0.08, 0.92]])).requires_grad_()
+    loss, kept = pseudo_label_loss(logits, threshold=0.9)
+    assert loss.item() == pytest.approx((-math.log(0.95) - math.log(0.92)) / 3, rel=1e-6)  # row 2 (0.6) is left out
+    assert kept.item() == pytest.approx(2 / 3)
+    loss.backward()
+    assert torch.equal(logits.grad[1], torch.zeros(2))  # an unconfident row gets no gradient
+    assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # a confident row is pulled toward its own argmax
+
+
 def _image_sets(toy_image_data, tmp_path):
     target_folder = testing.write_image_dataset(tmp_path / "target", seed=7)
     args = DataArguments(dataset=str(toy_image_data))
@@ -154,7 +181,10 @@ def test_dann_trainer_updates_backbone_and_discriminator_and_ignores_target_labe
 
 def test_cdan_and_entropy_loss_is_the_sum_of_hand_computed_terms_and_discriminator_lr_is_its_own(toy_image_data, tmp_path):
     source, target, id2label = _image_sets(toy_image_data, tmp_path)
-    trainer = _trainer(source, target, id2label, tmp_path, conditional=True, entropy_weight=0.5, discriminator_learning_rate=0.05)
+    trainer = _trainer(
+        source, target, id2label, tmp_path, conditional=True, entropy_weight=0.5, discriminator_learning_rate=0.05, confusion_weight=2.0,
+        pseudo_label_weight=3.0, pseudo_label_threshold=0.0,  # threshold 0: every target example is pseudo-labelled
+    )
     wrapper = trainer.model.eval()  # no dropout, so the pieces below see the same forward pass
     assert wrapper.discriminator.net[0].in_features == 32 * len(id2label)  # hidden x classes
     batch = trainer.data_collator([source["train"][i] for i in range(4)])
@@ -167,7 +197,8 @@ def test_cdan_and_entropy_loss_is_the_sum_of_hand_computed_terms_and_discriminat
     domain = torch.nn.functional.binary_cross_entropy_with_logits(wrapper.discriminator(torch.stack(pairs)), torch.tensor([0.0] * 4 + [1.0] * 4))
     probabilities = target_logits.softmax(-1)
     entropy = -(probabilities * probabilities.log()).sum(-1).mean()
-    expected = torch.nn.functional.cross_entropy(source_logits, batch["labels"]) + 1.0 * domain + 0.5 * entropy
+    expected = torch.nn.functional.cross_entropy(source_logits, batch["labels"]) + 1.0 * domain + 0.5 * entropy + 2.0 * class_confusion(target_logits)
+    expected = expected + 3.0 * torch.nn.functional.cross_entropy(target_logits, target_logits.argmax(-1))
     assert outputs.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert outputs.target_entropy.item() == pytest.approx(entropy.item(), rel=1e-5)
 
@@ -178,7 +209,7 @@ def test_cdan_and_entropy_loss_is_the_sum_of_hand_computed_terms_and_discriminat
     covered = sum(len(group["params"]) for group in optimizer.param_groups)
     assert covered == len([p for p in wrapper.parameters() if p.requires_grad])  # every parameter trains exactly once
     trainer.train()
-    assert all("target_entropy" in entry for entry in trainer.state.log_history if "domain_lambda" in entry)
+    assert all({"target_entropy", "target_confusion", "pseudo_labelled"} <= set(entry) for entry in trainer.state.log_history if "domain_lambda" in entry)
 
 
 def test_token_level_discriminator_sees_every_unpadded_token(tiny_text_backbone):
@@ -270,7 +301,7 @@ def test_domain_adapt_recipe_target_augment_cdan_entropy_and_validation(toy_imag
     metrics = recipe.main(
         ["--backbone_config", TINY_VIT, "--dataset", str(toy_image_data), "--target_dataset", str(target_images),
          "--augment", "true", "--target_augment", "true", "--conditional", "true", "--entropy_weight", "0.2",
-         "--discriminator_learning_rate", "1e-3", "--token_level", "false", "--max_steps", "2", "--per_device_train_batch_size", "4",
+         "--discriminator_learning_rate", "1e-3", "--token_level", "false", "--confusion_weight", "0.5", "--pseudo_label_weight", "0.7", "--pseudo_label_threshold", "0.6", "--max_steps", "2", "--per_device_train_batch_size", "4",
          "--report_to", "none", "--disable_tqdm", "true", "--output_dir", str(out)]
     )
     assert seen["conditional"] is True and seen["entropy_weight"] == 0.2 and seen["discriminator_learning_rate"] == 1e-3
@@ -279,7 +310,9 @@ def test_domain_adapt_recipe_target_augment_cdan_entropy_and_validation(toy_imag
     assert first.shape == second.shape and not torch.equal(first, second)  # a fresh random crop/jitter per read
     assert 0 <= metrics["target_validation_accuracy"] <= 1  # the held-out slice of the target's train split
     card = (out / "README.md").read_text()
-    assert "CDAN conditioning" in card and "target entropy x 0.2" in card
+    assert "CDAN conditioning" in card and "target entropy x 0.2" in card and "class confusion x 0.5" in card
+    assert seen["confusion_weight"] == 0.5 and seen["pseudo_label_weight"] == 0.7 and seen["pseudo_label_threshold"] == 0.6
+    assert "pseudo-labels (p >= 0.6) x 0.7" in card
 
 
 def test_domain_adapt_recipe_pushes_the_published_classifier_and_stops_on_nan(toy_image_data, tmp_path, tmp_path_factory, fake_hub):  # noqa: F811

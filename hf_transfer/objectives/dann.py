@@ -9,7 +9,9 @@ Two optional add-ons beyond plain DANN: conditional alignment (CDAN, Long et al.
 discriminator sees the outer product of features and (detached) class probabilities so that it aligns
 each class's features rather than only the marginal distribution (``conditional_features``), and
 entropy minimisation on the unlabelled target predictions (``prediction_entropy``), which pushes the
-decision boundary away from dense target regions.
+decision boundary away from dense target regions, and its class-balanced cousin, minimum class
+confusion on the target (``class_confusion``, MCC, Jin et al. 2020), and self-training on
+confident target predictions (``pseudo_label_loss``, as in FixMatch's unlabelled term).
 """
 
 from __future__ import annotations
@@ -77,6 +79,35 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean Shannon entropy (nats) of ``softmax(logits)`` over the batch."""
     log_probabilities = logits.log_softmax(-1)
     return -(log_probabilities.exp() * log_probabilities).sum(-1).mean()
+
+
+def class_confusion(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """MCC's loss: the off-diagonal mass of the row-normalised class-confusion matrix, over the classes.
+
+    With ``p = softmax(logits / T)`` and certainty weights ``w = B * (1 + exp(-H(p))) / sum(...)``,
+    the confusion is ``C = p^T diag(w) p``; each row is normalised to sum 1, and the loss is
+    ``(sum(C) - trace(C)) / classes``: 0 when every example is confidently one class.
+    """
+    probabilities = (logits / temperature).softmax(-1)
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(-1)
+    weights = 1.0 + torch.exp(-entropy)
+    weights = (len(logits) * weights / weights.sum()).detach()
+    confusion = probabilities.T @ (probabilities * weights.unsqueeze(1))
+    confusion = confusion / confusion.sum(dim=1, keepdim=True)
+    return (confusion.sum() - confusion.trace()) / logits.shape[-1]
+
+
+def pseudo_label_loss(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy toward the model's own argmax on examples whose top probability is >= threshold,
+    summed and divided by the whole batch size; the fraction of the batch that passed).
+
+    The pseudo-labels are detached: the model is pulled toward its confident target predictions.
+    """
+    probabilities = logits.detach().softmax(-1)
+    confidence, labels = probabilities.max(-1)
+    mask = (confidence >= threshold).to(logits.dtype)
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    return (losses * mask).sum() / len(logits), mask.mean()
 
 
 def domain_adversarial_loss(

@@ -28,10 +28,12 @@ from hf_transfer import backbones
 from hf_transfer.errors import UserInputError
 from hf_transfer.objectives.dann import (
     DomainDiscriminator,
+    class_confusion,
     conditional_features,
     dann_lambda,
     domain_adversarial_loss,
     prediction_entropy,
+    pseudo_label_loss,
 )
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.transfer import TransferTrainer
@@ -57,6 +59,8 @@ class DomainAdversarialOutput(SequenceClassifierOutput):
     domain_loss: torch.Tensor | None = None
     domain_accuracy: torch.Tensor | None = None
     target_entropy: torch.Tensor | None = None
+    target_confusion: torch.Tensor | None = None
+    pseudo_labelled: torch.Tensor | None = None
 
 
 class DomainAdversarialModel(nn.Module):
@@ -64,21 +68,25 @@ class DomainAdversarialModel(nn.Module):
 
     ``conditional``: the discriminator sees ``probabilities (outer) features`` (CDAN) instead of the
     features; ``token_level``: it sees every (non-padding) token state of the last layer, before
-    pooling, as one example (patch-level alignment as in TVT for ViTs); ``entropy_weight``: add that
-    times the mean entropy of the target predictions.
+    pooling, as one example (patch-level alignment as in TVT for ViTs); ``entropy_weight`` and
+    ``confusion_weight``: add those times the mean entropy / the class confusion (MCC) of the target
+    predictions; ``pseudo_label_weight``: add that times the cross-entropy toward the model's own
+    target predictions whose probability is at least ``pseudo_label_threshold`` (self-training).
     """
 
     accepts_loss_kwargs = False
 
     def __init__(
         self, model: nn.Module, discriminator: nn.Module, domain_weight: float = 1.0, conditional: bool = False,
-        entropy_weight: float = 0.0, token_level: bool = False,
+        entropy_weight: float = 0.0, token_level: bool = False, confusion_weight: float = 0.0,
+        pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.9,
     ):
         super().__init__()
         if conditional and token_level:
             raise UserInputError("conditional (CDAN) and token_level DANN cannot be combined.", "turn one of them off.")
         self.model, self.discriminator, self.domain_weight = model, discriminator, domain_weight
         self.conditional, self.entropy_weight, self.token_level = conditional, entropy_weight, token_level
+        self.confusion_weight, self.pseudo_label_weight, self.pseudo_label_threshold = confusion_weight, pseudo_label_weight, pseudo_label_threshold
         self.main_input_name = getattr(_core(model), "main_input_name", "input_ids")
 
     def forward(self, labels=None, target_inputs: dict | None = None, domain_lambda: float = 0.0, **inputs):
@@ -88,7 +96,7 @@ class DomainAdversarialModel(nn.Module):
         (source_features, source_tokens), (target_features, target_tokens) = _encode(core, inputs), _encode(core, target_inputs)
         logits = core.classifier(core.dropout(source_features))
         class_loss = nn.functional.cross_entropy(logits, labels)
-        target_logits = core.classifier(core.dropout(target_features)) if self.conditional or self.entropy_weight else None
+        target_logits = core.classifier(core.dropout(target_features)) if self.conditional or self.entropy_weight or self.confusion_weight or self.pseudo_label_weight else None
         if self.conditional:
             source_features, target_features = conditional_features(source_features, logits), conditional_features(target_features, target_logits)
         elif self.token_level:
@@ -99,6 +107,14 @@ class DomainAdversarialModel(nn.Module):
         if self.entropy_weight:
             target_entropy = prediction_entropy(target_logits)
             loss = loss + self.entropy_weight * target_entropy
+        target_confusion = None
+        if self.confusion_weight:
+            target_confusion = class_confusion(target_logits)
+            loss = loss + self.confusion_weight * target_confusion
+        pseudo_labelled = None
+        if self.pseudo_label_weight:
+            pseudo_loss, pseudo_labelled = pseudo_label_loss(target_logits, self.pseudo_label_threshold)
+            loss = loss + self.pseudo_label_weight * pseudo_loss
         return DomainAdversarialOutput(
             loss=loss,
             logits=logits,
@@ -106,6 +122,8 @@ class DomainAdversarialModel(nn.Module):
             domain_loss=domain_loss.detach(),
             domain_accuracy=domain_accuracy,
             target_entropy=None if target_entropy is None else target_entropy.detach(),
+            target_confusion=None if target_confusion is None else target_confusion.detach(),
+            pseudo_labelled=pseudo_labelled,
         )
 
 
@@ -118,7 +136,8 @@ class DANNTrainer(TransferTrainer):
     ``conditional``), ``domain_weight``, ``gamma`` and ``max_lambda`` (the lambda schedule),
     ``discriminator_hidden_size``, ``discriminator_learning_rate`` (default: the Trainer's),
     ``conditional`` (CDAN), ``token_level`` (discriminate token states before pooling) and
-    ``entropy_weight`` (target entropy minimisation; 0 = plain DANN).
+    ``entropy_weight`` / ``confusion_weight`` (target entropy / class-confusion minimisation; 0 = off),
+    ``pseudo_label_weight`` and ``pseudo_label_threshold`` (self-training on confident target predictions).
     """
 
     def __init__(
@@ -136,6 +155,9 @@ class DANNTrainer(TransferTrainer):
         conditional: bool = False,
         entropy_weight: float = 0.0,
         token_level: bool = False,
+        confusion_weight: float = 0.0,
+        pseudo_label_weight: float = 0.0,
+        pseudo_label_threshold: float = 0.9,
         strategy: Strategy | None = None,
         **kwargs,
     ):
@@ -149,7 +171,10 @@ class DANNTrainer(TransferTrainer):
         self._target_batches = None
         self._dann_sums: dict[str, float] = {}
         self._dann_count = 0
-        wrapper = DomainAdversarialModel(model, discriminator, domain_weight, conditional, entropy_weight, token_level)
+        wrapper = DomainAdversarialModel(
+            model, discriminator, domain_weight, conditional, entropy_weight, token_level, confusion_weight,
+            pseudo_label_weight, pseudo_label_threshold,
+        )
         super().__init__(*args, model=wrapper, strategy=strategy, **kwargs)
         self.args.remove_unused_columns = False
 
@@ -221,8 +246,9 @@ class DANNTrainer(TransferTrainer):
                 "domain_loss": outputs.domain_loss,
                 "domain_accuracy": outputs.domain_accuracy,
             }
-            if outputs.target_entropy is not None:
-                values["target_entropy"] = outputs.target_entropy
+            for key in ("target_entropy", "target_confusion", "pseudo_labelled"):
+                if getattr(outputs, key) is not None:
+                    values[key] = getattr(outputs, key)
             for key, value in values.items():
                 self._dann_sums[key] = self._dann_sums.get(key, 0.0) + float(value)
             self._dann_sums["domain_lambda"] = self._dann_sums.get("domain_lambda", 0.0) + inputs["domain_lambda"]
