@@ -1,6 +1,6 @@
 """Unsupervised domain adaptation MNIST -> USPS: source-only vs DANN vs the target oracle, over seeds.
 
-    python benchmarks/domain_adaptation.py            # 3 seeds (about 30 minutes on 2 shared CPU cores)
+    python benchmarks/domain_adaptation.py            # 3 seeds (10-30 minutes on 2 shared CPU cores)
     python benchmarks/domain_adaptation.py --quick    # 1 seed, shorter runs; last line:
     RESULT source_only=<acc> dann=<acc> oracle=<acc>
 
