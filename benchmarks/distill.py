@@ -201,7 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--student_epochs", type=float, default=1.0, help="epochs over the largest arm's rows; every arm gets those steps")
     parser.add_argument("--undistilled_epochs", type=float, default=None,
                         help="train the undistilled arm this many epochs over its rows instead of the common step count")
-    parser.add_argument("--student_lr", type=float, default=1e-4)
+    parser.add_argument("--student_lr", type=float, default=3e-4, help="chosen on the validation part from 1e-4, 2e-4, 3e-4")
     parser.add_argument("--layers", default="0,5", help="teacher layers the student keeps")
     parser.add_argument("--temperature", type=float, default=4.0, help="chosen on the validation part from 1, 2, 4 (RESULTS.md)")
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target term on labelled rows (0.5 beat 0.9 on validation)")
