@@ -125,6 +125,12 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
     def bad(problem: str, fix: str):
         raise UserInputError(f"The config of {source} is invalid: {problem}.", fix)
 
+    widths = getattr(config, "hidden_sizes", None)
+    if getattr(config, "hidden_size", None) is None and isinstance(widths, (list, tuple)) and widths:
+        # CNNs (ResNet, ConvNeXt...) list one width per stage; the pooled feature has the last one. Record it
+        # as hidden_size, the width every hf_transfer head and discriminator reads.
+        config.hidden_size = widths[-1]
+
     if type(config).__name__ == "TransferConfig":
         bad("it is an hf_transfer classifier, not a backbone", "load it with hf_transfer.load_model, or pass its backbone.")
     if getattr(config, "is_encoder_decoder", False):
@@ -233,7 +239,15 @@ def embed(backbone: torch.nn.Module, how: str, **inputs: torch.Tensor | None) ->
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
-    """Sequence embedding from token states: masked mean, or the first ([CLS]) token."""
+    """Sequence embedding from token states: masked mean, or the first ([CLS]) token.
+
+    A CNN's 4-D feature map (batch, channels, height, width) is averaged over height and width; it has
+    no [CLS] token, so ``cls`` pooling is refused for it.
+    """
+    if hidden.dim() == 4:
+        if how == "cls":
+            raise UserInputError("cls pooling needs a [CLS] token; this backbone returns a 4-D CNN feature map.", "use --pooling mean.")
+        return hidden.mean(dim=(2, 3))
     if how == "cls" or hidden.dim() == 2:
         return hidden[:, 0] if hidden.dim() == 3 else hidden
     if attention_mask is None:

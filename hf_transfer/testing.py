@@ -7,7 +7,9 @@ import random
 from pathlib import Path
 
 import numpy as np
-from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, ViTImageProcessorPil, ViTModel
+from transformers import (
+    BertConfig, BertModel, BertTokenizerFast, ResNetConfig, ResNetModel, ViTConfig, ViTImageProcessorPil, ViTModel,
+)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CLASS_WORDS = {
@@ -64,6 +66,18 @@ def save_tiny_image_backbone(folder: str | Path, seed: int = 0, **overrides) -> 
     config = tiny_vit_config(**overrides)
     ViTModel(config).save_pretrained(folder)
     side = config.image_size
+    ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_resnet_backbone(folder: str | Path, seed: int = 0, side: int = 16) -> Path:
+    """A random tiny 2-stage ResNet (a CNN: 4-D feature maps) + its image processor, saved like a Hub checkpoint."""
+    import torch
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ResNetModel(config).save_pretrained(folder)
     ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
     return folder
 

@@ -197,3 +197,45 @@ def test_folder_without_image_processor_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "vit"}')
     with pytest.raises(UserInputError, match="has no image processor files"):
         backbones.load_processor(str(tmp_path), "image")
+
+
+def test_cnn_feature_maps_are_mean_pooled_over_height_and_width():
+    hidden = torch.randn(2, 5, 3, 4)  # (batch, channels, height, width), as ResNet/ConvNeXt return it
+    expected = torch.stack([hidden[b].reshape(5, -1).mean(dim=1) for b in range(2)])
+    assert torch.allclose(backbones.pool(hidden, None, "mean"), expected)
+    with pytest.raises(UserInputError, match="cls pooling needs a \\[CLS\\] token"):
+        backbones.pool(hidden, None, "cls")
+
+
+def test_a_resnet_backbone_trains_saves_and_loads_back_identically(tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from hf_transfer import testing
+    from hf_transfer.model import TransferModel
+
+    folder = testing.save_tiny_resnet_backbone(tmp_path / "resnet")
+    model = TransferModel.from_backbone(str(folder), {0: "left", 1: "middle", 2: "right"})
+    assert model.config.modality == "image" and model.classifier.in_features == 16  # the last stage's width
+    processor = backbones.load_processor(str(folder), "image")
+    images, labels = testing.toy_images(4)
+    pixel_values = processor([image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
+    features = model.backbone(pixel_values=pixel_values).last_hidden_state
+    assert torch.allclose(model.embed(pixel_values=pixel_values), features.mean(dim=(2, 3)))
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = model(pixel_values=pixel_values, labels=torch.tensor(labels)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+    model.eval().save_pretrained(tmp_path / "trained")
+    processor.save_pretrained(tmp_path / "trained")
+    loaded = AutoModelForImageClassification.from_pretrained(str(tmp_path / "trained")).eval()
+    again = AutoImageProcessor.from_pretrained(str(tmp_path / "trained"))(
+        [image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        assert torch.equal(loaded(pixel_values=again).logits, model(pixel_values=pixel_values).logits)
