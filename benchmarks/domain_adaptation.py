@@ -5,7 +5,8 @@
     RESULT source_only=<acc> dann=<acc> oracle=<acc>
 
 Every arm runs ``recipes/domain_adapt.py`` with ``recipes/configs/dann_mnist_usps.yaml`` (a small ViT
-from a ViTConfig; USPS resized to 28x28; accuracy on the USPS test split):
+from a ViTConfig; USPS resized to 28x28; accuracy on the USPS test split), or with ``--backbone resnet``
+``dann_mnist_usps_resnet.yaml`` (a small ResNet from a ResNetConfig, for every arm):
 
 1. per seed, a source model is trained on labelled MNIST (``--adaptation source_only``, from scratch);
 2. from that model (``--init_model``), each arm trains the same number of further steps:
@@ -30,7 +31,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "recipes" / "configs" / "dann_mnist_usps.yaml"
+CONFIGS = {  # --backbone -> recipe config: the same recipe, data, epochs and augmentations, another backbone
+    "vit": ROOT / "recipes" / "configs" / "dann_mnist_usps.yaml",
+    "resnet": ROOT / "recipes" / "configs" / "dann_mnist_usps_resnet.yaml",
+}
 DATASETS = ROOT.parent / "shared" / "datasets"
 ARMS = ("source_only", "dann", "target_oracle")
 VARIANTS = {  # name -> recipe options of a DANN arm with an add-on (see recipes/domain_adapt.py)
@@ -49,6 +53,7 @@ def load_recipe():
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, shorter source pre-training and adaptation.")
+    parser.add_argument("--backbone", default="vit", choices=list(CONFIGS), help="Backbone of every arm (from scratch).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--source_epochs", type=float, default=15)
     parser.add_argument("--adapt_epochs", type=float, default=6)
@@ -59,9 +64,9 @@ def main(argv=None) -> dict:
     if args.quick:
         args.seeds, args.source_epochs, args.adapt_epochs = args.seeds[:1], 8, 4
     recipe = load_recipe()
-    work = Path(args.work_dir)
+    work = Path(args.work_dir) / ("" if args.backbone == "vit" else args.backbone)  # vit: the earlier runs' cache
     common = [
-        str(CONFIG), "--dataset", str(DATASETS / "mnist5k"), "--target_dataset", str(DATASETS / "usps"),
+        str(CONFIGS[args.backbone]), "--dataset", str(DATASETS / "mnist5k"), "--target_dataset", str(DATASETS / "usps"),
         "--overwrite_output_dir", "true", "--disable_tqdm", "true",
     ]
     arms = {"source_only": ["--adaptation", "source_only"], "dann": ["--adaptation", "dann"]}
