@@ -29,6 +29,10 @@ The sst2 training file (6920 sentences, in file order) is cut into three disjoin
    * ``distilled_all_labels``: the same rows and labels, cross-entropy + soft targets (distillation
      when every label is at hand, the DistilBERT-style comparison against ``all_labels``).
 
+   ``--embedding_weight W`` (default 0: off) adds, in the distilling arms, ``W`` times the cosine loss
+   between the student's and the teacher's pooled sentence embeddings (DistilBERT's cosine loss); the
+   teacher's embeddings of the training rows are computed once and cached next to its logits.
+
 3. Accuracy on the sst2 test file (all 1821 sentences; the first 600 with ``--quick``), or on the
    validation part with ``--eval_split val`` (then the teacher and students never meet the test file).
 4. Inference speed: teacher and student run, in eval mode under ``torch.no_grad``, on the same batch of
@@ -72,7 +76,7 @@ from hf_transfer.data.preprocess import tokenize_splits  # noqa: E402
 from hf_transfer.model import TransferModel  # noqa: E402
 from hf_transfer.student import make_student, parse_layers  # noqa: E402
 from hf_transfer.trainers import DistillationTrainer, TransferTrainer  # noqa: E402
-from hf_transfer.trainers.distill import TEACHER_LOGITS, add_transfer_set, teacher_logits  # noqa: E402
+from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_transfer_set, teacher_embeddings, teacher_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -107,11 +111,16 @@ def load_data(args, tokenizer) -> tuple[Dataset, Dataset, Dataset, dict]:
     return pool, val, test.select(range(min(args.test_samples, len(test)))), id2label
 
 
-def teacher_and_logits(args, pool: Dataset, id2label, collator):
-    """Train the teacher once per setting; reuse it (and its logits on ``pool``) from the cache afterwards."""
+def teacher_cache(args, pool: Dataset) -> tuple[Path, str]:
+    """The teacher's cache folder for these settings, and the settings as text."""
     key = json.dumps({"teacher_rows": len(pool), **{k: getattr(args, k) for k in ("val_samples", "max_length", "teacher_epochs", "teacher_lr", "batch")}},
                      sort_keys=True)
-    folder = CACHE / f"distill_teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return CACHE / f"distill_teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}", key
+
+
+def teacher_and_logits(args, pool: Dataset, id2label, collator):
+    """Train the teacher once per setting; reuse it (and its logits on ``pool``) from the cache afterwards."""
+    folder, key = teacher_cache(args, pool)
     if (folder / "config.json").is_file() and (folder / "train_logits.pt").is_file():
         print(f"teacher: cached in {folder.relative_to(ROOT)} ({key})", flush=True)
         return TransferModel.from_pretrained(folder).eval(), torch.load(folder / "train_logits.pt")
@@ -134,12 +143,24 @@ def teacher_and_logits(args, pool: Dataset, id2label, collator):
     return teacher, logits
 
 
-def arm_data(pool: Dataset, logits: torch.Tensor, train_samples: int) -> dict[str, tuple[bool, Dataset]]:
+def cached_embeddings(args, teacher, pool: Dataset, collator) -> torch.Tensor:
+    """The teacher's pooled embeddings of ``pool``, computed once and kept next to its cached logits."""
+    path = teacher_cache(args, pool)[0] / "train_embeddings.pt"
+    if path.is_file():
+        return torch.load(path)
+    embeddings = teacher_embeddings(teacher, pool, collator, batch_size=128)
+    torch.save(embeddings, path)
+    return embeddings
+
+
+def arm_data(pool: Dataset, logits: torch.Tensor, train_samples: int, embeddings: torch.Tensor | None = None) -> dict[str, tuple[bool, Dataset]]:
     """Each arm's training rows and whether it distils (``False``: alpha 0, cross-entropy only).
 
     Unlabelled rows carry label ``-100``, which the distillation loss leaves out of the cross-entropy.
     """
     with_logits = pool.add_column(TEACHER_LOGITS, logits.tolist()).cast_column("labels", Value("int64"))
+    if embeddings is not None:
+        with_logits = with_logits.add_column(TEACHER_EMBEDDING, embeddings.tolist())
     labelled = with_logits.select(range(train_samples))
     transfer = with_logits.select(range(train_samples, len(pool)))
     return {
@@ -158,6 +179,7 @@ def train_student(args, teacher, layers, train: Dataset, collator, alpha: float,
         trainer = DistillationTrainer(
             model=student, args=training_args(tmp, 1.0, args.student_lr, args.batch, seed, max_steps=steps),
             train_dataset=train, data_collator=collator, temperature=args.temperature, alpha=alpha,
+            embedding_weight=args.embedding_weight if alpha > 0 else 0.0,
         )
         start = time.perf_counter()
         trainer.train()
@@ -205,6 +227,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--layers", default="0,5", help="teacher layers the student keeps")
     parser.add_argument("--temperature", type=float, default=4.0, help="chosen on the validation part from 1, 2, 4 (RESULTS.md)")
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target term on labelled rows (0.5 beat 0.9 on validation)")
+    parser.add_argument("--embedding_weight", type=float, default=0.0,
+                        help="weight of the cosine loss to the teacher's pooled embeddings in the distilling arms (0: off)")
     parser.add_argument("--seeds", type=int, default=None, help="student seeds; default 1 with --quick, 3 otherwise")
     parser.add_argument("--speed_batch", type=int, default=32)
     parser.add_argument("--speed_repeats", type=int, default=None, help="default 10 with --quick, 30 otherwise")
@@ -232,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     teacher, logits = teacher_and_logits(args, pool, id2label, collator)
     layers = parse_layers(args.layers, teacher.config.backbone.num_hidden_layers, 2)
-    data = {arm: value for arm, value in arm_data(pool, logits, args.train_samples).items() if arm in args.arms}
+    embeddings = cached_embeddings(args, teacher, pool, collator) if args.embedding_weight > 0 else None
+    data = {arm: value for arm, value in arm_data(pool, logits, args.train_samples, embeddings).items() if arm in args.arms}
     steps = int(np.ceil(max(len(rows) for _, rows in data.values()) / args.batch) * args.student_epochs)
     teacher_acc = accuracy(teacher, evaluation, collator)
     initial_acc = accuracy(make_student(teacher, layers), evaluation, collator)
@@ -267,7 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|---|---|")
     print(f"| teacher (full fine-tune) | 6 | {len(pool)} ({len(pool)}) | - | {teacher_acc:.4f} | 1.000 | {n / teacher_time:.1f} |")
     for arm, (distils, rows_of_arm) in data.items():
-        name = f"{arm} (T={args.temperature}, alpha={args.alpha})" if distils else f"{arm} (alpha=0)"
+        extra = f", embedding_weight={args.embedding_weight}" if args.embedding_weight else ""
+        name = f"{arm} (T={args.temperature}, alpha={args.alpha}{extra})" if distils else f"{arm} (alpha=0)"
         seen = len(rows_of_arm) if arm.endswith("all_labels") else labelled
         print(f"| student, {name} | {len(layers)} {layers} | {len(rows_of_arm)} ({seen}) | {arm_steps[arm]} | {fmt(rows[arm])} | "
               f"{np.mean(rows[arm]) / teacher_acc:.3f} | {n / student_time:.1f} |")

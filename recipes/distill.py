@@ -49,6 +49,8 @@ class DistillArguments:
     student_layers: str | None = field(default=None, metadata={"help": "Exactly which teacher blocks to keep, e.g. '0,5' (overrides num_student_layers)."})
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets (> 0)."})
     alpha: float = field(default=0.5, metadata={"help": "Weight of the soft-target term; 1 - alpha weighs hard-label cross-entropy."})
+    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of a cosine loss between the student's and the teacher's pooled "
+                                                                   "embeddings (DistilBERT-style; 0: off)."})
     cache_teacher_logits: bool = field(default=True, metadata={"help": "Compute the teacher's logits once before training instead of at every step."})
     transfer_file: str | None = field(default=None, metadata={"help": "Unlabelled text (a .jsonl/.csv/.parquet file with the text column; any labels in it are ignored) "
                                                                  "that the student learns through the teacher's soft targets only: a transfer set."})
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args, data_args, training = by_class[DistillArguments], by_class[DataArguments], by_class[TrainingArguments]
     if args.temperature <= 0 or not 0 <= args.alpha <= 1:
         raise UserInputError(f"temperature={args.temperature}, alpha={args.alpha}: need temperature > 0 and 0 <= alpha <= 1.", "fix temperature/alpha.")
-    if args.transfer_file and args.alpha == 0:
+    if args.embedding_weight < 0:
+        raise UserInputError(f"embedding_weight={args.embedding_weight} is negative.", "set embedding_weight >= 0 (0: off).")
+    if args.transfer_file and args.alpha == 0 and args.embedding_weight == 0:
         raise UserInputError("transfer_file is given but alpha=0: its unlabelled rows would teach nothing.", "set alpha > 0 or drop transfer_file.")
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, by_class[RunArguments].overwrite_output_dir)
@@ -104,13 +108,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     depth = teacher.config.backbone.num_hidden_layers
     layers = parse_layers(args.student_layers, depth, args.num_student_layers)
     student = make_student(teacher, layers)
-    train = add_teacher_logits(teacher, train, collator) if args.cache_teacher_logits else train
+    if args.cache_teacher_logits:
+        train = add_teacher_logits(teacher, train, collator, embeddings=args.embedding_weight > 0)
 
     run = Run.start(training, fingerprint(source))  # OUTPUT_DIR.incomplete, resume point, push once at the end
     trainer = DistillationTrainer(
         model=student, args=training, train_dataset=train, eval_dataset=prepared["validation"], processing_class=tokenizer,
         data_collator=collator, compute_metrics=compute_metrics, teacher=None if args.cache_teacher_logits else teacher,
-        temperature=args.temperature, alpha=args.alpha,
+        temperature=args.temperature, alpha=args.alpha, embedding_weight=args.embedding_weight,
     )
     metrics = dict(run.train(trainer).metrics)
     for split in ("validation", "test"):

@@ -16,10 +16,10 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 from hf_transfer import testing
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
-from hf_transfer.objectives.distillation import distillation_loss
+from hf_transfer.objectives.distillation import distillation_loss, embedding_cosine_loss
 from hf_transfer.student import make_student, parse_layers, spread_layers
 from hf_transfer.trainers import DistillationTrainer
-from hf_transfer.trainers.distill import TEACHER_LOGITS, add_teacher_logits, add_transfer_set
+from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_teacher_logits, add_transfer_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 import distill as distill_recipe  # noqa: E402
@@ -64,6 +64,49 @@ def test_kd_loss_matches_reference():
         distillation_loss(student, teacher, None, T, 0.5)
     with pytest.raises(ValueError, match="temperature"):
         distillation_loss(student, teacher, labels, 0.0, 0.5)
+
+
+def test_embedding_cosine_loss_matches_hand_computed_value():
+    student, teacher = torch.tensor([[1.0, 0.0], [3.0, 4.0]]), torch.tensor([[0.0, 2.0], [6.0, 8.0]])
+    # row 1: orthogonal, 1 - cos = 1; row 2: same direction (norm differs), 1 - cos = 0 -> mean 0.5
+    assert torch.allclose(embedding_cosine_loss(student, teacher), torch.tensor(0.5))
+    assert torch.allclose(embedding_cosine_loss(-student, student), torch.tensor(2.0))  # opposite: 1 - (-1)
+    with pytest.raises(ValueError, match="shape"):
+        embedding_cosine_loss(student, teacher[:, :1])
+
+
+def test_trainer_embedding_loss_is_zero_for_the_teacher_and_adds_weight_times_cosine(teacher_folder, tmp_path):
+    teacher = TransferModel.from_pretrained(teacher_folder)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    collator = DataCollatorWithPadding(tokenizer)
+    cached = add_teacher_logits(teacher, _tokenized(tokenizer), collator, embeddings=True)
+    assert len(cached[0][TEACHER_EMBEDDING]) == teacher.config.backbone.hidden_size
+
+    def loss(model, weight, data=cached):
+        trainer = DistillationTrainer(model=model, args=_args(tmp_path), train_dataset=data, data_collator=collator,
+                                      teacher=teacher, temperature=2.0, alpha=1.0, embedding_weight=weight)
+        model.train()  # dropout is 0 in the tiny teacher: train mode is deterministic
+        with torch.no_grad():
+            return trainer.compute_loss(model, next(iter(trainer.get_train_dataloader())))
+
+    same = make_student(teacher, [0, 1, 2, 3])  # every layer kept: the student is the teacher
+    assert loss(same, 5.0).abs() < 1e-5  # no soft-target loss and no embedding loss
+    student = make_student(teacher, [0, 3])
+    torch.manual_seed(0)
+    with torch.no_grad():  # the tiny random teacher's pooled embeddings are nearly collinear: move the student off them
+        for block in student.backbone.encoder.layer:
+            block.output.dense.weight.add_(torch.randn_like(block.output.dense.weight))
+    batch = next(iter(DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=cached,
+                                          data_collator=collator).get_train_dataloader()))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    with torch.no_grad():
+        cosine = (1 - torch.cosine_similarity(student.embed(**inputs), teacher.embed(**inputs), dim=-1)).mean()
+    assert cosine > 1e-2
+    assert torch.allclose(loss(student, 2.0) - loss(student, 0.0), 2.0 * cosine, atol=1e-5)
+    online = cached.remove_columns([TEACHER_LOGITS, TEACHER_EMBEDDING])  # the teacher model gives the same targets
+    assert torch.allclose(loss(student, 2.0, online), loss(student, 2.0), atol=1e-5)
+    with pytest.raises(ValueError, match="embedding_weight"):
+        DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=cached, data_collator=collator, embedding_weight=-1.0)
 
 
 def test_student_layers_are_copied_and_round_trip(teacher_folder, tmp_path):

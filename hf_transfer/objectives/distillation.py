@@ -1,4 +1,5 @@
-"""Knowledge-distillation loss (Hinton et al., 2015): soft teacher targets mixed with hard labels."""
+"""Knowledge-distillation losses: soft teacher targets mixed with hard labels (Hinton et al., 2015), and
+an optional cosine loss between student and teacher pooled embeddings (DistilBERT, Sanh et al., 2019)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,12 @@ def distillation_loss(
         elif labelled.any():
             loss = loss + (1 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
     return loss
+
+
+def embedding_cosine_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
+    """``mean(1 - cos(student, teacher))`` over the batch: 0 when the student's pooled embeddings point the
+    teacher's way, whatever their norms (DistilBERT's cosine embedding loss, on the pooled sentence embedding)."""
+    if student_embedding.shape != teacher_embedding.shape:
+        raise ValueError(f"student embeddings {tuple(student_embedding.shape)} and teacher embeddings {tuple(teacher_embedding.shape)} differ in shape")
+    teacher_embedding = teacher_embedding.detach().to(student_embedding.dtype)
+    return (1 - F.cosine_similarity(student_embedding, teacher_embedding, dim=-1)).mean()
