@@ -15,9 +15,10 @@ from a ViTConfig; USPS resized to 28x28; accuracy on the USPS test split), or wi
 
 The gap closed is ``(dann - source_only) / (oracle - source_only)`` on the seed means. ``--variants``
 adds arms that are DANN plus an add-on beyond plain DANN (``VARIANTS``), reported next to plain DANN
-(the RESULT line's ``dann`` is always plain DANN). Every run also scores the USPS validation slice
-(10 % of USPS train, carved out by the recipe and never trained on): settings are chosen on it, not
-on the test split.
+(the RESULT line's ``dann`` is always plain DANN). ``--no_augment`` turns the crop + jitter
+augmentation off for every arm and the source model (DANN's paper used none). Every run also scores
+the USPS validation slice (10 % of USPS train, carved out by the recipe and never trained on):
+settings are chosen on it, not on the test split.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, shorter source pre-training and adaptation.")
     parser.add_argument("--backbone", default="vit", choices=list(CONFIGS), help="Backbone of every arm (from scratch).")
+    parser.add_argument("--no_augment", action="store_true", help="No crop/jitter augmentation for any arm (DANN paper's protocol).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--source_epochs", type=float, default=15)
     parser.add_argument("--adapt_epochs", type=float, default=6)
@@ -64,10 +66,11 @@ def main(argv=None) -> dict:
     if args.quick:
         args.seeds, args.source_epochs, args.adapt_epochs = args.seeds[:1], 8, 4
     recipe = load_recipe()
-    work = Path(args.work_dir) / ("" if args.backbone == "vit" else args.backbone)  # vit: the earlier runs' cache
+    subfolder = ("" if args.backbone == "vit" else args.backbone) + ("_noaug" if args.no_augment else "")
+    work = Path(args.work_dir) / subfolder  # vit with augmentation: the earlier runs' cache
     common = [
         str(CONFIGS[args.backbone]), "--dataset", str(DATASETS / "mnist5k"), "--target_dataset", str(DATASETS / "usps"),
-        "--overwrite_output_dir", "true", "--disable_tqdm", "true",
+        "--overwrite_output_dir", "true", "--disable_tqdm", "true", *(["--augment", "false"] if args.no_augment else []),
     ]
     arms = {"source_only": ["--adaptation", "source_only"], "dann": ["--adaptation", "dann"]}
     arms.update({name: VARIANTS[name] for name in args.variants})
