@@ -125,12 +125,6 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
     def bad(problem: str, fix: str):
         raise UserInputError(f"The config of {source} is invalid: {problem}.", fix)
 
-    widths = getattr(config, "hidden_sizes", None)
-    if getattr(config, "hidden_size", None) is None and isinstance(widths, (list, tuple)) and widths:
-        # CNNs (ResNet, ConvNeXt...) list one width per stage; the pooled feature has the last one. Record it
-        # as hidden_size, the width every hf_transfer head and discriminator reads.
-        config.hidden_size = widths[-1]
-
     if type(config).__name__ == "TransferConfig":
         bad("it is an hf_transfer classifier, not a backbone", "load it with hf_transfer.load_model, or pass its backbone.")
     if getattr(config, "is_encoder_decoder", False):
@@ -148,6 +142,20 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
     channels = getattr(config, "num_channels", None)
     if channels is not None and channels not in (1, 3):
         bad(f"num_channels is {channels!r}", "use 1 (grey) or 3 (RGB) channels.")
+
+
+def feature_size(config: PreTrainedConfig) -> int:
+    """Width of the pooled feature, what every head and discriminator reads: ``hidden_size``, or for CNNs
+    (ResNet, ConvNeXt...), which list one width per stage in ``hidden_sizes``, the last stage's."""
+    if getattr(config, "hidden_size", None) is not None:
+        return config.hidden_size
+    widths = getattr(config, "hidden_sizes", None)
+    if isinstance(widths, (list, tuple)) and widths:
+        return widths[-1]
+    raise UserInputError(
+        f"Cannot tell the feature width of a {type(config).__name__}: it has no hidden_size or hidden_sizes.",
+        "use a backbone whose config has hidden_size (transformers encoders) or hidden_sizes (CNNs).",
+    )
 
 
 def modality_of(config: PreTrainedConfig) -> str:

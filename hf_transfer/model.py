@@ -61,7 +61,7 @@ class TransferModel(PreTrainedModel):
         super().__init__(config)
         self.backbone = backbones.build_backbone(config.backbone)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.backbone.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(backbones.feature_size(config.backbone), config.num_labels)
         if config.modality == "image":
             self.main_input_name = "pixel_values"
         self.post_init()

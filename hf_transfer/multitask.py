@@ -62,7 +62,7 @@ class MultiTaskModel(PreTrainedModel):
             raise UserInputError("A multi-task model needs at least one task.", "give tasks as [[name, [label names]], ...].")
         self.backbone = backbones.build_backbone(config.backbone)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        hidden = config.backbone.hidden_size
+        hidden = backbones.feature_size(config.backbone)
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels)) for name, labels in config.task_labels.items()})
         if config.modality == "image":
             self.main_input_name = "pixel_values"

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     metrics = {"probe_accuracy_before": probe(ContrastiveEncoder(model, pooling=config.model.pooling))}
     strategy = get_strategy(config.model.strategy, config.strategy_args)
-    hidden = backbone_config.hidden_size
+    hidden = backbones.feature_size(backbone_config)
     projection = ProjectionHead(hidden, args.projection_dim, args.projection_hidden_dim) if args.projection_dim > 0 else None
     encoder = ContrastiveEncoder(strategy.prepare(model), projection, config.model.pooling)
 

@@ -207,6 +207,15 @@ def test_cnn_feature_maps_are_mean_pooled_over_height_and_width():
         backbones.pool(hidden, None, "cls")
 
 
+def test_feature_size_reads_hidden_size_or_the_last_cnn_stage():
+    from transformers import BertConfig, PreTrainedConfig, ResNetConfig
+
+    assert backbones.feature_size(BertConfig(hidden_size=48)) == 48
+    assert backbones.feature_size(ResNetConfig(hidden_sizes=[8, 16, 24])) == 24
+    with pytest.raises(UserInputError, match="feature width"):  # neither width: told now, not a shape error later
+        backbones.feature_size(PreTrainedConfig())
+
+
 def test_a_resnet_backbone_trains_saves_and_loads_back_identically(tmp_path):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 

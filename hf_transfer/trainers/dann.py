@@ -163,7 +163,7 @@ class DANNTrainer(TransferTrainer):
     ):
         if discriminator is None:
             config = _core(model).config
-            width = config.backbone.hidden_size * (config.num_labels if conditional else 1)
+            width = backbones.feature_size(config.backbone) * (config.num_labels if conditional else 1)
             discriminator = DomainDiscriminator(width, discriminator_hidden_size)
         self.target_dataset, self.target_collator = target_dataset, target_collator
         self.gamma, self.max_lambda = gamma, max_lambda
