@@ -241,6 +241,11 @@ def test_recipe_transfer_file_is_distilled_and_its_labels_are_never_used(teacher
     plain, with_wrong, with_text = student("plain"), student("wrong", "--transfer_file", str(wrong)), student("text", "--transfer_file", str(text_only))
     assert all(torch.allclose(with_wrong[k], with_text[k], atol=1e-6) for k in plain)  # its labels change nothing
     assert not all(torch.allclose(plain[k], with_text[k], atol=1e-6) for k in plain)  # its text does
+    with_embedding = student("embedding", "--embedding_weight", "1.0")  # the option reaches the trainer
+    assert not all(torch.allclose(plain[k], with_embedding[k], atol=1e-6) for k in plain)
+    with pytest.raises(UserInputError, match="embedding_weight"):
+        distill_recipe.main(["--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--embedding_weight", "-1",
+                             "--output_dir", str(tmp_path / "z")])
     with pytest.raises(UserInputError, match="alpha=0"):
         distill_recipe.main(["--teacher", str(teacher_folder), "--dataset", str(toy_text_data), "--alpha", "0",
                              "--transfer_file", str(text_only), "--output_dir", str(tmp_path / "x")])
