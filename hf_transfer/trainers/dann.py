@@ -44,13 +44,19 @@ def _core(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _encode(core: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pooled features as ``core.embed`` gives them, the non-padding token states of the last layer as (tokens, hidden))."""
+def _encode(core: nn.Module, inputs: dict, tokens: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(pooled features as ``core.embed`` gives them, and with ``tokens`` the non-padding token states of
+    the last layer as (tokens, hidden); None otherwise, so the plain path copies nothing extra)."""
     inputs = {name: value for name, value in inputs.items() if value is not None}
     hidden = core.backbone(**inputs).last_hidden_state
     mask = inputs.get("attention_mask")
-    tokens = hidden.flatten(0, 1) if mask is None else hidden[mask.bool()]
-    return backbones.pool(hidden, mask, core.config.pooling), tokens
+    states = None
+    if tokens:
+        if hidden.dim() != 3:
+            raise UserInputError("token_level DANN needs token states (batch, tokens, hidden); this backbone returns a CNN feature map.",
+                                 "set --token_level false for CNN backbones.")
+        states = hidden.flatten(0, 1) if mask is None else hidden[mask.bool()]
+    return backbones.pool(hidden, mask, core.config.pooling), states
 
 
 @dataclass
@@ -93,7 +99,7 @@ class DomainAdversarialModel(nn.Module):
         if target_inputs is None:  # evaluation / prediction: the classifier alone
             return self.model(labels=labels, **inputs)
         core = _core(self.model)
-        (source_features, source_tokens), (target_features, target_tokens) = _encode(core, inputs), _encode(core, target_inputs)
+        (source_features, source_tokens), (target_features, target_tokens) = _encode(core, inputs, self.token_level), _encode(core, target_inputs, self.token_level)
         logits = core.classifier(core.dropout(source_features))
         class_loss = nn.functional.cross_entropy(logits, labels)
         target_logits = core.classifier(core.dropout(target_features)) if self.conditional or self.entropy_weight or self.confusion_weight or self.pseudo_label_weight else None
