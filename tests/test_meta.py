@@ -134,6 +134,51 @@ def test_used_embedding_rows_leave_a_tied_or_frozen_table_alone(tiny_text_backbo
     assert M.used_embedding_rows(model, params, [support, query])[0] is params
 
 
+def test_skip_padding_gives_the_same_second_order_meta_gradient(tiny_text_backbone, episode):
+    from hf_transfer.padding import skip_padding
+
+    support, support_labels, query, query_labels = episode
+    assert not query["attention_mask"].all()  # the episode has padding to skip
+    model = _model(tiny_text_backbone)
+    params = _trainable(model)
+
+    def meta_gradient(padding_free):
+        def logits_of(p, inputs):
+            with skip_padding(inputs["attention_mask"] if padding_free else None):
+                return functional_call(model, p, args=(), kwargs=inputs).logits
+
+        loss, _ = M.maml_loss(logits_of, params, support, support_labels, query, query_labels, STEPS, LR, second_order=True)
+        return torch.autograd.grad(loss, list(params.values()))
+
+    assert torch.allclose(_flat(meta_gradient(True)), _flat(meta_gradient(False)), rtol=1e-10, atol=1e-13)
+
+
+class _MixesPositions(torch.nn.Module):
+    """Mean over every position, padding included: skip_padding's zeros change its output."""
+
+    def __init__(self, n_way=3):
+        super().__init__()
+        self.embed, self.body, self.classifier = torch.nn.Embedding(1000, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, n_way)
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        return SequenceClassifierOutput(logits=self.classifier(self.body(self.embed(input_ids)).mean(dim=1)))
+
+
+def test_meta_trainer_checks_skip_padding_once_and_falls_back_with_a_warning(tiny_text_backbone, tmp_path, caplog):
+    meta_args = MetaArguments(meta_method="fomaml", n_way=3, k_shot=2, n_query=2, inner_steps=1, inner_lr=0.1)
+    bert = _trainer(_model(tiny_text_backbone).float(), tmp_path / "bert", meta_args, _toy_episodes(num_episodes=2), max_steps=2)
+    bert.train()
+    assert bert._padding_verified is True
+    mixer = _trainer(_MixesPositions(), tmp_path / "mixer", meta_args, _toy_episodes(num_episodes=2), max_steps=2)
+    before = mixer.model.body.weight.detach().clone()
+    with caplog.at_level("WARNING", logger="hf_transfer.trainers.meta"):
+        mixer.train()
+    assert mixer._padding_verified is False and "skip_padding changes this model's outputs" in caplog.text
+    assert not torch.equal(mixer.model.body.weight, before)  # it still meta-learns, with padded layers
+
+
 def _trainer(model, tmp_path, meta_args, dataset, **training):
     args = TrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=1, per_device_eval_batch_size=1, report_to="none",

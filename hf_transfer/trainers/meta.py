@@ -10,6 +10,8 @@ LoRA only the adapters and the head are fast weights; with ``partial`` only the 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,8 +22,10 @@ from transformers import EvalPrediction, Trainer
 
 from hf_transfer.errors import UserInputError
 from hf_transfer.objectives import meta as objectives
+from hf_transfer.padding import outputs_unchanged, skip_padding
 
 HEAD = "classifier"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +40,14 @@ class MetaArguments:
     inner_lr: float = field(default=0.01, metadata={"help": "Inner-loop (fast weight) learning rate."})
     eval_inner_steps: int | None = field(default=None, metadata={"help": "Inner steps at evaluation (default: inner_steps)."})
     eval_inner_lr: float | None = field(default=None, metadata={"help": "Inner learning rate at evaluation (default: inner_lr)."})
+    skip_padding: bool = field(
+        default=True,
+        metadata={
+            "help": "Linear layers compute real tokens only (hf_transfer.padding): the same losses and gradients, "
+            "less compute on padding. Checked once on the first padded episode; turned off with a warning if the "
+            "model's outputs change (a model that mixes positions other than by masked attention)."
+        },
+    )
     head_init: str = field(
         default="zero",
         metadata={
@@ -76,6 +88,7 @@ class MetaTrainer(Trainer):
 
     def __init__(self, *args, meta_args: MetaArguments | None = None, **kwargs):
         self.meta = meta_args or MetaArguments()
+        self._padding_verified: bool | None = None  # skip_padding checked on this model: not yet / passed / failed
         super().__init__(*args, **kwargs)
         self.args.remove_unused_columns = False
         if self.args.per_device_train_batch_size != 1 or self.args.per_device_eval_batch_size != 1:
@@ -121,6 +134,35 @@ class MetaTrainer(Trainer):
             hook.remove()
         return captured[-1]
 
+    def _verify_skip_padding(self, model: nn.Module, batch: dict) -> None:
+        """Once, on the first padded batch: turn ``skip_padding`` off (with a warning) if it changes the outputs."""
+        mask = batch.get("attention_mask")
+        if not self.meta.skip_padding or self._padding_verified is not None or mask is None or bool(mask.all()):
+            return
+        head = next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
+        captured = []  # the head's input: a zero-started head's logits would hide any change in the body
+        hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+
+        def head_input() -> torch.Tensor:
+            model(**batch)
+            return captured[-1]
+
+        training = model.training
+        model.eval()
+        try:
+            self._padding_verified = outputs_unchanged(head_input, mask)
+        finally:
+            model.train(training)
+            hook.remove()
+        if not self._padding_verified:
+            logger.warning("skip_padding changes this model's outputs (it mixes token positions other than by masked "
+                           "attention): meta-learning goes on with padded linear layers; set skip_padding false to silence this.")
+
+    def _padding_free(self, batch: dict) -> contextlib.AbstractContextManager:
+        if self.meta.skip_padding and self._padding_verified is not False:
+            return skip_padding(batch.get("attention_mask"))
+        return contextlib.nullcontext()
+
     def _head_start(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.meta.head_init == "zero":
             return {name: torch.zeros_like(p, requires_grad=True) for name, p in head.items()}
@@ -135,8 +177,15 @@ class MetaTrainer(Trainer):
         query, query_labels = inputs["query"], inputs["query_labels"]
         named = dict(model.named_parameters())
         head = {name: p for name, p in named.items() if self._is_head(name)}
+        for batch in (support, query):
+            self._verify_skip_padding(model, batch)
+
+        def features_of(batch: dict) -> torch.Tensor:
+            with self._padding_free(batch):
+                return self._features(model, batch)
+
         if meta.meta_method in ("anil", "protonet"):
-            support_features, query_features = self._features(model, support), self._features(model, query)
+            support_features, query_features = features_of(support), features_of(query)
             if meta.meta_method == "protonet":
                 return objectives.protonet_loss(support_features, support_labels, query_features, query_labels, meta.n_way)
             return objectives.anil_loss(
@@ -147,8 +196,9 @@ class MetaTrainer(Trainer):
         params = {**{n: p for n, p in meta_params.items() if n not in head}, **self._head_start(head)}
         params, (support, query) = objectives.used_embedding_rows(self._transfer_model(), params, [support, query])
 
-        def logits_of(fast: dict[str, torch.Tensor], features: dict) -> torch.Tensor:
-            return functional_call(model, fast, args=(), kwargs=features).logits
+        def logits_of(fast: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
+            with self._padding_free(batch):
+                return functional_call(model, fast, args=(), kwargs=batch).logits
 
         if meta.meta_method == "reptile" and training:
             return objectives.reptile_loss(

@@ -1,0 +1,61 @@
+"""Padding-free linear layers: inside ``skip_padding(attention_mask)``, linear layers compute real tokens only.
+
+A text batch is padded to its longest text, so in a few-shot episode half the token rows can be
+padding, and every linear layer of a transformer (most of its compute) multiplies them too. A
+linear layer acts on each token on its own, so under this context every ``F.linear`` applied to a
+``(batch, length, features)`` tensor of the masked batch's shape runs on the real tokens' rows only
+and writes zeros at the padded positions. Real tokens get the same outputs, so losses and
+gradients (of every order: it is plain differentiable indexing) are unchanged, provided tokens
+interact only through attention that masks the padded keys, as in BERT-style encoders; layers that
+mix positions otherwise (convolutions over tokens) would see the zeros. ``outputs_unchanged``
+checks a model on a batch once. Autograd replays the recorded ops, so the backward passes, run
+after the context has closed, stay padding-free too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+
+class _RealTokenLinears(TorchFunctionMode):
+    def __init__(self, attention_mask: torch.Tensor):
+        super().__init__()
+        self.shape = tuple(attention_mask.shape)
+        self.rows = attention_mask.reshape(-1).nonzero().squeeze(1)
+        self.last = (None, -1, None)  # (padded input, its version, its real rows): query, key and value share an input
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.linear or tuple(args[0].shape[:-1]) != self.shape:
+            return func(*args, **kwargs)
+        inputs, weight = args[0], args[1]
+        bias = args[2] if len(args) > 2 else kwargs.get("bias")
+        if self.last[0] is not inputs or self.last[1] != inputs._version:  # _version: changed in place since
+            self.last = (inputs, inputs._version, inputs.reshape(-1, inputs.shape[-1]).index_select(0, self.rows))
+        real = F.linear(self.last[2], weight, bias)
+        padded = real.new_zeros(self.shape[0] * self.shape[1], real.shape[-1]).index_copy(0, self.rows, real)
+        return padded.reshape(*self.shape, real.shape[-1])
+
+
+def skip_padding(attention_mask: torch.Tensor | None) -> contextlib.AbstractContextManager:
+    """A context in which linear layers on tokens of this ``(batch, length)`` mask skip the padded ones.
+
+    Does nothing (no per-op overhead) without a mask or when nothing is padded.
+    """
+    if attention_mask is None or attention_mask.dim() != 2 or bool(attention_mask.all()):
+        return contextlib.nullcontext()
+    return _RealTokenLinears(attention_mask)
+
+
+def outputs_unchanged(forward: Callable[[], torch.Tensor], attention_mask: torch.Tensor | None, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Whether ``forward()`` (no gradients) gives the same output padded and padding-free."""
+    with torch.no_grad():
+        padded = forward()
+        with skip_padding(attention_mask):
+            free = forward()
+    return padded.shape == free.shape and torch.allclose(free, padded, rtol=rtol, atol=atol)

@@ -1,0 +1,56 @@
+"""skip_padding: linear layers on real tokens only, the same outputs, zeros at the padded positions."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from hf_transfer import testing
+from hf_transfer.model import TransferModel
+from hf_transfer.padding import outputs_unchanged, skip_padding
+
+
+def _batch():
+    rows = testing.toy_sentences(3, seed=2)
+    return dict(testing.tiny_tokenizer()([r["text"] for r in rows], padding=True, return_tensors="pt"))
+
+
+def test_linear_layers_skip_the_padded_tokens_and_real_tokens_keep_their_outputs(tiny_text_backbone):
+    torch.manual_seed(0)
+    model = TransferModel.from_backbone(str(tiny_text_backbone), {0: "a", 1: "b"}).double().eval()
+    batch = _batch()
+    pad = batch["attention_mask"] == 0
+    assert pad.any() and not pad.all(dim=1).any()
+    seen = []
+    hook = model.backbone.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, a, out: seen.append(out))
+    padded = model(**batch).logits
+    with skip_padding(batch["attention_mask"]):
+        free = model(**batch).logits
+    hook.remove()
+    assert torch.allclose(free, padded, rtol=0, atol=1e-12)
+    assert seen[0][pad].abs().sum() > 0 and not seen[1][pad].any()  # the padded rows were not computed
+    assert torch.allclose(seen[1][~pad], seen[0][~pad], rtol=0, atol=1e-12)
+    assert outputs_unchanged(lambda: model(**batch).logits, batch["attention_mask"])
+
+
+def test_position_mixing_models_are_caught_and_unpadded_batches_left_alone():
+    torch.manual_seed(0)
+    batch = _batch()
+    embed, linear = torch.nn.Embedding(1000, 4), torch.nn.Linear(4, 2)
+    unmasked_mean = lambda: linear(embed(batch["input_ids"])).mean(dim=1)  # noqa: E731  pads count in the mean
+    assert not outputs_unchanged(unmasked_mean, batch["attention_mask"])
+    for mask in (None, torch.ones(3, 5, dtype=torch.long)):
+        assert isinstance(skip_padding(mask), contextlib.nullcontext)
+
+
+def test_an_input_changed_in_place_is_gathered_again():
+    torch.manual_seed(0)
+    mask, x, linear = torch.tensor([[1, 1, 0], [1, 0, 0]]), torch.randn(2, 3, 4), torch.nn.Linear(4, 2)
+    with skip_padding(mask):
+        first = linear(x)
+        x.mul_(2)
+        second = linear(x)
+    real = mask.bool()
+    assert torch.allclose(second[real], linear(x)[real]) and not torch.allclose(first[real], second[real])
+    assert not second[~real].any()
