@@ -28,7 +28,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "meta_unseen_classes.
 
 
 def _six_class_data(folder: Path) -> Path:
-    """Six toy classes (three class words each, from the tiny tokenizer's vocabulary)."""
+    """Six toy classes (three class words each, from the tiny tokenizer's vocabulary), texts of 3-6 words: episodes are padded."""
     import random
 
     words = [w for ws in testing.CLASS_WORDS.values() for w in ws]
@@ -37,7 +37,7 @@ def _six_class_data(folder: Path) -> Path:
         rows = []
         for label in range(6):
             for _ in range(n):
-                chosen = rng.sample(words[3 * label : 3 * label + 3], 2) + rng.sample(testing.FILLER_WORDS, 2)
+                chosen = rng.sample(words[3 * label : 3 * label + 3], 2) + rng.sample(testing.FILLER_WORDS, rng.randint(1, 4))
                 rng.shuffle(chosen)
                 rows.append({"text": " ".join(chosen), "label": label, "label_text": f"c{label}"})
         testing.write_jsonl(folder / f"{split}.jsonl", rows)
@@ -77,6 +77,7 @@ def test_two_process_maml_matches_one_process(tmp_path, tiny_text_backbone):
     for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-4000:]
     assert "starting 2 CPU processes" in outputs[0][1]
+    assert "skip_padding changes" not in outputs[0][1] + outputs[1][1]  # padded episodes ran padding-free under DDP too
     assert json.loads((two_dir / "results.json").read_text())[0]["processes"] == 2
     assert json.loads((one_dir / "results.json").read_text())[0]["processes"] == 1
     two_logs = [json.loads(line.replace("'", '"')) for line in outputs[0][0].splitlines() if line.startswith("{'loss'")]
