@@ -9,7 +9,8 @@ gradients (of every order: it is plain differentiable indexing) are unchanged, p
 interact only through attention that masks the padded keys, as in BERT-style encoders; layers that
 mix positions otherwise (convolutions over tokens) would see the zeros. ``outputs_unchanged``
 checks a model on a batch once. Autograd replays the recorded ops, so the backward passes, run
-after the context has closed, stay padding-free too.
+after the context has closed, stay padding-free too; activation checkpointing, which re-runs the
+forward there, does not (torch refuses the mismatch), so do not combine the two.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class _RealTokenLinears(TorchFunctionMode):
         if self.last[0] is not inputs or self.last[1] != inputs._version:  # _version: changed in place since
             self.last = (inputs, inputs._version, inputs.reshape(-1, inputs.shape[-1]).index_select(0, self.rows))
         real = F.linear(self.last[2], weight, bias)
-        padded = real.new_zeros(self.shape[0] * self.shape[1], real.shape[-1]).index_copy(0, self.rows, real)
+        padded = real.new_zeros(self.shape[0] * self.shape[1], real.shape[-1]).index_copy_(0, self.rows, real)
         return padded.reshape(*self.shape, real.shape[-1])
 
 

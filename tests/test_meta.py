@@ -177,6 +177,11 @@ def test_meta_trainer_checks_skip_padding_once_and_falls_back_with_a_warning(tin
         mixer.train()
     assert mixer._padding_verified is False and "skip_padding changes this model's outputs" in caplog.text
     assert not torch.equal(mixer.model.body.weight, before)  # it still meta-learns, with padded layers
+    # Gradient checkpointing recomputes forwards outside skip_padding (torch would refuse the mismatch): off.
+    checkpointed = _trainer(_model(tiny_text_backbone).float(), tmp_path / "gc", meta_args, _toy_episodes(num_episodes=2),
+                            max_steps=2, gradient_checkpointing=True)
+    checkpointed.train()
+    assert checkpointed._padding_verified is False
 
 
 def _trainer(model, tmp_path, meta_args, dataset, **training):

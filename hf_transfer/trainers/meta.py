@@ -45,7 +45,8 @@ class MetaArguments:
         metadata={
             "help": "Linear layers compute real tokens only (hf_transfer.padding): the same losses and gradients, "
             "less compute on padding. Checked once on the first padded episode; turned off with a warning if the "
-            "model's outputs change (a model that mixes positions other than by masked attention)."
+            "model's outputs change (a model that mixes positions other than by masked attention); off under "
+            "gradient checkpointing."
         },
     )
     head_init: str = field(
@@ -138,6 +139,10 @@ class MetaTrainer(Trainer):
         """Once, on the first padded batch: turn ``skip_padding`` off (with a warning) if it changes the outputs."""
         mask = batch.get("attention_mask")
         if not self.meta.skip_padding or self._padding_verified is not None or mask is None or bool(mask.all()):
+            return
+        if any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules()):
+            self._padding_verified = False  # checkpointed layers recompute their forward outside skip_padding, padded
+            logger.info("skip_padding is off: gradient checkpointing recomputes the forward pass without it.")
             return
         head = next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
         captured = []  # the head's input: a zero-started head's logits would hide any change in the body
