@@ -48,7 +48,9 @@ class TaskBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, sizes: list[int], batch_size: int, sampling: str = "proportional", temperature: float = 2.0, seed: int = 0):
-        self.sizes, self.batch_size, self.seed = list(sizes), batch_size, seed
+        # Not ``self.batch_size``: accelerate's BatchSamplerShard takes a batch sampler with one to yield full batches
+        # only, and under DDP drops (or pads) a shorter one; a task's last batch is often short, mid-epoch.
+        self.sizes, self.max_batch_size, self.seed = list(sizes), batch_size, seed
         self.probabilities = task_probabilities(self.sizes, sampling, temperature)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
         self.num_batches = sum(math.ceil(n / batch_size) for n in self.sizes)
@@ -66,7 +68,7 @@ class TaskBatchSampler(Sampler[list[int]]):
             n, start = self.sizes[task], positions[task]
             if start >= n:
                 orders[task], start = rng.permutation(n), 0
-            rows = orders[task][start : start + self.batch_size]
+            rows = orders[task][start : start + self.max_batch_size]
             positions[task] = start + len(rows)
             yield (rows + self.offsets[task]).tolist()
 
