@@ -139,7 +139,7 @@ class DANNTrainer(TransferTrainer):
     Args (beyond the Trainer's): ``target_dataset`` (unlabelled target-domain examples, prepared like
     the training set), ``target_collator`` (default: the data collator), ``discriminator`` (default:
     a 2-hidden-layer MLP on the pooled features, or on features x class probabilities when
-    ``conditional``), ``domain_weight``, ``gamma`` and ``max_lambda`` (the lambda schedule),
+    ``conditional``, with the classifier's ``classifier_dropout``), ``domain_weight``, ``gamma`` and ``max_lambda`` (the lambda schedule),
     ``discriminator_hidden_size``, ``discriminator_learning_rate`` (default: the Trainer's),
     ``conditional`` (CDAN), ``token_level`` (discriminate token states before pooling) and
     ``entropy_weight`` / ``confusion_weight`` (target entropy / class-confusion minimisation; 0 = off),
@@ -170,7 +170,7 @@ class DANNTrainer(TransferTrainer):
         if discriminator is None:
             config = _core(model).config
             width = backbones.feature_size(config.backbone) * (config.num_labels if conditional else 1)
-            discriminator = DomainDiscriminator(width, discriminator_hidden_size)
+            discriminator = DomainDiscriminator(width, discriminator_hidden_size, dropout=config.classifier_dropout)
         self.target_dataset, self.target_collator = target_dataset, target_collator
         self.gamma, self.max_lambda = gamma, max_lambda
         self.discriminator_learning_rate = discriminator_learning_rate
@@ -262,8 +262,10 @@ class DANNTrainer(TransferTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._dann_count:
-            logs.update({key: round(total / self._dann_count, 4) for key, total in self._dann_sums.items()})
+        if "loss" in logs and self._dann_count:  # every rank logs the training loss: average the terms over ranks too
+            means = torch.tensor([total / self._dann_count for total in self._dann_sums.values()], device=self.args.device)
+            means = self.accelerator.reduce(means, "mean").tolist()
+            logs.update({key: round(mean, 4) for key, mean in zip(self._dann_sums, means)})
             self._dann_sums, self._dann_count = {}, 0
         super().log(logs, start_time)
 

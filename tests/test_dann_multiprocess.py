@@ -1,0 +1,104 @@
+"""DANN under ``accelerate launch --cpu --num_processes 2`` equals one process with the same global batch.
+
+The recipe ``recipes/domain_adapt.py`` on the tiny BERT with two toy text domains (32 training
+examples each after the validation carve-out). Each optimizer step of the two-process run takes, on
+each rank, one source batch of 4 (``train_sampling_strategy sequential``: rank r gets source batches
+r, r+2, ...) and one target batch of 4 from the target loader, which accelerate shards the same way
+over one seeded permutation per pass. One process with ``gradient_accumulation_steps 2`` takes
+source batches (2k, 2k+1) and target batches (2k, 2k+1) of that same permutation at step k, so the
+two runs see the same source/target pairs; DDP averages the two ranks' gradients, the single process
+averages its two accumulated ones, and the GRL lambda follows the optimizer step (``global_step``)
+in both. Padding is per micro-batch in both runs, so even the padded shapes agree.
+
+Randomness: the head's and the discriminator's dropout draw their masks from each rank's own
+(identically seeded) RNG, which no single process can reproduce, so both must be 0. The recipe had
+no way to turn the discriminator's off (DANNTrainer hard-coded 0.1, and with it the first step's
+loss already differed, 1.816 vs 1.819); it now follows ``classifier_dropout`` (default 0.1 for both).
+The logged DANN terms (class_loss, domain_loss, domain_accuracy...) were rank 0's alone; they are
+now averaged over ranks like the Trainer's loss, and must equal the single process's.
+
+8 target batches a pass are 4 per rank, so the target loader's reshuffle (8 steps = two passes) is
+exercised too. (With an odd number of target batches a pass the runs would part after the first
+pass: accelerate drops the batch that not every rank gets.) The comparison setup (launcher,
+sequential data, logging_steps 1) follows tests/test_multiprocess.py, whose helpers are reused.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_transfer import testing
+from test_multiprocess import TIMEOUT, _free_port  # tests/ is on sys.path (rootdir conftest)
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "domain_adapt.py"
+
+
+@pytest.mark.slow
+def test_two_process_dann_matches_one_process(tmp_path, tiny_text_backbone, toy_text_data):
+    target = testing.write_text_dataset(tmp_path / "target_text", seed=9)
+    common = [
+        "--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--target_dataset", str(target),
+        "--adaptation", "dann", "--strategy", "full", "--classifier_dropout", "0", "--discriminator_hidden_size", "16",
+        "--dann_gamma", "10", "--max_steps", "8", "--learning_rate", "1e-3", "--seed", "0",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
+        "--train_sampling_strategy", "sequential", "--logging_steps", "1",
+        "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+    ]
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launch = [
+        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(RECIPE), *common,
+        "--gradient_accumulation_steps", "1", "--output_dir", str(two_dir),
+    ]
+    one = [sys.executable, str(RECIPE), *common, "--gradient_accumulation_steps", "2", "--output_dir", str(one_dir)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RECIPE.parents[1]), env.get("PYTHONPATH")]))
+    processes = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in (launch, one)]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=TIMEOUT))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-4000:]
+
+    # Really two ranks: 32 source examples / global batch 8 = 4 steps an epoch, so 8 steps are 2 epochs in both runs.
+    assert "starting 2 CPU processes" in outputs[0][1]
+    metrics_one = json.loads((one_dir / "metrics.json").read_text())
+    metrics_two = json.loads((two_dir / "metrics.json").read_text())
+    assert metrics_one["epoch"] == pytest.approx(2.0) and metrics_two["epoch"] == pytest.approx(2.0)
+    logs = [[ast.literal_eval(line) for line in out.splitlines() if line.startswith("{'loss'")] for out, _ in outputs]
+    assert len(logs[0]) == len(logs[1]) == 8  # one log per optimizer step, printed once (rank 0)
+    lambdas = [[float(entry["domain_lambda"]) for entry in log] for log in logs]
+    assert lambdas[0] == lambdas[1] and lambdas[0][0] == 0.0 and 0 < lambdas[0][-1] < 1  # the GRL follows the global step
+    # Each logged term is the mean over both ranks' batches, as the single process's mean over its two micro-batches
+    # (the log prints 4 significant digits; rank 0's own batch alone is off by ~1e-2 in class_loss, 1/16 in accuracy).
+    for a, b in zip(*logs):
+        for key in ("loss", "class_loss", "domain_loss", "domain_accuracy"):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-3), (key, a, b)
+    assert metrics_two["train_loss"] == pytest.approx(metrics_one["train_loss"], abs=1e-5)
+
+    weights_one, weights_two = load_file(one_dir / "model.safetensors"), load_file(two_dir / "model.safetensors")
+    assert not any("discriminator" in key for key in weights_two)
+    before = load_file(tiny_text_backbone / "model.safetensors")
+    assert max((weights_two[f"backbone.{k}"] - v).abs().max().item() for k, v in before.items() if f"backbone.{k}" in weights_two) > 1e-3
+    assert weights_one.keys() == weights_two.keys()
+    largest = max((weights_one[k] - weights_two[k]).abs().max().item() for k in weights_one)
+    assert largest < 1e-5, largest
+    assert all(torch.isfinite(t).all() for t in weights_two.values())
+    for key in ("target_test_accuracy", "source_test_accuracy"):
+        assert metrics_two[key] == pytest.approx(metrics_one[key], abs=1e-9), key
