@@ -140,9 +140,16 @@ class DistillationTrainer(TransferTrainer):
         """The student's outputs and, when the embedding loss is on, its pooled embedding (same forward pass)."""
         if not self.embedding_weight:
             return model(**_model_inputs(inputs)), None
-        student = self._transfer_model()  # TransferModel.forward, split to keep the embedding before dropout and head
-        embedding = student.embed(**{key: inputs.get(key) for key in ("input_ids", "attention_mask", "token_type_ids", "pixel_values")})
-        return SequenceClassifierOutput(logits=student.classifier(student.dropout(embedding))), embedding
+        # The forward must go through `model` (under DDP the wrapper, whose forward arms the gradient all-reduce;
+        # calling the unwrapped student would leave each rank with its own gradients): the pooled embedding is
+        # caught on its way into the head's dropout.
+        captured = []
+        hook = self._transfer_model().dropout.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            outputs = model(**_model_inputs(inputs))
+        finally:
+            hook.remove()
+        return outputs, captured[0]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:  # evaluation: plain cross-entropy of the student
