@@ -20,9 +20,6 @@ test (18) into whole batches on both ranks, so the eval losses must match too.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +28,7 @@ from safetensors.torch import load_file
 
 from hf_transfer import testing
 from hf_transfer.model import TransferModel
-from test_multiprocess import TIMEOUT, _free_port  # tests/ is on sys.path (rootdir conftest)
+from test_multiprocess import run_recipe_on_one_and_two_processes  # tests/ is on sys.path (rootdir conftest)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "distill.py"
 LABELS = {0: "sports", 1: "weather", 2: "food"}
@@ -60,28 +57,7 @@ def test_two_process_distillation_matches_one_process(tmp_path, toy_text_data):
         "--logging_steps", "1", "--seed", "0", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no",
         "--disable_tqdm", "true",
     ]
-    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
-    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    launch = [
-        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(RECIPE), *common,
-        "--gradient_accumulation_steps", "1", "--output_dir", str(two_dir),
-    ]
-    one = [sys.executable, str(RECIPE), *common, "--gradient_accumulation_steps", "2", "--output_dir", str(one_dir)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RECIPE.parents[1]), env.get("PYTHONPATH")]))
-    processes = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in (launch, one)]
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-4000:]
+    one_dir, two_dir, outputs = run_recipe_on_one_and_two_processes(RECIPE, common, tmp_path)
 
     # Really two ranks: the launcher said so, and 5 steps of 2 x 4 rows are one epoch of the 40 rows.
     assert "starting 2 CPU processes" in outputs[0][1]

@@ -29,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +46,38 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_recipe_on_one_and_two_processes(recipe: Path, common: list[str], tmp_path: Path) -> tuple[Path, Path, list[tuple[str, str]]]:
+    """``recipe`` under ``accelerate launch --cpu --num_processes 2`` (gradient accumulation 1) and as one process
+    with gradient accumulation 2 (the same global batch), started together; both must succeed.
+
+    Returns the one-process and two-process output folders (``tmp_path/one``, ``tmp_path/two``) and the
+    ``(stdout, stderr)`` of the two-process run, then of the one-process run.
+    """
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    launch = [
+        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(recipe), *common,
+        "--gradient_accumulation_steps", "1", "--output_dir", str(two_dir),
+    ]
+    one = [sys.executable, str(recipe), *common, "--gradient_accumulation_steps", "2", "--output_dir", str(one_dir)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(recipe).resolve().parents[1]), env.get("PYTHONPATH")]))
+    processes = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in (launch, one)]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=TIMEOUT))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-4000:]
+    return one_dir, two_dir, outputs
 
 
 @pytest.mark.slow

@@ -30,9 +30,6 @@ The comparison setup (launcher, helpers) follows tests/test_multiprocess.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from hf_transfer import testing
 from hf_transfer.trainers.multitask import TaskBatchSampler
-from test_multiprocess import TIMEOUT, _free_port  # tests/ is on sys.path (rootdir conftest)
+from test_multiprocess import run_recipe_on_one_and_two_processes  # tests/ is on sys.path (rootdir conftest)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "multitask.py"
 SIZES = [32, 14]  # the recipe's train rows per task (10% of each task's train file is held out for validation)
@@ -85,28 +82,7 @@ def test_two_process_multitask_matches_one_process(tmp_path, tiny_text_backbone)
         "--learning_rate", "1e-3", "--seed", "6", "--logging_steps", "1",
         "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
     ]
-    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
-    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    launch = [
-        accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(RECIPE), *common,
-        "--gradient_accumulation_steps", "1", "--output_dir", str(two_dir),
-    ]
-    one = [sys.executable, str(RECIPE), *common, "--gradient_accumulation_steps", "2", "--output_dir", str(one_dir)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RECIPE.parents[1]), env.get("PYTHONPATH")]))
-    processes = [subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in (launch, one)]
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-4000:]
+    one_dir, two_dir, outputs = run_recipe_on_one_and_two_processes(RECIPE, common, tmp_path)
 
     # Really two ranks, and every batch of both passes trained: 2 x 12 batches = 12 steps of 2 batches in both runs.
     assert "starting 2 CPU processes" in outputs[0][1]
