@@ -27,26 +27,15 @@ import torch
 from safetensors.torch import load_file
 
 from hf_transfer import testing
-from hf_transfer.model import TransferModel
+from test_distill import teacher_folder  # noqa: F401  (the fixture: a 4-layer tiny teacher, no dropout)
 from test_multiprocess import run_recipe_on_one_and_two_processes  # tests/ is on sys.path (rootdir conftest)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "distill.py"
-LABELS = {0: "sports", 1: "weather", 2: "food"}
-
-
-def _teacher(folder: Path) -> Path:
-    """A 4-layer tiny random BERT TransferModel (no dropout anywhere) + tokenizer, like an 'hf-transfer train' output."""
-    backbone = testing.save_tiny_text_backbone(folder / "backbone", seed=1, num_hidden_layers=4)
-    torch.manual_seed(0)
-    model = TransferModel.from_backbone(str(backbone), LABELS, classifier_dropout=0.0)
-    model.save_pretrained(folder / "model")
-    testing.tiny_tokenizer().save_pretrained(folder / "model")
-    return folder / "model"
 
 
 @pytest.mark.slow
-def test_two_process_distillation_matches_one_process(tmp_path, toy_text_data):
-    teacher = _teacher(tmp_path / "teacher")
+def test_two_process_distillation_matches_one_process(tmp_path, toy_text_data, teacher_folder):
+    teacher = teacher_folder
     transfer = tmp_path / "transfer.jsonl"
     testing.write_jsonl(transfer, [{"text": r["text"]} for r in testing.toy_sentences(4, seed=5)[:10]])  # 4 per class, 10 kept
     common = [
