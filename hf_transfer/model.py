@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -230,3 +231,19 @@ AutoConfig.register(TransferConfig.model_type, TransferConfig, exist_ok=True)
 AutoModel.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForSequenceClassification.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForImageClassification.register(TransferConfig, TransferModel, exist_ok=True)
+
+
+def input_to(module: nn.Module, forward: Callable[[], Any]) -> tuple[Any, torch.Tensor]:
+    """``forward()``'s result and the first positional input ``module`` received during it (its last call).
+
+    Lets a caller run a model through its wrappers (DDP arms its gradient all-reduce only in its own
+    forward) and still keep an intermediate, e.g. a TransferModel's pooled embedding on its way into
+    the head's dropout.
+    """
+    captured = []
+    hook = module.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    try:
+        result = forward()
+    finally:
+        hook.remove()
+    return result, captured[-1]

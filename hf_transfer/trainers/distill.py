@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from hf_transfer.model import input_to
 from hf_transfer.objectives.distillation import IGNORE_INDEX, distillation_loss, embedding_cosine_loss
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.transfer import TransferTrainer
@@ -140,16 +141,9 @@ class DistillationTrainer(TransferTrainer):
         """The student's outputs and, when the embedding loss is on, its pooled embedding (same forward pass)."""
         if not self.embedding_weight:
             return model(**_model_inputs(inputs)), None
-        # The forward must go through `model` (under DDP the wrapper, whose forward arms the gradient all-reduce;
-        # calling the unwrapped student would leave each rank with its own gradients): the pooled embedding is
-        # caught on its way into the head's dropout.
-        captured = []
-        hook = self._transfer_model().dropout.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-        try:
-            outputs = model(**_model_inputs(inputs))
-        finally:
-            hook.remove()
-        return outputs, captured[0]
+        # Through `model` (under DDP the wrapper, whose forward arms the gradient all-reduce; the unwrapped student
+        # would leave each rank with its own gradients), the pooled embedding caught on its way into the dropout.
+        return input_to(self._transfer_model().dropout, lambda: model(**_model_inputs(inputs)))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:  # evaluation: plain cross-entropy of the student

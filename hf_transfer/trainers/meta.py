@@ -21,6 +21,7 @@ from torch.func import functional_call
 from transformers import EvalPrediction, Trainer
 
 from hf_transfer.errors import UserInputError
+from hf_transfer.model import input_to
 from hf_transfer.objectives import meta as objectives
 from hf_transfer.padding import outputs_unchanged, skip_padding
 
@@ -127,13 +128,7 @@ class MetaTrainer(Trainer):
 
     def _features(self, model: nn.Module, inputs: dict) -> torch.Tensor:
         """Pooled embeddings (the head's input, before dropout), through the possibly wrapped model's forward."""
-        captured = []
-        hook = self._transfer_model().dropout.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-        try:
-            model(**inputs)
-        finally:
-            hook.remove()
-        return captured[-1]
+        return input_to(self._transfer_model().dropout, lambda: model(**inputs))[1]
 
     def _verify_skip_padding(self, model: nn.Module, batch: dict) -> None:
         """Once, on the first padded batch: turn ``skip_padding`` off (with a warning) if it changes the outputs."""
@@ -145,20 +140,12 @@ class MetaTrainer(Trainer):
             logger.info("skip_padding is off: gradient checkpointing recomputes the forward pass without it.")
             return
         head = next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
-        captured = []  # the head's input: a zero-started head's logits would hide any change in the body
-        hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-
-        def head_input() -> torch.Tensor:
-            model(**batch)
-            return captured[-1]
-
         training = model.training
         model.eval()
-        try:
-            self._padding_verified = outputs_unchanged(head_input, mask)
+        try:  # compare the head's input: a zero-started head's logits would hide any change in the body
+            self._padding_verified = outputs_unchanged(lambda: input_to(head, lambda: model(**batch))[1], mask)
         finally:
             model.train(training)
-            hook.remove()
         if not self._padding_verified:
             logger.warning("skip_padding changes this model's outputs (it mixes token positions other than by masked "
                            "attention): meta-learning goes on with padded linear layers; set skip_padding false to silence this.")
