@@ -67,7 +67,21 @@ def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: boo
     except KeyboardInterrupt:
         print("interrupted: finished work is kept, unfinished output was not published.", file=sys.stderr)
         return 130
+    finally:
+        end_distributed()
     return 0
+
+
+def end_distributed() -> None:
+    """Destroy the process group the job's Trainer/accelerate opened, if any.
+
+    A process that exits with a gloo group alive can abort at interpreter shutdown ("terminate called
+    without an active exception", SIGABRT) while gloo's worker threads still hold tensors, which turns
+    a finished multi-process run into a failed one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def run_script(main_fn: Callable[[list[str]], object], script: str) -> int:

@@ -197,3 +197,25 @@ def test_unknown_command_and_no_command(capsys):
     assert main([]) == 2
     assert "usage: hf-transfer" in capsys.readouterr().out
     assert main(["--help"]) == 0
+
+
+@pytest.mark.parametrize("outcome", ["finished", "bad_input"])
+def test_a_job_destroys_its_process_group_before_exit(outcome, tmp_path):
+    """A gloo group left alive at interpreter shutdown can abort a finished multi-process run (SIGABRT)."""
+    import torch.distributed as dist
+
+    from hf_transfer.cli import run_main
+    from hf_transfer.errors import UserInputError
+
+    def job(argv):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        if outcome == "bad_input":
+            raise UserInputError("bad option")
+
+    try:
+        assert run_main(job, []) == (0 if outcome == "finished" else 2)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -81,6 +81,7 @@ def _loss_and_gradients(trainer, model, batch: dict) -> tuple[float, dict[str, t
 def worker(output: str) -> None:
     """One rank: its half of the global batch through the DDP-wrapped model; rank 0 writes the results."""
     import hf_transfer.objectives.contrastive as objectives
+    from hf_transfer.cli import end_distributed
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     results = {}
@@ -107,6 +108,7 @@ def worker(output: str) -> None:
     if rank == 0:
         torch.save(results, Path(output) / "results.pt")
     trainer.accelerator.wait_for_everyone()
+    end_distributed()
 
 
 def _free_port() -> int:
