@@ -4,7 +4,7 @@ This file is also the worker: the test starts it under ``torch.distributed.run``
 Each rank takes its half of one fixed global batch, wraps the model the way the Trainer does
 (``accelerator.prepare_model`` -> DDP), and back-propagates ``ContrastiveTrainer.compute_loss``.
 
-Why they must agree: embeddings are gathered with ``torch.distributed.nn.functional.all_gather``,
+Why they must agree: embeddings are gathered with ``objectives.contrastive.gather_with_grad``,
 whose backward sums every rank's gradient for the local rows; every rank computes the same global
 loss, so each rank's local gradient is world_size x the true one, and DDP's mean all-reduce turns that
 into exactly the single-process gradient. A plain (accelerate) ``gather`` cuts the graph: the other

@@ -15,15 +15,35 @@ import torch
 import torch.nn.functional as F
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each process the summed gradient of its own rows.
+
+    Written here because ``torch.distributed.nn.functional.all_gather`` is deprecated in torch 2.13."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        dist = torch.distributed
+        pieces = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(pieces, x.contiguous())
+        ctx.rows = slice(dist.get_rank() * len(x), (dist.get_rank() + 1) * len(x))
+        return torch.cat(pieces, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)  # every rank's loss depends on these rows
+        return grad[ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every process, keeping the autograd graph (plain ``gather`` cuts it)."""
+    """Concatenate ``x`` from every process, keeping the autograd graph (plain ``gather`` cuts it).
+
+    Every process must pass the same number of rows (the Trainer's even batches do)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return x
     if torch.distributed.get_world_size() == 1:
         return x
-    import torch.distributed.nn.functional as dist_fn
-
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
