@@ -16,11 +16,16 @@ forward there, does not (torch refuses the mismatch), so do not combine the two.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Callable
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
+
+
+logger = logging.getLogger(__name__)
 
 
 class _RealTokenLinears(TorchFunctionMode):
@@ -60,3 +65,45 @@ def outputs_unchanged(forward: Callable[[], torch.Tensor], attention_mask: torch
         with skip_padding(attention_mask):
             free = forward()
     return padded.shape == free.shape and torch.allclose(free, padded, rtol=rtol, atol=atol)
+
+
+class PaddingSkipper:
+    """``skip_padding`` for a Trainer's forward passes, checked once on the model it trains.
+
+    ``check(model, batch, probe)`` runs once, on the first batch with a mask: ``probe(batch)`` (a forward
+    returning what must not change: embeddings, the head's input) runs padded and padding-free in eval
+    mode without gradients, and a model whose output changes (it mixes token positions other than by
+    masked attention) then trains padded, with a warning. A first batch without padding is probed with
+    its last position masked, so every process probes at the same step and the wrapper's collectives
+    (DDP's buffer broadcast) stay in step. Off under activation checkpointing, which re-runs the forward
+    outside the context (torch refuses the mismatch). ``context(batch)`` is then the context for a pass.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.verified: bool | None = None  # not probed yet / passed / failed
+
+    def context(self, batch: dict) -> contextlib.AbstractContextManager:
+        return skip_padding(batch.get("attention_mask")) if self.enabled and self.verified else contextlib.nullcontext()
+
+    def check(self, model: nn.Module, batch: dict, probe: Callable[[dict], torch.Tensor]) -> None:
+        mask = batch.get("attention_mask")
+        if not self.enabled or self.verified is not None or mask is None or mask.dim() != 2 or mask.shape[1] < 2:
+            return
+        if any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules()):
+            logger.info("skip_padding is off: gradient checkpointing recomputes the forward pass without it.")
+            self.verified = False
+            return
+        if bool(mask.all()):
+            mask = mask.clone()
+            mask[0, -1] = 0
+            batch = {**batch, "attention_mask": mask}
+        training = model.training
+        model.eval()
+        try:
+            self.verified = outputs_unchanged(lambda: probe(batch), mask)
+        finally:
+            model.train(training)
+        if not self.verified:
+            logger.warning("skip_padding changes this model's outputs (it mixes token positions other than by masked "
+                           "attention): training goes on with padded linear layers; set skip_padding false to silence this.")

@@ -61,6 +61,9 @@ class PretrainArguments:
     saturation: float = field(default=0.4, metadata={"help": "image: saturation jitter factor range 1 +- x."})
     probe_train_samples: int | None = field(default=None, metadata={"help": "Labelled train examples for the linear probe (default: all)."})
     probe_C: float = field(default=1.0, metadata={"help": "Inverse L2 strength of the probe's logistic regression."})
+    skip_padding: bool = field(default=True, metadata={
+        "help": "text: linear layers compute real tokens only (hf_transfer.padding): the same loss, ~1.8x faster "
+        "steps on the bundled SMS texts. Checked once on the model; off with a warning if it would change outputs."})
 
 
 @dataclass
@@ -267,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = ContrastiveTrainer(
         model=encoder, args=training, train_dataset=prepared["train"], data_collator=collator,
         loss_fn=contrastive_loss(OBJECTIVES[args.objective]), temperature=args.temperature, strategy=strategy,
+        skip_padding=args.skip_padding,
     )
     metrics.update(run.train(trainer).metrics)
     encoder = trainer.accelerator.unwrap_model(trainer.model)

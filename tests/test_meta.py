@@ -170,18 +170,18 @@ def test_meta_trainer_checks_skip_padding_once_and_falls_back_with_a_warning(tin
     meta_args = MetaArguments(meta_method="fomaml", n_way=3, k_shot=2, n_query=2, inner_steps=1, inner_lr=0.1)
     bert = _trainer(_model(tiny_text_backbone).float(), tmp_path / "bert", meta_args, _toy_episodes(num_episodes=2), max_steps=2)
     bert.train()
-    assert bert._padding_verified is True
+    assert bert._padding.verified is True
     mixer = _trainer(_MixesPositions(), tmp_path / "mixer", meta_args, _toy_episodes(num_episodes=2), max_steps=2)
     before = mixer.model.body.weight.detach().clone()
-    with caplog.at_level("WARNING", logger="hf_transfer.trainers.meta"):
+    with caplog.at_level("WARNING", logger="hf_transfer.padding"):
         mixer.train()
-    assert mixer._padding_verified is False and "skip_padding changes this model's outputs" in caplog.text
+    assert mixer._padding.verified is False and "skip_padding changes this model's outputs" in caplog.text
     assert not torch.equal(mixer.model.body.weight, before)  # it still meta-learns, with padded layers
     # Gradient checkpointing recomputes forwards outside skip_padding (torch would refuse the mismatch): off.
     checkpointed = _trainer(_model(tiny_text_backbone).float(), tmp_path / "gc", meta_args, _toy_episodes(num_episodes=2),
                             max_steps=2, gradient_checkpointing=True)
     checkpointed.train()
-    assert checkpointed._padding_verified is False
+    assert checkpointed._padding.verified is False
 
 
 def _trainer(model, tmp_path, meta_args, dataset, **training):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 
 from hf_transfer import testing
 from hf_transfer.model import TransferModel
-from hf_transfer.padding import outputs_unchanged, skip_padding
+from hf_transfer.padding import PaddingSkipper, _RealTokenLinears, outputs_unchanged, skip_padding
 
 
 def _batch():
@@ -54,3 +55,28 @@ def test_an_input_changed_in_place_is_gathered_again():
     real = mask.bool()
     assert torch.allclose(second[real], linear(x)[real]) and not torch.allclose(first[real], second[real])
     assert not second[~real].any()
+
+
+def test_padding_skipper_probes_once_even_on_an_unpadded_first_batch(tiny_text_backbone, caplog):
+    """A first batch without padding is probed with a masked position, so a position-mixing model is still caught."""
+    torch.manual_seed(0)
+    padded = _batch()
+    full = {**padded, "attention_mask": torch.ones_like(padded["attention_mask"])}  # pad tokens taken as text
+    model = TransferModel.from_backbone(str(tiny_text_backbone), {0: "a", 1: "b"}).train()
+    skipper = PaddingSkipper()
+    assert isinstance(skipper.context(padded), contextlib.nullcontext)  # not probed yet: padded
+    skipper.check(model, full, probe=lambda b: model.embed(**b))
+    assert skipper.verified is True and model.training  # probed in eval mode, training mode given back
+    assert isinstance(skipper.context(padded), _RealTokenLinears)
+    skipper.check(model, padded, probe=lambda b: pytest.fail("probed twice"))
+
+    embed, linear = torch.nn.Embedding(1000, 4), torch.nn.Linear(4, 2)
+    mixer = torch.nn.Sequential(embed, linear)
+    skipper = PaddingSkipper()
+    with caplog.at_level("WARNING", logger="hf_transfer.padding"):
+        skipper.check(mixer, full, probe=lambda b: mixer(b["input_ids"]).mean(dim=1))
+    assert skipper.verified is False and "skip_padding changes this model's outputs" in caplog.text
+    assert isinstance(skipper.context(padded), contextlib.nullcontext)
+    off = PaddingSkipper(enabled=False)
+    off.check(model, padded, probe=lambda b: pytest.fail("disabled, never probed"))
+    assert off.verified is None and isinstance(off.context(padded), contextlib.nullcontext)

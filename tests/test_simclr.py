@@ -108,6 +108,27 @@ def test_two_view_loss_is_nt_xent_or_supcon_on_the_projected_views(tmp_path):
         assert torch.allclose(sup.compute_loss(sup.model, unlabelled), nt_xent(z, two_view_ids(n), 0.2), atol=1e-5)
 
 
+def test_padding_free_encoding_gives_the_padded_loss_and_gradients(tmp_path):
+    """ContrastiveTrainer runs text padding-free by default (probed once); loss and gradients are the padded ones."""
+    tokenizer = testing.tiny_tokenizer()
+    batch = TwoViewTextCollator(tokenizer, TextAugmentation(token_dropout=0.3), seed=1)(_toy_batch(tokenizer, n=9))
+    assert (batch["attention_mask"] == 0).float().mean() > 0.2  # a padded batch
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    results = {}
+    for skip in (True, False):
+        torch.manual_seed(0)
+        body = BertModel(testing.tiny_bert_config(), add_pooling_layer=False).double().eval()
+        trainer = ContrastiveTrainer(model=body, args=args, loss_fn=nt_xent, projection=ProjectionHead(32, 8).double(),
+                                     temperature=0.2, skip_padding=skip)
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        results[skip] = loss.item(), {n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None}
+        assert trainer._padding.verified is (True if skip else None)
+    (free, free_grads), (padded, padded_grads) = results[True], results[False]
+    assert free == pytest.approx(padded, abs=1e-12) and free_grads.keys() == padded_grads.keys() and len(free_grads) > 10
+    assert all(torch.allclose(free_grads[n], padded_grads[n], rtol=0, atol=1e-11) for n in free_grads)
+
+
 def test_simcse_dropout_views_train_encoder_and_projection(tmp_path):
     torch.manual_seed(0)
     tokenizer = testing.tiny_tokenizer()

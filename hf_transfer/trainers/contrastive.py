@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from hf_transfer.padding import PaddingSkipper
+
 VIEW2_PREFIX = "view2_"
 
 
@@ -82,12 +84,14 @@ class ContrastiveTrainer(Trainer):
     synchronises it), gathers them from every process with gradients, and applies
     ``loss_fn(embeddings, labels, temperature)`` to the global similarity matrix. A transfer
     ``strategy`` (LoRA, partial, LLRD, L2-SP...) shapes the optimizer and adds its penalty, as in
-    ``TransferTrainer``. ``remove_unused_columns`` is set to False (batches carry extra fields).
+    ``TransferTrainer``. Text batches run padding-free (``skip_padding``, see ``hf_transfer.padding``:
+    the same loss, less compute on padding). ``remove_unused_columns`` is set to False (batches carry
+    extra fields).
     """
 
     def __init__(
         self, model: nn.Module | None = None, *args, loss_fn=None, pooling: str = "mean", temperature: float = 0.05,
-        projection: nn.Module | None = None, use_labels: bool | None = None, strategy=None, **kwargs,
+        projection: nn.Module | None = None, use_labels: bool | None = None, strategy=None, skip_padding: bool = True, **kwargs,
     ):
         from hf_transfer.objectives.contrastive import SELF_SUPERVISED_LOSSES, supcon
         from hf_transfer.strategies import Strategy
@@ -97,6 +101,7 @@ class ContrastiveTrainer(Trainer):
         # nt_xent compares instance ids; every other loss uses the class labels when the batch has them
         self.use_labels = getattr(self.loss_fn, "__name__", "") not in SELF_SUPERVISED_LOSSES if use_labels is None else use_labels
         self.strategy = strategy or Strategy()
+        self._padding = PaddingSkipper(skip_padding)
         if projection is not None and not isinstance(model, ContrastiveEncoder):
             model = ContrastiveEncoder(model, projection, pooling)
         super().__init__(model, *args, **kwargs)
@@ -114,10 +119,15 @@ class ContrastiveTrainer(Trainer):
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
     def embed(self, model, inputs: dict) -> torch.Tensor:
-        """Embeddings of one view's features (projected when a projection head is set)."""
+        """Embeddings of one view's features (projected when a projection head is set), padding-free."""
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        self._padding.check(model, features, probe=lambda batch: self._embed(model, batch))
+        with self._padding.context(features):
+            return self._embed(model, features)
+
+    def _embed(self, model, features: dict) -> torch.Tensor:
         from hf_transfer.backbones import pool
 
-        features = {k: v for k, v in inputs.items() if k != "labels"}
         if isinstance(self.accelerator.unwrap_model(model), ContrastiveEncoder):
             return model(**features)
         hidden = model(**features).last_hidden_state

@@ -10,8 +10,6 @@ LoRA only the adapters and the head are fast weights; with ``partial`` only the 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +21,9 @@ from transformers import EvalPrediction, Trainer
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import input_to
 from hf_transfer.objectives import meta as objectives
-from hf_transfer.padding import outputs_unchanged, skip_padding
+from hf_transfer.padding import PaddingSkipper
 
 HEAD = "classifier"
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +42,7 @@ class MetaArguments:
         default=True,
         metadata={
             "help": "Linear layers compute real tokens only (hf_transfer.padding): the same losses and gradients, "
-            "less compute on padding. Checked once on the first padded episode; turned off with a warning if the "
+            "less compute on padding. Checked once on the first episode; turned off with a warning if the "
             "model's outputs change (a model that mixes positions other than by masked attention); off under "
             "gradient checkpointing."
         },
@@ -90,7 +87,7 @@ class MetaTrainer(Trainer):
 
     def __init__(self, *args, meta_args: MetaArguments | None = None, **kwargs):
         self.meta = meta_args or MetaArguments()
-        self._padding_verified: bool | None = None  # skip_padding checked on this model: not yet / passed / failed
+        self._padding = PaddingSkipper(self.meta.skip_padding)
         super().__init__(*args, **kwargs)
         self.args.remove_unused_columns = False
         if self.args.per_device_train_batch_size != 1 or self.args.per_device_eval_batch_size != 1:
@@ -126,34 +123,12 @@ class MetaTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
+    def _head_module(self) -> nn.Module:
+        return next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
+
     def _features(self, model: nn.Module, inputs: dict) -> torch.Tensor:
         """Pooled embeddings (the head's input, before dropout), through the possibly wrapped model's forward."""
         return input_to(self._transfer_model().dropout, lambda: model(**inputs))[1]
-
-    def _verify_skip_padding(self, model: nn.Module, batch: dict) -> None:
-        """Once, on the first padded batch: turn ``skip_padding`` off (with a warning) if it changes the outputs."""
-        mask = batch.get("attention_mask")
-        if not self.meta.skip_padding or self._padding_verified is not None or mask is None or bool(mask.all()):
-            return
-        if any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules()):
-            self._padding_verified = False  # checkpointed layers recompute their forward outside skip_padding, padded
-            logger.info("skip_padding is off: gradient checkpointing recomputes the forward pass without it.")
-            return
-        head = next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
-        training = model.training
-        model.eval()
-        try:  # compare the head's input: a zero-started head's logits would hide any change in the body
-            self._padding_verified = outputs_unchanged(lambda: input_to(head, lambda: model(**batch))[1], mask)
-        finally:
-            model.train(training)
-        if not self._padding_verified:
-            logger.warning("skip_padding changes this model's outputs (it mixes token positions other than by masked "
-                           "attention): meta-learning goes on with padded linear layers; set skip_padding false to silence this.")
-
-    def _padding_free(self, batch: dict) -> contextlib.AbstractContextManager:
-        if self.meta.skip_padding and self._padding_verified is not False:
-            return skip_padding(batch.get("attention_mask"))
-        return contextlib.nullcontext()
 
     def _head_start(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.meta.head_init == "zero":
@@ -169,11 +144,11 @@ class MetaTrainer(Trainer):
         query, query_labels = inputs["query"], inputs["query_labels"]
         named = dict(model.named_parameters())
         head = {name: p for name, p in named.items() if self._is_head(name)}
-        for batch in (support, query):
-            self._verify_skip_padding(model, batch)
+        for batch in (support, query):  # compare the head's input: a zero-started head's logits would hide a change
+            self._padding.check(model, batch, probe=lambda b: input_to(self._head_module(), lambda: model(**b))[1])
 
         def features_of(batch: dict) -> torch.Tensor:
-            with self._padding_free(batch):
+            with self._padding.context(batch):
                 return self._features(model, batch)
 
         if meta.meta_method in ("anil", "protonet"):
@@ -189,7 +164,7 @@ class MetaTrainer(Trainer):
         params, (support, query) = objectives.used_embedding_rows(self._transfer_model(), params, [support, query])
 
         def logits_of(fast: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
-            with self._padding_free(batch):
+            with self._padding.context(batch):
                 return functional_call(model, fast, args=(), kwargs=batch).logits
 
         if meta.meta_method == "reptile" and training:
