@@ -8,9 +8,10 @@ and writes zeros at the padded positions. Real tokens get the same outputs, so l
 gradients (of every order: it is plain differentiable indexing) are unchanged, provided tokens
 interact only through attention that masks the padded keys, as in BERT-style encoders; layers that
 mix positions otherwise (convolutions over tokens) would see the zeros. ``outputs_unchanged``
-checks a model on a batch once. Autograd replays the recorded ops, so the backward passes, run
-after the context has closed, stay padding-free too; activation checkpointing, which re-runs the
-forward there, does not (torch refuses the mismatch), so do not combine the two.
+checks a model on a batch; ``PaddingSkipper`` is what the trainers use: check once, then skip.
+Autograd replays the recorded ops, so the backward passes, run after the context has closed, stay
+padding-free too; activation checkpointing, which re-runs the forward there, does not (torch
+refuses the mismatch), so ``PaddingSkipper`` stays padded under it.
 """
 
 from __future__ import annotations
