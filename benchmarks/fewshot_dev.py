@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from hf_transfer.experiments.encoder import SentenceEncoder
     from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
     from hf_transfer.experiments.methods import recommended
-    from hf_transfer.experiments.runner import load_text_dataset
+    from hf_transfer.recipes.fewshot import load_text_dataset
 
     encoder = SentenceEncoder("default", max_length=128)
     output = Path(args.output)

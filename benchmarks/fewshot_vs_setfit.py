@@ -6,7 +6,7 @@ Both arms start from the SAME pretrained body: the bundled sentence-transformers
 dataset x seed, ONE K-shot sample is drawn with ``hf_transfer.data.sampling.k_shot_indices(train
 labels, K, seed)`` and the identical examples go to both arms; both are scored on the identical test
 set (the full test split, or with ``--max_test N`` the fixed random subset that
-``hf_transfer.experiments.runner.load_text_dataset`` draws with seed 0).
+``hf_transfer.recipes.fewshot.load_text_dataset`` draws with seed 0).
 
 SetFit arm (setfit 1.2.0, the ``bench`` extra: ``pip install -e ".[bench]"``)
     ``SetFitModel.from_pretrained(<bundled MiniLM folder>)`` -- sentence-transformers modules of that
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> str:
     from hf_transfer.backbones import default_backbone_path
     from hf_transfer.data.sampling import k_shot_indices, shots_per_class
     from hf_transfer.experiments.encoder import SentenceEncoder
-    from hf_transfer.experiments.runner import load_text_dataset
+    from hf_transfer.recipes.fewshot import load_text_dataset
     from hf_transfer.metrics import classification_metrics
 
     hf_logging.set_verbosity_error()

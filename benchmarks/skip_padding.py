@@ -99,7 +99,7 @@ def fewshot_fit(args: argparse.Namespace) -> tuple[float, int, int]:
     from hf_transfer.data.sampling import k_shot_indices
     from hf_transfer.experiments.encoder import SentenceEncoder
     from hf_transfer.experiments.methods import make_method
-    from hf_transfer.experiments.runner import load_text_dataset
+    from hf_transfer.recipes.fewshot import load_text_dataset
 
     encoder = SentenceEncoder("default")
     seconds, same, total = {True: 0.0, False: 0.0}, 0, 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,11 @@ class RecipeConfig:
     source: dict[str, Any]  # the keys the user set (file + command line), for the saved config and the card
 
 
-def _argument_classes() -> list[type]:
+def argument_classes(*extra: type) -> list[type]:
+    """The dataclasses of a recipe built on ``hf-transfer train``'s options: model, data, the recipe's own
+    ``extra`` classes, run, every strategy's arguments and ``TrainingArguments``."""
     strategy_args = dict.fromkeys(args for _, args in STRATEGIES.values())  # unique, in registration order
-    return [ModelArguments, DataArguments, RunArguments, *strategy_args, TrainingArguments]
+    return [ModelArguments, DataArguments, *extra, RunArguments, *strategy_args, TrainingArguments]
 
 
 TRAIN_PROG = "hf-transfer train"
@@ -83,7 +85,7 @@ TRAIN_DESCRIPTION = (
 
 def make_parser(classes: list[type] | None = None, prog: str = TRAIN_PROG, description: str | None = TRAIN_DESCRIPTION) -> HfArgumentParser:
     """An ``HfArgumentParser`` over ``classes`` whose errors are one-line ``UserInputError``s (not argparse's long usage)."""
-    parser = HfArgumentParser(classes or _argument_classes(), allow_abbrev=False)
+    parser = HfArgumentParser(classes or argument_classes(), allow_abbrev=False)
     parser.prog = prog
     parser.description = description
     for action in parser._actions:  # a plain '%' in a field's help ("100% of the area") would crash --help
@@ -98,7 +100,7 @@ def make_parser(classes: list[type] | None = None, prog: str = TRAIN_PROG, descr
 
 
 def known_keys(classes: list[type] | None = None) -> set[str]:
-    return {f.name for cls in classes or _argument_classes() for f in fields(cls) if f.init}
+    return {f.name for cls in classes or argument_classes() for f in fields(cls) if f.init}
 
 
 def read_yaml(path: str, keys: set[str] | None = None, prog: str = TRAIN_PROG,
@@ -187,7 +189,7 @@ def parse_config(argv: list[str] | None, classes: list[type], prog: str, descrip
 
 def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
     """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig (``hf-transfer train``)."""
-    by_class, source = parse_config(argv, _argument_classes(), TRAIN_PROG, TRAIN_DESCRIPTION, "recipes/configs/text_full.yaml")
+    by_class, source = parse_config(argv, argument_classes(), TRAIN_PROG, TRAIN_DESCRIPTION, "recipes/configs/text_full.yaml")
     model_args = by_class[ModelArguments]
     if model_args.strategy not in STRATEGIES:
         from hf_transfer.strategies import get_strategy
@@ -201,3 +203,12 @@ def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
         training=by_class[TrainingArguments],
         source=source,
     )
+
+
+def resolved_values(config) -> dict[str, Any]:
+    """What a finished run records (before redaction): every recipe key of ``config`` (its ``model``, ``data``
+    and ``strategy_args`` dataclasses) and the ``TrainingArguments`` keys the user set."""
+    values = {**asdict(config.model), **asdict(config.data), **asdict(config.strategy_args)}
+    training = config.training.to_dict()
+    values.update({key: training[key] for key in config.source if key in training})
+    return values

@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hf_transfer import hub, outputs
 from hf_transfer.callbacks import StopOnNonFiniteLoss
+from hf_transfer.cards import command_line, render_card
+from hf_transfer.config import resolved_values
 
 # TrainingArguments keys that change how a run is resumed, logged or published, never what it computes.
 NOT_FINGERPRINTED = frozenset({
@@ -31,6 +35,8 @@ NOT_FINGERPRINTED = frozenset({
 
 
 SECRET_WORDS = ("token", "password", "secret")
+CONFIG_FILE = "recipe_config.yaml"
+METRICS_FILE = "metrics.json"
 
 
 def _portable_value(value: Any) -> Any:
@@ -117,3 +123,53 @@ class Run:
             PartialState().wait_for_everyone()
         self.training.output_dir = self.final_dir
         return self.final_dir
+
+
+def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
+                    objective: str = "supervised cross-entropy") -> None:
+    """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
+    processor, resolved config (``recipe_config.yaml``, rerunnable), metrics and a card naming the ``objective``."""
+    from hf_transfer.strategies.lora import point_adapter_at
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base_config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    strategy.save(model, staging)
+    trainer.processing_class.save_pretrained(staging)
+    adapter_dir = staging / "adapter" if (staging / "adapter" / "adapter_config.json").is_file() else staging
+    if (adapter_dir / "adapter_config.json").is_file():  # AutoPeftModel loads it from where the run put it
+        trainer.processing_class.save_pretrained(adapter_dir)
+        location = Path(outputs.portable_path(final_dir))
+        point_adapter_at(adapter_dir, (location / adapter_dir.relative_to(staging)).as_posix())
+    header = "# Saved by hf_transfer. Local absolute paths are recorded relative to the working folder or by their last part.\n"
+    outputs.write_text(staging / CONFIG_FILE, header + yaml.safe_dump(publishable_config(resolved_values(config), final_dir), sort_keys=True))
+    outputs.write_json(staging / METRICS_FILE, metrics)
+    training = config.training
+    card = render_card(
+        model_name=Path(final_dir).name,
+        base_model=base_config.backbone_name,
+        base_model_sha256=base_config.backbone_sha256,
+        base_model_revision=base_config.backbone_revision,
+        strategy=strategy.name,
+        strategy_hyperparameters=strategy.hyperparameters(),
+        objective=objective,
+        pooling=base_config.pooling,
+        labels=[base_config.id2label[i] for i in sorted(base_config.id2label)],
+        modality=base_config.modality,
+        dataset=os.path.basename(os.path.normpath(config.data.dataset or config.data.train_file or "custom")),
+        num_train_examples=num_train,
+        training_summary=(
+            f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
+            f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} "
+            f"{'steps' if training.max_steps > 0 else 'epochs'}, seed {training.seed}"
+        ),
+        metrics=metrics,
+        command=command_line(),
+        adapter_note=(
+            "The `adapter/` folder holds the PEFT adapter and the trained head alone: load it with "
+            "`hf_transfer.load_model(\"<this folder>/adapter\")`, or with `AutoPeftModelForSequenceClassification` "
+            "after `import hf_transfer` (its `config.json` names the backbone to rebuild the base model from)."
+            if (staging / "adapter").is_dir()
+            else ""
+        ),
+    )
+    card.save(staging / "README.md")

@@ -39,7 +39,7 @@ from hf_transfer.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import add_teacher_logits, add_transfer_set, teacher_logits
 
-PROG = "recipes/distill.py"
+PROG = "hf-transfer distill"
 
 
 @dataclass

@@ -30,16 +30,16 @@ from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, _argument_classes, parse_config
+from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, argument_classes, parse_config
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
-from hf_transfer.run import Run, fingerprint, publishable_config
+from hf_transfer.models.build import build_model, scratch_backbone_config
+from hf_transfer.run import Run, fingerprint, publishable_config, save_classifier
 from hf_transfer.strategies import STRATEGIES, get_strategy
-from hf_transfer.train import _scratch_backbone_config, build_model, save_outputs
 from hf_transfer.trainers import DANNTrainer, TransferTrainer
 
-PROG = "recipes/domain_adapt.py"
+PROG = "hf-transfer domain_adapt"
 
 ADAPTATIONS = ("dann", "source_only", "target_oracle")
 
@@ -126,7 +126,7 @@ def _load_initial_model(folder: str):
 def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:
     """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig), through the suite's one parser."""
     by_class, source = parse_config(
-        argv, [AdaptationArguments, *_argument_classes()], PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
+        argv, [AdaptationArguments, *argument_classes()], PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
     )
     adaptation, model_args = by_class[AdaptationArguments], by_class[ModelArguments]
     if not adaptation.target_dataset:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if initial is not None:
         backbone_config = initial[0].config.backbone
     elif scratch:
-        backbone_config = _scratch_backbone_config(config)
+        backbone_config = scratch_backbone_config(config.model.backbone_config)
     else:
         backbone_config = backbones.load_backbone_config(config.model.model, config.model.trust_remote_code)
     modality = backbones.modality_of(backbone_config)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 f"{names[:10]}.", "start from a model trained on the same source classes.",
             )
     else:
-        model, processor = build_model(config, id2label, backbone_config if scratch else None)
+        model, processor = build_model(config.model, id2label, backbone_config if scratch else None)
     model = strategy.prepare(model)
     with training.main_process_first(desc="preprocessing"):
         source, collator = prepare_splits(source, processor, modality, config.data, channels)
@@ -219,11 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.model = trainer.classifier_model()  # save and describe the classifier, not the discriminator
 
     def save(staging: Path) -> None:
-        save_outputs(trainer, strategy, config, metrics, staging, final_dir, len(train_set))
         extra = {f.name: getattr(adaptation, f.name) for f in fields(AdaptationArguments)}
         extra = {key: value for key, value in publishable_config(extra, final_dir).items() if key != "output_dir"}
         outputs.write_text(staging / "adaptation_config.yaml", yaml.safe_dump(extra, sort_keys=True))
-        card = staging / "README.md"
         target_name = outputs.portable_path(adaptation.target_dataset)
         addons = "".join(f"{name}; " for used, name in (
             (adaptation.conditional, "CDAN conditioning"),
@@ -237,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "source_only": "supervised cross-entropy on the source domain only (no adaptation)",
             "target_oracle": f"supervised cross-entropy on the labelled target domain ({target_name})",
         }[adaptation.adaptation]
-        card.write_text(card.read_text().replace("supervised cross-entropy", objective, 1))
+        save_classifier(trainer, strategy, config, metrics, staging, final_dir, len(train_set), objective)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
     run.finish(trainer, save)

@@ -35,7 +35,7 @@ from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 
-PROG = "recipes/meta_unseen_classes.py"
+PROG = "hf-transfer meta_unseen_classes"
 METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "finetune")
 
 
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from hf_transfer.cards import command_line
 
     recipe, meta, strategy, training, run_args, source = parse(argv)
-    command = command_line(sys.argv if argv is None else [PROG, *argv], program=f"python {PROG}")
+    command = command_line(sys.argv if argv is None else [PROG, *argv], program=PROG)
     outputs.check_output_dir(training.output_dir, run_args.overwrite_output_dir)
     folder = Path(recipe.dataset)
     seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)

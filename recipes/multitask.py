@@ -36,7 +36,7 @@ from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 from hf_transfer.trainers.multitask import SAMPLING
 
-PROG = "recipes/multitask.py"
+PROG = "hf-transfer multitask"
 
 
 @dataclass
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for task in tasks:
             metrics.update(single_task(task, data, args, training, tokenizer, collator, run))
 
-    command = command_line(sys.argv if argv is None else [PROG, *argv], program=f"python {PROG}")  # tokens, local paths redacted
+    command = command_line(sys.argv if argv is None else [PROG, *argv], program=PROG)  # tokens, local paths redacted
 
     def save(staging: Path) -> None:
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)

@@ -1,12 +1,12 @@
 """Vision transfer MNIST -> USPS: pre-train a small ViT on the source, save it, fine-tune it on K target images per class.
 
-    python recipes/vision_transfer.py                      # the full grid (3 seeds, K = 10, 100, all)
-    python recipes/vision_transfer.py --quick              # 1 seed, K = 10, 100: a few minutes on 2 CPU cores
-    python recipes/vision_transfer.py --source_objective simclr   # SimCLR source pre-training (labels unused)
-    python recipes/vision_transfer.py --source_model google/vit-base-patch16-224-in21k   # any Hub ViT when online
+    hf-transfer vision_transfer                      # the full grid (3 seeds, K = 10, 100, all)
+    hf-transfer vision_transfer --quick              # 1 seed, K = 10, 100: a few minutes on 2 CPU cores
+    hf-transfer vision_transfer --source_objective simclr   # SimCLR source pre-training (labels unused)
+    hf-transfer vision_transfer --source_model google/vit-base-patch16-224-in21k   # any Hub ViT when online
 
 1. Source pre-training: ``hf-transfer train recipes/configs/vit_mnist_source.yaml`` (a ViT built
-   from a ``ViTConfig``; no pretrained ViT exists offline), run through ``hf_transfer.train.main``;
+   from a ``ViTConfig``; no pretrained ViT exists offline), run through ````hf-transfer train````;
    or, with ``--source_objective simclr``, ``hf-transfer pretrain`` (SimCLR two-view NT-Xent,
    ``recipes/configs/pretrain_image_simclr.yaml``) on the same ViT config, MNIST labels unused.
 2. The backbone is a plain Hugging Face ViT checkpoint (``ViTModel`` + image processor) in
@@ -14,7 +14,7 @@
    which ``--model`` accepts like any Hub id.
 3. Transfer grid: for every K (images per class, drawn by ``k_shot_indices`` with the seed) and seed,
    ``scratch`` (the same ViTConfig, random init) and each strategy (``full``, ``linear_probe``,
-   ``lora``, ``l2sp``) are trained with ``hf_transfer.train.main`` and scored on the USPS test split
+   ``lora``, ``l2sp``) are trained with ````hf-transfer train```` and scored on the USPS test split
    (given as the validation file; nothing is selected on it: no early stopping, no best checkpoint).
 4. ``WORK/results.jsonl`` (one line per run), ``WORK/summary.md`` (mean +- std accuracy table) and
    ``WORK/README.md`` (a card: how to load the source backbone, the table).
@@ -29,29 +29,32 @@ sub-folders (``from_pretrained(NAME, subfolder="source_backbone")``); the K-shot
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import statistics
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
 import yaml
 from transformers import TrainingArguments
 
-from hf_transfer import outputs, train
+from hf_transfer import outputs
 from hf_transfer.cards import command_line
-from hf_transfer.cli import run_script
+from hf_transfer.cli import job, run_script
+from hf_transfer.config import parse_config
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.model import TransferModel
 from hf_transfer.run import Run, fingerprint
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE_CONFIG = ROOT / "recipes" / "configs" / "vit_mnist_source.yaml"
-SIMCLR_CONFIG = ROOT / "recipes" / "configs" / "pretrain_image_simclr.yaml"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SOURCE_CONFIG = CONFIGS / "vit_mnist_source.yaml"
+SIMCLR_CONFIG = CONFIGS / "pretrain_image_simclr.yaml"
+SHARED = Path("..") / "shared" / "datasets"  # the suite's benchmark data, beside a clone of the repository
+PROG = "hf-transfer vision_transfer"
 ARMS = ("scratch", "full", "linear_probe", "lora", "l2sp")
 # Per-arm options, set by hand (not tuned on the target test split, which is only used for the report).
 ARM_OPTIONS = {
@@ -68,45 +71,37 @@ COMMON = [
 ]
 
 
-def _flag(text: str) -> bool:
-    """``--flag``, ``--flag true`` or ``--flag false``: the same spelling as the TrainingArguments-based recipes."""
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
+@dataclass
+class VisionTransferArguments:
+    source_dataset: str = field(default=str(SHARED / "mnist5k"), metadata={"help": "Source-domain folder (train/test parquet)."})
+    target_dataset: str = field(default=str(SHARED / "usps"), metadata={"help": "Target-domain folder (train/test parquet)."})
+    source_config: str = field(default=str(SOURCE_CONFIG), metadata={"help": "hf-transfer train config of the source pre-training."})
+    source_objective: str = field(default="supervised", metadata={"help": "How the source ViT is pre-trained.", "choices": ["supervised", "simclr"]})
+    simclr_epochs: float = field(default=10.0, metadata={"help": "Epochs of SimCLR source pre-training."})
+    source_model: str | None = field(default=None, metadata={"help": "Skip pre-training: transfer this Hub id or ViT folder instead."})
+    work_dir: str = field(default="outputs/vision_transfer", metadata={"help": "Output folder (built as WORK.incomplete)."})
+    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Methods to compare: {', '.join(ARMS)}."})
+    shots: list[str] = field(default_factory=lambda: ["10", "100", "all"], metadata={"help": "Target images per class ('all' = every one)."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Sampling and training seeds."})
+    epochs: float = field(default=8.0, metadata={"help": "Epochs over the K-shot set..."})
+    min_steps: int = field(default=150, metadata={"help": "...but at least this many optimizer steps..."})
+    max_steps: int = field(default=500, metadata={"help": "...and at most this many (batch 32)."})
+    source_epochs: float | None = field(default=None, metadata={"help": "Override num_train_epochs of the source config."})
+    quick: bool = field(default=False, metadata={"help": "1 seed, K = 10 and 100, fewer steps."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace a finished work_dir (only once the new run succeeds)."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished work_dir (card, results, source model sub-folders) to the Hub."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "USER/NAME of the repository (default: the work_dir's name)."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repository as private."})
+    hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source_dataset", default=str(ROOT.parent / "shared" / "datasets" / "mnist5k"))
-    parser.add_argument("--target_dataset", default=str(ROOT.parent / "shared" / "datasets" / "usps"))
-    parser.add_argument("--source_config", default=str(SOURCE_CONFIG), help="hf-transfer train config of the source pre-training.")
-    parser.add_argument("--source_objective", default="supervised", choices=["supervised", "simclr"])
-    parser.add_argument("--simclr_epochs", type=float, default=10.0, help="Epochs of SimCLR source pre-training.")
-    parser.add_argument("--source_model", default=None, help="Skip pre-training: transfer this Hub id or ViT folder instead.")
-    parser.add_argument("--work_dir", default="outputs/vision_transfer")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--shots", nargs="+", default=["10", "100", "all"], help="Target images per class ('all' = every one).")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=8.0, help="Epochs over the K-shot set...")
-    parser.add_argument("--min_steps", type=int, default=150, help="...but at least this many optimizer steps...")
-    parser.add_argument("--max_steps", type=int, default=500, help="...and at most this many (batch 32).")
-    parser.add_argument("--source_epochs", type=float, default=None, help="Override num_train_epochs of the source config.")
-    parser.add_argument("--quick", action="store_true", help="1 seed, K = 10 and 100, fewer steps.")
-    parser.add_argument("--overwrite_output_dir", type=_flag, nargs="?", const=True, default=False,
-                        help="Replace a finished work_dir (only once the new run succeeds).")
-    parser.add_argument("--push_to_hub", type=_flag, nargs="?", const=True, default=False,
-                        help="Upload the finished work_dir (card, results, source model sub-folders) to the Hub.")
-    parser.add_argument("--hub_model_id", default=None, help="USER/NAME of the repository (default: the work_dir's name).")
-    parser.add_argument("--hub_private_repo", type=_flag, nargs="?", const=True, default=None, help="Create the repository as private.")
-    parser.add_argument("--hub_revision", default=None, help="Branch to push to (created when missing).")
-
-    def error(message: str):
-        raise UserInputError(f"Invalid option: {message}.", "'python recipes/vision_transfer.py --help' lists every option.")
-
-    parser.error = error
-    args = parser.parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> VisionTransferArguments:
+    """``[CONFIG.yaml] [--key value ...]`` through the suite's one parser; ``--quick`` shrinks the grid."""
+    by_class, _ = parse_config(argv, [VisionTransferArguments], PROG, __doc__.splitlines()[0])
+    args = by_class[VisionTransferArguments]
+    unknown = sorted(set(args.arms) - set(ARMS))
+    if unknown:
+        raise UserInputError(f"Unknown arm(s) {unknown} in --arms.", f"choose from: {', '.join(ARMS)}.")
     if args.push_to_hub and args.source_model:
         raise UserInputError(
             "--push_to_hub publishes the source model this recipe pre-trains, but --source_model skips pre-training.",
@@ -118,28 +113,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def pretrain_source(args: argparse.Namespace, work: Path) -> Path:
+def pretrain_source(args: VisionTransferArguments, work: Path) -> Path:
     """Train the source classifier (once; reused when its folder exists) and export its backbone."""
     source_dir, backbone_dir = work / "source", work / "source_backbone"
     if not (source_dir / "model.safetensors").is_file():
         argv = [args.source_config, "--dataset", args.source_dataset, "--output_dir", str(source_dir), "--overwrite_output_dir", "true", "--disable_tqdm", "true"]
         if args.source_epochs:
             argv += ["--num_train_epochs", str(args.source_epochs)]
-        metrics = train.main(argv)
+        metrics = job("train")(argv)
         print(f"source pre-training: MNIST test accuracy {metrics.get('test_accuracy', float('nan')):.4f}", flush=True)
     if not (backbone_dir / "config.json").is_file():
         export_backbone(source_dir, backbone_dir)
     return backbone_dir
 
 
-def pretrain_simclr(args: argparse.Namespace, work: Path) -> Path:
+def pretrain_simclr(args: VisionTransferArguments, work: Path) -> Path:
     """SimCLR on the source images (labels unused) with the supervised recipe's ViT config; saves a plain ViT."""
-    from hf_transfer import pretrain
-
     folder = work / "source_simclr"
     if not (folder / "config.json").is_file():
         backbone_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
-        metrics = pretrain.main([
+        metrics = job("pretrain")([
             str(SIMCLR_CONFIG), "--backbone_config", backbone_config, "--pooling", "mean", "--dataset", args.source_dataset,
             "--num_train_epochs", str(args.simclr_epochs), "--output_dir", str(folder), "--overwrite_output_dir", "true",
             "--disable_tqdm", "true", "--probe_train_samples", "1000",
@@ -178,7 +171,7 @@ def run_arm(arm: str, backbone: str, scratch_config: str, train_file: Path, n_tr
         "--validation_file", os.path.join(args.target_dataset, "test.parquet"),
         "--output_dir", str(out), "--seed", str(seed), "--max_steps", str(steps), *COMMON, *ARM_OPTIONS[arm],
     ]
-    metrics = train.main(argv)
+    metrics = job("train")(argv)
     return {"accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"], "steps": steps, "train_seconds": metrics["train_runtime"]}
 
 
@@ -198,7 +191,7 @@ def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def card(rows: list[dict], args: argparse.Namespace, name: str, argv: list[str] | None) -> str:
+def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None) -> str:
     """README.md of the finished work_dir (and of its Hub repository with --push_to_hub)."""
     source = os.path.basename(os.path.normpath(args.source_dataset))
     target = os.path.basename(os.path.normpath(args.target_dataset))
@@ -226,11 +219,11 @@ def card(rows: list[dict], args: argparse.Namespace, name: str, argv: list[str] 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     outputs.check_output_dir(args.work_dir, args.overwrite_output_dir)
-    training = TrainingArguments(  # only where the folder goes and whether it is pushed: train.main runs the grid
+    training = TrainingArguments(  # only where the folder goes and whether it is pushed: the train job runs the grid
         output_dir=args.work_dir, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
         hub_private_repo=args.hub_private_repo, hub_revision=args.hub_revision, report_to="none",
     )
-    run = Run.start(training, fingerprint(vars(args)), keep_same_run=True)  # WORK.incomplete until the grid is done
+    run = Run.start(training, fingerprint(asdict(args)), keep_same_run=True)  # WORK.incomplete until the grid is done
     work = run.staging
     if args.source_model:
         backbone = args.source_model

@@ -21,8 +21,7 @@ from hf_transfer.student import make_student, parse_layers, spread_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_teacher_logits, add_transfer_set
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-import distill as distill_recipe  # noqa: E402
+from hf_transfer.recipes import distill as distill_recipe  # noqa: E402
 
 LABELS = {0: "sports", 1: "weather", 2: "food"}
 

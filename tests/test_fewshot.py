@@ -11,7 +11,7 @@ from hf_transfer.cli import main as cli_main
 from hf_transfer.experiments.encoder import SentenceEncoder
 from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
 from hf_transfer.experiments.methods import METHOD_NAMES, make_method, recommended
-from hf_transfer.experiments.runner import run_experiment
+from hf_transfer.recipes.fewshot import run_experiment
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 import hf_transfer
 from hf_transfer import hub
 from hf_transfer.cli import main as cli_main
-from hf_transfer.train import main as train_main
+from hf_transfer.recipes.train import main as train_main
 
 TOKEN = "hf_" + "FakeTokenForTests0123456789abcdefXYZ"
 SENTENCES = ["goal team today", "rain and snow", "pizza bread cheese", "the match was sunny"]

@@ -349,11 +349,7 @@ def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_t
 
     from test_meta_multiprocess import _six_class_data
 
-    path = Path(__file__).resolve().parents[1] / "recipes" / "meta_unseen_classes.py"
-    spec = importlib.util.spec_from_file_location("meta_unseen_classes", path)
-    recipe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = recipe  # its dataclasses look their module up
-    spec.loader.exec_module(recipe)
+    recipe = importlib.import_module("hf_transfer.recipes.meta_unseen_classes")
     data = _six_class_data(tmp_path / "data")
     out = tmp_path / "out"
     results = recipe.main([
@@ -386,9 +382,9 @@ def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_t
     assert f"| 3-way 2-shot | {100 * fomaml['2shot']['accuracy']:.1f} | {100 * fomaml['2shot']['ci95']:.1f} | 3 |" in card.text
     assert file_sha256(tiny_text_backbone / "model.safetensors") in card.text
     assert "`fomaml`" in card.text and "`inner_steps=1`" in card.text and "`n_way=3`" in card.text and "classes 0-2" in card.text
-    assert "python recipes/meta_unseen_classes.py --model tiny_bert" in card.text and "--methods fomaml protonet finetune" in card.text
+    assert "hf-transfer meta_unseen_classes --model tiny_bert" in card.text and "--methods fomaml protonet finetune" in card.text
     assert str(tmp_path) not in card.content and str(tiny_text_backbone) not in card.content and 'subfolder="fomaml"' in card.text
     assert not (out / "finetune").exists() or not (out / "finetune" / "README.md").exists()  # no model, no card
     summary = (out / "README.md").read_text()
     assert "| fomaml |" in summary and file_sha256(tiny_text_backbone / "model.safetensors") in summary
-    assert "python recipes/meta_unseen_classes.py --model tiny_bert" in summary and str(tmp_path) not in summary
+    assert "hf-transfer meta_unseen_classes --model tiny_bert" in summary and str(tmp_path) not in summary

@@ -35,7 +35,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_transfer.train import main as train_main
+from hf_transfer.recipes.train import main as train_main
 
 TIMEOUT = 300
 COMPLETE = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "recipe_config.yaml",

@@ -22,8 +22,7 @@ from hf_transfer.multitask import MultiTaskModel
 from hf_transfer.trainers import MultiTaskTrainer
 from hf_transfer.trainers.multitask import TaskBatchSampler, task_probabilities
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-import multitask as multitask_recipe  # noqa: E402
+from hf_transfer.recipes import multitask as multitask_recipe  # noqa: E402
 
 TASKS = {"topic": ["sports", "weather", "food"], "binary": ["no", "yes"]}
 
@@ -164,7 +163,7 @@ def test_multitask_recipe_compares_with_single_task(tiny_text_backbone, two_task
     assert len(card.data.eval_results) == len(results) == 2 * 2 * 5
     text = card.content
     assert backbones.file_sha256(Path(tiny_text_backbone) / "model.safetensors") in text
-    assert "python recipes/multitask.py --tasks topic=topic binary=binary" in text and "--output_dir mtl" in text
+    assert "hf-transfer multitask --tasks topic=topic binary=binary" in text and "--output_dir mtl" in text
     assert "| 0 | `topic` | topic | sports, weather, food |" in text and table.strip() in text
     assert 'MultiTaskModel.from_pretrained("mtl")' in text
     assert str(tmp_path) not in text and "hf_" + "x" * 4 not in text

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_transfer import outputs
-from hf_transfer.train import main as train_main
+from hf_transfer.recipes.train import main as train_main
 
 STEPS, SAVE_EVERY = 60, 5
 START_TIMEOUT = 240

@@ -36,7 +36,7 @@ def _pretrain_argv(model, data, output_dir, *extra):
 
 
 def test_pretrain_pushes_the_published_encoder_once_and_stops_on_nan(tmp_path, tiny_text_backbone, toy_text_data, fake_hub):  # noqa: F811
-    from hf_transfer.pretrain import main as pretrain_main
+    from hf_transfer.recipes.pretrain import main as pretrain_main
 
     out = tmp_path / "simcse"
     pretrain_main(_pretrain_argv(tiny_text_backbone, toy_text_data, out, "--save_steps", "2", "--push_to_hub", "true",
@@ -61,11 +61,7 @@ def test_pretrain_pushes_the_published_encoder_once_and_stops_on_nan(tmp_path, t
 
 
 def _meta_recipe():
-    spec = importlib.util.spec_from_file_location("meta_unseen_classes", RECIPES / "meta_unseen_classes.py")
-    recipe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = recipe  # its dataclasses look their module up
-    spec.loader.exec_module(recipe)
-    return recipe
+    return importlib.import_module("hf_transfer.recipes.meta_unseen_classes")
 
 
 class Killed(Exception):
@@ -134,7 +130,7 @@ def test_meta_recipe_resumes_a_killed_run_from_the_checkpoint_and_pushes(tmp_pat
 @pytest.mark.parametrize("recipe", ["pretrain", "meta"])
 def test_recipe_help_prints_every_option(recipe, capsys):
     """--help goes through the shared parser; a '%' in a help text ('100% of the area') used to crash it."""
-    from hf_transfer.pretrain import parse_pretrain_args
+    from hf_transfer.recipes.pretrain import parse_pretrain_args
 
     parse = parse_pretrain_args if recipe == "pretrain" else _meta_recipe().parse
     with pytest.raises(SystemExit) as exit_info:

@@ -183,8 +183,8 @@ def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tin
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    from hf_transfer.pretrain import main as pretrain_main
-    from hf_transfer.train import main as train_main
+    from hf_transfer.recipes.pretrain import main as pretrain_main
+    from hf_transfer.recipes.train import main as train_main
 
     common = ["--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--max_steps", "3", "--learning_rate", "5e-3",
               "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
@@ -223,7 +223,7 @@ def test_pretrain_recipe_saves_an_hf_encoder_that_train_fine_tunes(tmp_path, tin
 def test_image_pretrain_from_scratch_card_names_no_base_weights_and_the_image_augmentations(tmp_path, toy_image_data):
     from huggingface_hub import ModelCard
 
-    from hf_transfer.pretrain import main as pretrain_main
+    from hf_transfer.recipes.pretrain import main as pretrain_main
 
     vit = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 2, ' \
           '"num_attention_heads": 4, "intermediate_size": 64}'
@@ -240,7 +240,7 @@ def test_image_pretrain_from_scratch_card_names_no_base_weights_and_the_image_au
 
 
 def test_pretrain_recipe_rejects_bad_config(tmp_path):
-    from hf_transfer.pretrain import parse_pretrain_args
+    from hf_transfer.recipes.pretrain import parse_pretrain_args
 
     config = tmp_path / "bad.yaml"
     config.write_text("objective: simclr\ntemprature: 0.1\noutput_dir: x\n")

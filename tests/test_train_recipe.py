@@ -22,7 +22,7 @@ import hf_transfer
 from hf_transfer import backbones
 from hf_transfer.cli import main as cli_main
 from hf_transfer.config import parse_recipe_args
-from hf_transfer.train import main as train_main
+from hf_transfer.recipes.train import main as train_main
 
 COMMON = ["--max_steps", "10", "--per_device_train_batch_size", "8", "--report_to", "none", "--save_strategy", "no",
           "--disable_tqdm", "true", "--seed", "0"]
@@ -241,7 +241,8 @@ def test_bundled_default_backbone_on_sms_spam(tmp_path):
 
 
 def test_saved_config_has_no_token_and_no_absolute_path(tmp_path, monkeypatch):
-    from hf_transfer.train import resolved_config
+    from hf_transfer.config import resolved_values
+    from hf_transfer.run import publishable_config
 
     token = "hf_" + "SavedConfigMustNotHoldThis0123456"
     data = tmp_path / "data" / "train.jsonl"
@@ -249,7 +250,7 @@ def test_saved_config_has_no_token_and_no_absolute_path(tmp_path, monkeypatch):
     data.write_text('{"text": "a", "label": 0}\n')
     monkeypatch.chdir(tmp_path)
     config = parse_recipe_args(["--train_file", str(data), "--hub_token", token, "--output_dir", str(tmp_path / "runs" / "a")])
-    saved = yaml.safe_dump(resolved_config(config, config.training.output_dir))
+    saved = yaml.safe_dump(publishable_config(resolved_values(config), config.training.output_dir))
     assert token not in saved and "hub_token" not in saved
     assert str(tmp_path) not in saved
     values = yaml.safe_load(saved)

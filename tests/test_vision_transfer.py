@@ -20,11 +20,7 @@ TINY_VIT = '{"model_type": "vit", "image_size": 16, "patch_size": 4, "num_channe
 
 
 def load_recipe():
-    spec = importlib.util.spec_from_file_location("vision_transfer", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("hf_transfer.recipes.vision_transfer")
 
 
 def test_vision_transfer_grid_end_to_end(toy_image_data, tmp_path):
@@ -102,13 +98,15 @@ def test_vision_transfer_resumes_a_killed_grid_and_pushes_the_finished_folder(to
         return original_run_arm(arm, *args)
 
     monkeypatch.setattr(recipe, "run_arm", spying_run_arm)
-    original_train_main = recipe.train.main
+    original_job = recipe.job
 
-    def no_source_training(train_argv):
-        assert Path(train_argv[train_argv.index("--output_dir") + 1]).name != "source", "the source model was trained again"
-        return original_train_main(train_argv)
+    def no_source_training(name):
+        def train_main(train_argv):
+            assert Path(train_argv[train_argv.index("--output_dir") + 1]).name != "source", "the source model was trained again"
+            return original_job(name)(train_argv)
+        return train_main
 
-    monkeypatch.setattr(recipe.train, "main", no_source_training)
+    monkeypatch.setattr(recipe, "job", no_source_training)
     capsys.readouterr()
     rows = recipe.main([*argv, "--push_to_hub", "true", "--hub_model_id", "me/vit-transfer"])  # push keys: still the same run
     assert "linear_probe K=2 seed 0 was finished by the interrupted run" in capsys.readouterr().err

@@ -7,18 +7,36 @@ Bad input ends with a one-line ``error: ...`` naming the problem and the fix and
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, closest
 
+RECIPES = "hf_transfer.recipes"
+# Every job is a recipe (``recipes/NAME.py``, installed as ``hf_transfer.recipes.NAME``); utility commands live in this package.
 COMMANDS = {
-    "train": ("hf_transfer.train", "Fine-tune a backbone on labelled data: hf-transfer train CONFIG.yaml [--key value ...]"),
-    "fewshot": ("hf_transfer.experiments.runner", "Compare few-shot strategies over K and seeds (no arguments: the main job)"),
-    "pretrain": ("hf_transfer.pretrain", "Contrastive (SimCLR/SupCon) pre-training + linear probe before/after: hf-transfer pretrain CONFIG.yaml"),
-    "push": ("hf_transfer.hub", "Upload a finished output folder to the Hub: hf-transfer push OUTPUT_DIR --repo_id NAME"),
+    "train": (f"{RECIPES}.train", "Fine-tune a backbone on labelled data: hf-transfer train CONFIG.yaml [--key value ...]"),
+    "fewshot": (f"{RECIPES}.fewshot", "Compare few-shot methods over K and seeds (no arguments: the main job)"),
+    "pretrain": (f"{RECIPES}.pretrain", "Contrastive (SimCLR/SupCon) pre-training + linear probe before/after: hf-transfer pretrain CONFIG.yaml"),
+    "distill": (f"{RECIPES}.distill", "Distil a fine-tuned teacher into a smaller student: hf-transfer distill CONFIG.yaml"),
+    "domain_adapt": (f"{RECIPES}.domain_adapt", "Unsupervised domain adaptation (DANN) with unlabelled target data: hf-transfer domain_adapt CONFIG.yaml"),
+    "multitask": (f"{RECIPES}.multitask", "One shared backbone, one head per task: hf-transfer multitask CONFIG.yaml"),
+    "meta_unseen_classes": (f"{RECIPES}.meta_unseen_classes", "Meta-learning (MAML, Reptile, ProtoNet, ...) on classes never seen in training"),
+    "vision_transfer": (f"{RECIPES}.vision_transfer", "Pre-train a ViT on a source domain, fine-tune it on K target images per class"),
+    "push": ("hf_transfer.cli.push", "Upload a finished output folder to the Hub: hf-transfer push OUTPUT_DIR --repo_id NAME"),
 }
+
+
+def job(name: str) -> Callable[[list[str] | None], Any]:
+    """The ``main(argv)`` of the job or command ``name`` (imported on demand: ``import hf_transfer`` never imports a recipe).
+
+    Recipes that run other jobs (``vision_transfer`` trains with ``train``) call them through here, never by importing
+    another recipe."""
+    if name not in COMMANDS:
+        raise UserInputError(f"Unknown command '{name}'.{closest(name, COMMANDS)}", f"choose from: {', '.join(COMMANDS)}.")
+    return importlib.import_module(COMMANDS[name][0]).main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}'; choose from: {', '.join(COMMANDS)}")
-    job = lambda job_argv: __import__(COMMANDS[command][0], fromlist=["main"]).main(job_argv)  # noqa: E731 (imported after any relaunch)
-    return run_main(job, rest, debug, relaunch_arguments=argv)
+    return run_main(lambda job_argv: job(command)(job_argv), rest, debug, relaunch_arguments=argv)  # imported after any relaunch
 
 
 def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: bool = False,
@@ -85,7 +102,7 @@ def end_distributed() -> None:
 
 
 def run_script(main_fn: Callable[[list[str]], object], script: str) -> int:
-    """``if __name__ == "__main__": sys.exit(run_script(main, __file__))`` for the scripts in ``recipes/``."""
+    """``if __name__ == "__main__": sys.exit(run_script(main, __file__))``: how a recipe runs as ``python recipes/NAME.py``."""
     argv = sys.argv[1:]
     debug = "--debug" in argv
     return run_main(main_fn, [a for a in argv if a != "--debug"], debug, script=script)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from hf_transfer.cli import run_script
 from hf_transfer.data.loading import BUNDLED_DIR
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.errors import UserInputError
@@ -234,3 +236,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     print((results.parent / "summary.md").read_text())
     return results
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main, __file__))

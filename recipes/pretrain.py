@@ -21,19 +21,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 import yaml
 from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
-from hf_transfer.config import ModelArguments, RunArguments, parse_config
+from hf_transfer.cli import run_script
+from hf_transfer.config import ModelArguments, RunArguments, argument_classes, parse_config, resolved_values
 from hf_transfer.data import load_splits
 from hf_transfer.data.augment import (
-    ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator, image_to_tensor, normalize,
+    ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator, image_to_tensor,
 )
 from hf_transfer.data.loading import DataArguments
-from hf_transfer.run import Run, fingerprint
+from hf_transfer.models.build import backbone_config_of, build_model
+from hf_transfer.probe import linear_probe
+from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.strategies import STRATEGIES, get_strategy
 
 OBJECTIVES = {"simclr": "nt_xent", "supcon": "supcon"}
@@ -68,7 +69,7 @@ class PretrainArguments:
 
 @dataclass
 class PretrainConfig:
-    """Parsed configuration; attribute names match ``RecipeConfig`` so ``train.build_model`` accepts it."""
+    """Parsed configuration; attribute names match ``RecipeConfig`` (``resolved_values`` records it the same way)."""
 
     model: ModelArguments
     data: DataArguments
@@ -79,14 +80,9 @@ class PretrainConfig:
     source: dict[str, Any]
 
 
-def _argument_classes() -> list[type]:
-    strategy_args = dict.fromkeys(args for _, args in STRATEGIES.values())
-    return [ModelArguments, DataArguments, PretrainArguments, RunArguments, *strategy_args, TrainingArguments]
-
-
 def parse_pretrain_args(argv: list[str] | None = None) -> PretrainConfig:
     """``[CONFIG.yaml] [--key value ...]`` -> a checked PretrainConfig (the command line wins over the file)."""
-    by_class, source = parse_config(argv, _argument_classes(), "hf-transfer pretrain",
+    by_class, source = parse_config(argv, argument_classes(PretrainArguments), "hf-transfer pretrain",
                                     "Contrastive pre-training with a linear probe before and after.",
                                     "recipes/configs/pretrain_text_simclr.yaml")
     model_args = by_class[ModelArguments]
@@ -135,47 +131,6 @@ def _stats(values, channels: int) -> list[float]:
     return values[:channels] if len(values) >= channels else values * channels
 
 
-@torch.no_grad()
-def embed_split(encoder, dataset, collator, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised pooled embeddings (before any projection) of a prepared split, and its labels."""
-    from hf_transfer.trainers.contrastive import ContrastiveEncoder
-
-    assert isinstance(encoder, ContrastiveEncoder)
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    chunks, labels = [], []
-    for start in range(0, len(dataset), batch_size):
-        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        if isinstance(collator, TwoViewTextCollator):
-            features = dict(collator.tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt"))
-        else:
-            pixels = torch.stack([torch.as_tensor(r["pixels"]) for r in rows])
-            features = {"pixel_values": normalize(pixels, collator.mean, collator.std)}
-        features = {k: v.to(device) for k, v in features.items() if k in ("input_ids", "attention_mask", "pixel_values")}
-        chunks.append(encoder.encode(**features).float().cpu())
-        labels += [int(r["labels"]) for r in rows]
-    encoder.train(was_training)
-    return F.normalize(torch.cat(chunks), dim=-1), torch.tensor(labels)
-
-
-def linear_probe(encoder, train, test, collator, num_classes: int, C: float) -> float:
-    """Test accuracy of a logistic regression fitted on frozen ``train`` embeddings.
-
-    Features are standardised with the train split's mean and std (the usual linear-evaluation
-    protocol): without it, encoders whose embeddings are nearly parallel (e.g. random-init ViTs)
-    score low only because the L2 penalty keeps the weights too small to separate them.
-    """
-    from hf_transfer.experiments.heads import LogisticRegressionHead
-
-    train_x, train_y = embed_split(encoder, train, collator)
-    test_x, test_y = embed_split(encoder, test, collator)
-    mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp(min=1e-6)
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    head = LogisticRegressionHead(C).fit(train_x, train_y, num_classes)
-    return (head.predict(test_x) == test_y).float().mean().item()
-
-
 def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, staging: Path, final_dir: str,
                  command: str | None = None) -> None:
     """The backbone as a plain HF checkpoint (adapters merged), its processor, the head, config, metrics, card."""
@@ -188,9 +143,8 @@ def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, stag
     processor.save_pretrained(staging)
     if encoder.projection is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()}, str(staging / PROJECTION_FILE))
-    from hf_transfer.train import resolved_config  # published with --push_to_hub: no local absolute paths, no tokens
-
-    values = {**asdict(config.pretrain), **resolved_config(config, final_dir)}
+    # published with --push_to_hub: no local absolute paths, no tokens
+    values = {**asdict(config.pretrain), **publishable_config(resolved_values(config), final_dir)}
     outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(values, sort_keys=True))
     outputs.write_json(staging / METRICS_FILE, metrics)
     encoder_card_of(model.config, config, metrics, Path(final_dir).name, command).save(staging / "README.md")
@@ -234,7 +188,6 @@ def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: s
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     from hf_transfer.objectives.contrastive import contrastive_loss
-    from hf_transfer.train import _scratch_backbone_config, build_model
     from hf_transfer.trainers.contrastive import ContrastiveEncoder, ContrastiveTrainer, ProjectionHead
 
     from hf_transfer.cards import command_line
@@ -246,12 +199,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
 
-    scratch = bool(config.model.backbone_config)
-    backbone_config = (_scratch_backbone_config(config) if scratch
-                       else backbones.load_backbone_config(config.model.model, config.model.trust_remote_code))
+    backbone_config, scratch = backbone_config_of(config.model)
     modality = backbones.modality_of(backbone_config)
     splits, id2label = load_splits(config.data, modality, seed=training.seed)
-    model, processor = build_model(config, id2label, backbone_config if scratch else None)
+    model, processor = build_model(config.model, id2label, backbone_config if scratch else None)
     with training.main_process_first(desc="preprocessing"):
         prepared, collator = prepare_data(config, splits, processor, modality, backbone_config)
     probe_train = prepared["train"]
@@ -283,3 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     run.finish(trainer, save)
     return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main, __file__))

@@ -1,0 +1,59 @@
+"""Build a recipe's classifier and its processor from ``ModelArguments``: a pretrained backbone, or one from a config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from transformers import AutoConfig, PretrainedConfig, ViTImageProcessorPil
+
+from hf_transfer import backbones
+from hf_transfer.errors import UserInputError
+from hf_transfer.model import TransferModel
+
+
+def scratch_backbone_config(text: str) -> PretrainedConfig:
+    """The checked backbone config named by ``backbone_config`` (a YAML/JSON file or string with ``model_type``)."""
+    example = 'give a mapping with model_type, e.g. {"model_type": "vit", "image_size": 28, "patch_size": 4}.'
+    try:
+        values = yaml.safe_load(Path(text).read_text(encoding="utf-8") if os.path.isfile(text) else text)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserInputError(f"backbone_config is neither a readable file nor valid JSON/YAML: {str(error).splitlines()[0]}.", example) from error
+    if not isinstance(values, dict) or "model_type" not in values:
+        raise UserInputError(f"backbone_config must be a mapping with a 'model_type' key, got {str(values)[:80]!r}.", example)
+    try:
+        backbone_config = AutoConfig.for_model(**values)
+    except (TypeError, ValueError, KeyError) as error:
+        raise UserInputError(f"backbone_config is not a valid model config: {str(error).splitlines()[0][:200]}.", example) from error
+    backbones.validate_backbone_config(backbone_config, "backbone_config")
+    return backbone_config
+
+
+def backbone_config_of(args) -> tuple[PretrainedConfig, bool]:
+    """(the backbone's config, whether it is built from scratch) for ``ModelArguments`` ``args``."""
+    if args.backbone_config:
+        return scratch_backbone_config(args.backbone_config), True
+    return backbones.load_backbone_config(args.model, args.trust_remote_code), False
+
+
+def build_model(args, id2label: dict[int, str], backbone_config: PretrainedConfig | None = None):
+    """The ``TransferModel`` for ``ModelArguments`` ``args`` and its tokenizer/image processor.
+
+    ``backbone_config`` given: a randomly initialised backbone of that config (images get a plain
+    resize + [-1, 1] processor); otherwise the pretrained ``args.model``."""
+    if backbone_config is None:
+        model = TransferModel.from_backbone(
+            args.model, id2label, args.pooling, args.classifier_dropout, args.trust_remote_code, args.allow_pickle_weights
+        )
+        processor = backbones.load_processor(args.model, model.config.modality, args.trust_remote_code)
+        return model, processor
+    model = TransferModel.from_backbone_config(backbone_config, id2label, args.pooling, args.classifier_dropout)
+    if model.config.modality == "image":
+        side = backbone_config.image_size
+        processor = ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        if getattr(backbone_config, "num_channels", 3) == 1:
+            processor.image_mean, processor.image_std = [0.5], [0.5]
+    else:
+        processor = backbones.load_processor(args.model, "text", args.trust_remote_code)
+    return model, processor
