@@ -35,7 +35,6 @@ class ModelArguments:
             '\'{"model_type": "vit", "image_size": 28, "patch_size": 4}\'), instead of loading pretrained weights.'
         },
     )
-    image_size: int | None = field(default=None, metadata={"help": "Image side for from-scratch vision backbones."})
     pooling: str = field(default="mean", metadata={"help": "How token states become one vector.", "choices": ["mean", "cls"]})
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the classification head."})
     trust_remote_code: bool = field(
