@@ -1,0 +1,181 @@
+"""The arms of ``train_throughput.py``, built from the train recipe's own blocks, and the FLOP formula.
+
+Each arm is a function ``probe -> metrics`` that trains once with the probe attached. Every import of
+the library (``hf_transfer``) that the throughput benchmark needs is in this file.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import timeit
+from pathlib import Path
+from unittest import mock
+
+import common
+
+RECIPE = common.REPO / "recipes" / "configs" / "text_full.yaml"
+
+
+def flop_counter(model):
+    """``flops(batch, padded_len, tokens, attention=True)`` of one training step (formula: train_throughput's docstring)."""
+    from torch import nn
+
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    non_embedding = sum(p.numel() for p in model.parameters() if id(p) not in embedding_ids)
+    config = model.backbone.config
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+
+    def flops(batch: int, padded_len: int, tokens: int, attention: bool = True) -> float:
+        total = 6.0 * non_embedding * tokens
+        if attention:
+            total += 12.0 * layers * hidden * batch * padded_len**2
+        return total
+
+    flops.non_embedding = non_embedding
+    flops.embedding = sum(p.numel() for p in model.parameters() if id(p) in embedding_ids)
+    return flops
+
+
+def device_options(args) -> list[str]:
+    """Recipe options for ``--device cuda`` / ``--bf16``; none for the default (fp32 on CPU, as always)."""
+    options = ["--use_cpu", "false"] if args.device == "cuda" else []
+    return options + (["--bf16", "true"] if args.bf16 else [])
+
+
+def recipe_argv(args, data: Path, output_dir: str, steps: int, extra: list[str] | None = None) -> list[str]:
+    """The recipe config plus the benchmark's overrides (the same for both arms of a comparison)."""
+    return [
+        str(RECIPE),
+        "--dataset", str(data),
+        "--output_dir", output_dir,
+        "--max_steps", str(steps),
+        "--per_device_train_batch_size", str(args.batch_size),
+        "--eval_strategy", "no",  # training throughput only (main still evaluates once, after train())
+        "--max_eval_samples", "16",
+        "--disable_tqdm", "true",
+        "--report_to", "none",
+        *device_options(args),
+        *(extra or []),
+    ]
+
+
+def run_ours(argv: list[str], probe):
+    """The recipe itself, ``hf_transfer.train.main``; the TransferTrainer it builds gets the probe attached."""
+    import hf_transfer.train as recipe
+
+    real_cls = recipe.TransferTrainer
+
+    def instrumented(*a, **kw):  # a genuine TransferTrainer, only with the probe attached
+        kw["data_collator"] = probe.wrap(kw["data_collator"])
+        trainer = real_cls(*a, **kw)
+        trainer.add_callback(probe)
+        probe.trainer = trainer
+        return trainer
+
+    with mock.patch.object(recipe, "TransferTrainer", instrumented):
+        return recipe.main(argv)
+
+
+def build_blocks(argv: list[str]):
+    """The recipe's building blocks, called in ``hf_transfer.train.main``'s order (so the same RNG draws)."""
+    from transformers import set_seed
+
+    from hf_transfer import backbones
+    from hf_transfer.config import parse_recipe_args
+    from hf_transfer.data import load_splits, prepare_splits
+    from hf_transfer.strategies import get_strategy
+    from hf_transfer.train import build_model
+
+    config = parse_recipe_args(argv)
+    set_seed(config.training.seed)
+    backbones.load_backbone_config(config.model.model)
+    splits, id2label = load_splits(config.data, "text", seed=config.training.seed)
+    strategy = get_strategy(config.model.strategy, config.strategy_args)
+    model, tokenizer = build_model(config, id2label)
+    model = strategy.prepare(model)
+    prepared, collator = prepare_splits(splits, tokenizer, "text", config.data)
+    return config, strategy, model, tokenizer, prepared, collator
+
+
+def transfer_trainer_class():
+    """The recipe's Trainer subclass (the padding comparison's arms train with it)."""
+    from hf_transfer.trainers import TransferTrainer
+
+    return TransferTrainer
+
+
+def run_trainer(argv: list[str], probe, trainer_cls, collator_override=None):
+    """Build from the recipe's blocks and train with ``trainer_cls`` (plain Trainer or TransferTrainer)."""
+    from hf_transfer.metrics import compute_metrics
+
+    config, strategy, model, tokenizer, prepared, collator = build_blocks(argv)
+    if collator_override is not None:
+        collator = collator_override(tokenizer)
+    extra = {"strategy": strategy} if issubclass(trainer_cls, transfer_trainer_class()) else {}
+    trainer = trainer_cls(
+        model=model,
+        args=config.training,
+        train_dataset=prepared["train"],
+        eval_dataset=prepared["validation"],
+        processing_class=tokenizer,
+        data_collator=probe.wrap(collator),
+        compute_metrics=compute_metrics,
+        callbacks=[probe],
+        **extra,
+    )
+    probe.trainer = trainer
+    return trainer.train().metrics
+
+
+def padding_argv(args, data: Path, output_dir: str, steps: int, dynamic: bool) -> list[str]:
+    # train_file + validation_file (sst2's test file) rather than dataset: nothing is carved out of train,
+    # so train is exactly 4 length-grouped mega-batches of padding_steps batches each.
+    argv = recipe_argv(args, data, output_dir, steps, [
+        "--train_file", str(data / "train.jsonl"),
+        "--validation_file", str(data / "test.jsonl"),
+        "--max_length", str(args.fixed_length),
+        "--train_sampling_strategy", "group_by_length" if dynamic else "random",
+        "--max_train_samples", str(4 * args.batch_size * args.padding_steps),
+    ])
+    index = argv.index("--dataset")
+    return argv[:index] + argv[index + 2:]
+
+
+def fixed_collator(args):
+    from transformers import DataCollatorWithPadding
+
+    return lambda tokenizer: DataCollatorWithPadding(tokenizer, padding="max_length", max_length=args.fixed_length)
+
+
+def epoch_padding_lengths(args, data: Path, workdir: str) -> dict:
+    """Mean padded length per example over one whole epoch of the full train split, for both padding schemes."""
+    from transformers import Trainer
+
+    argv = recipe_argv(args, data, os.path.join(workdir, "epoch"), 1,
+                       ["--max_length", str(args.fixed_length), "--train_sampling_strategy", "group_by_length"])
+    config, _, model, tokenizer, prepared, collator = build_blocks(argv)
+    trainer = Trainer(model=model, args=config.training, train_dataset=prepared["train"],
+                      processing_class=tokenizer, data_collator=collator)
+    padded = real = samples = 0
+    for batch in trainer.get_train_dataloader():
+        padded += batch["input_ids"].numel()
+        real += int(batch["attention_mask"].sum())
+        samples += batch["input_ids"].shape[0]
+    return {"dynamic": padded / samples, "real": real / samples, "fixed": float(args.fixed_length), "examples": samples}
+
+
+def transfer_trainer_overhead(trainer, number: int = 200) -> float:
+    """Seconds per training step of what TransferTrainer.compute_loss adds around Trainer.compute_loss."""
+    model = trainer.model
+    model.train()
+
+    def extra():  # TransferTrainer.compute_loss minus its super() call (return_outputs=True only keeps a reference)
+        loss, outputs = (None, None)
+        if model.training:
+            penalty = trainer.strategy.penalty(trainer._transfer_model())
+            if penalty is not None:
+                loss = loss + penalty
+        return loss, outputs
+
+    return statistics.median(timeit.repeat(extra, number=number, repeat=5)) / number
