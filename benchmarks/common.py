@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,13 +162,16 @@ def alternate(items: Sequence[T], index: int) -> list[T]:
 
 def interleaved(arms: dict[str, Callable[[], T]], repeats: int, warmup: int = 1,
                 sync: Callable[[], None] | None = None) -> Iterator[dict[str, tuple[float, T]]]:
-    """Run every arm once per round: ``warmup`` untimed rounds, then ``repeats`` timed rounds whose order
-    alternates (:func:`alternate`); yields ``{arm: (seconds, result)}`` after each timed round."""
-    for _ in range(warmup):
-        for arm in arms.values():
-            arm()
-    for repeat in range(repeats):
-        yield {name: timed(arms[name], sync) for name in alternate(list(arms), repeat)}
+    """Run every arm once per round, ``warmup`` untimed rounds first, then ``repeats`` timed ones; the order
+    alternates from round to round (:func:`alternate`, warm-up rounds counted). Yields ``{arm: (seconds,
+    result)}`` after each timed round."""
+    for index in range(warmup + repeats):
+        order = alternate(list(arms), index)
+        if index < warmup:
+            for name in order:
+                arms[name]()
+        else:
+            yield {name: timed(arms[name], sync) for name in order}
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -183,3 +186,19 @@ def result_line(tag: str | None = None, /, **fields: object) -> str:
 def print_result(tag: str | None = None, /, **fields: object) -> None:
     """Print :func:`result_line` and flush."""
     print(result_line(tag, **fields), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ devices
+
+
+def to_device(value: Any, device: str) -> Any:
+    """``value`` with every tensor in it (nested mappings, lists, tuples) moved to ``device``; mappings become dicts."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value

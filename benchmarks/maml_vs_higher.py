@@ -18,7 +18,8 @@ none); ``--whole_embedding_table`` makes ours adapt the dense table as higher do
 its linear layers on real tokens only (``hf_transfer.padding.skip_padding``, ``MetaTrainer``'s
 default: the same outputs, no compute on padding); ``--padded`` turns that off. A third arm,
 ``higher_padding_free``, wraps higher's calls in the same ``skip_padding`` by hand, so the table shows
-what each part buys.
+what each part buys. ``--device cuda`` runs every arm on the GPU (then peak memory is torch.cuda's
+allocated peak of the step instead of RSS).
 The last line is the main (second-order) result, ours against higher as documented:
 
     python benchmarks/maml_vs_higher.py --quick
@@ -34,51 +35,46 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import common
+import torch
+from torch.func import functional_call
+from torch.nn import functional as F
 
-import torch  # noqa: E402
-from torch.func import functional_call  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+from hf_transfer import testing
+from hf_transfer.backbones import load_processor
+from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+from hf_transfer.model import TransferModel
+from hf_transfer.objectives.meta import maml_loss, use_double_differentiable_attention, used_embedding_rows
+from hf_transfer.padding import skip_padding
+from hf_transfer.strategies import get_strategy
+from hf_transfer.strategies.lora import LoraArguments
 
 VARIANTS = ("second_order", "first_order", "lora")
 
 
 def build(args, variant: str):
-    """Model (eval mode: no dropout), its meta-parameters and one tokenised episode."""
-    from hf_transfer.backbones import load_processor
-    from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
-    from hf_transfer.data.loading import bundled_dataset
-    from hf_transfer.model import TransferModel
-    from hf_transfer.objectives.meta import use_double_differentiable_attention
-
+    """Model (eval mode: no dropout) on ``args.device``, its meta-parameters and one tokenised episode."""
     torch.manual_seed(0)
     model = TransferModel.from_backbone(args.model, {i: str(i) for i in range(args.n_way)}, classifier_dropout=0.0)
     if variant == "lora":
-        from hf_transfer.strategies import get_strategy
-        from hf_transfer.strategies.lora import LoraArguments
-
         model = get_strategy("lora", LoraArguments(lora_r=8, lora_dropout=0.0)).prepare(model)
         with torch.no_grad():  # LoRA's B starts at zero; give it values so the second-order terms are not trivially zero
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.02)
     use_double_differentiable_attention(model)
-    model.eval()
+    model.eval().to(args.device)
     tokenizer = load_processor(args.model, "text")
-    rows = [json.loads(line) for line in (bundled_dataset("banking77_10") / "train.jsonl").read_text().splitlines()]
+    rows = common.read_jsonl(common.bundled_dataset("banking77_10") / "train.jsonl")
     examples = tokenized_examples([r["text"] for r in rows], tokenizer, args.max_length)
     dataset = EpisodeDataset(examples, [r["label"] for r in rows], args.n_way, args.k_shot, args.n_query, 1, seed=0)
-    episode = EpisodeCollator(tokenizer)([dataset[0]])
+    episode = common.to_device(EpisodeCollator(tokenizer)([dataset[0]]), args.device)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     return model, params, episode
 
 
 def step_ours(model, params, episode, args, variant: str) -> list[torch.Tensor]:
-    from hf_transfer.objectives.meta import maml_loss, used_embedding_rows
-    from hf_transfer.padding import skip_padding
-
     def logits_of(fast, inputs):
         with skip_padding(None if args.padded else inputs["attention_mask"]):
             return functional_call(model, fast, args=(), kwargs=inputs).logits
@@ -96,8 +92,6 @@ def step_ours(model, params, episode, args, variant: str) -> list[torch.Tensor]:
 def step_higher(model, params, episode, args, variant: str, padding_free: bool = False) -> list[torch.Tensor]:
     """higher's documented use; ``padding_free``: also run under our ``skip_padding`` by hand, to show what it alone buys."""
     import higher
-
-    from hf_transfer.padding import skip_padding
 
     inner = torch.optim.SGD(list(params.values()), lr=args.inner_lr)
     model.zero_grad(set_to_none=True)
@@ -131,8 +125,15 @@ def rss_bytes(field: str) -> int:
 
 
 def measure_memory(args) -> None:
-    """Subprocess body: extra peak RSS of one meta-step of one arm."""
+    """Subprocess body: extra peak memory of one meta-step of one arm (RSS on CPU, allocated memory on CUDA)."""
     model, params, episode = build(args, args.variant)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        ARMS[args.arm](model, params, episode, args, args.variant)
+        torch.cuda.synchronize()
+        return print(json.dumps({"peak_extra_bytes": torch.cuda.max_memory_allocated() - before}))
     before = rss_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset VmHWM (peak RSS) to the current RSS
@@ -149,28 +150,23 @@ def memory_of(args, variant: str, arm: str) -> int:
 
 def compare(args, variant: str) -> dict:
     model, params, episode = build(args, variant)
+    sync = common.synchronizer(args.device)
     try:
         step_higher(model, params, episode, args, variant)
     except Exception as error:  # e.g. higher cannot monkey-patch a PEFT model: measure ours alone
         failure = f"{type(error).__name__}: {str(error).splitlines()[0]}"
         print(f"[{variant}] higher fails: {failure}", flush=True)
-        seconds = []
-        for _ in range(args.repeats + 1):
-            start = time.perf_counter()
-            step_ours(model, params, episode, args, variant)
-            seconds.append(time.perf_counter() - start)
+        rounds = common.interleaved({"ours": lambda: step_ours(model, params, episode, args, variant)}, args.repeats, sync=sync)
+        seconds = [round_["ours"][0] for round_ in rounds]
         return {"variant": variant, "fast_weights": sum(p.numel() for p in params.values()), "higher_error": failure,
-                "ours_episodes_per_s": 1 / statistics.median(seconds[1:]),
+                "ours_episodes_per_s": 1 / statistics.median(seconds),
                 "ours_peak_mib": statistics.median(memory_of(args, variant, "ours") for _ in range(args.memory_repeats)) / 2**20}
     seconds = {arm: [] for arm in ARMS}
     grads = {}
-    for repeat in range(args.repeats + 1):  # the first round is a warm-up
-        for arm, step in (ARMS.items() if repeat % 2 == 0 else reversed(list(ARMS.items()))):
-            start = time.perf_counter()
-            result = step(model, params, episode, args, variant)
-            elapsed = time.perf_counter() - start
-            if repeat > 0:
-                seconds[arm].append(elapsed)
+    steps = {arm: functools.partial(step, model, params, episode, args, variant) for arm, step in ARMS.items()}
+    for round_ in common.interleaved(steps, args.repeats, warmup=1, sync=sync):  # the arms alternate which goes first
+        for arm, (elapsed, result) in round_.items():
+            seconds[arm].append(elapsed)
             grads[arm] = torch.cat([g.reshape(-1) for g in result]).clone()
     memory = {arm: statistics.median(memory_of(args, variant, arm) for _ in range(args.memory_repeats)) for arm in ARMS}
     median = {arm: statistics.median(values) for arm, values in seconds.items()}
@@ -187,7 +183,7 @@ def compare(args, variant: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="defaults of 5-way 1-shot, 3 repeats (explicit options win): a few minutes on 2 cores")
+    common.add_quick(parser, "defaults of 5-way 1-shot, 3 repeats (explicit options win): a few minutes on 2 cores")
     parser.add_argument("--model", default="default", help="'default' (MiniLM), 'tiny' (random 2-layer BERT), a folder or Hub id")
     parser.add_argument("--n_way", type=int, default=5)
     parser.add_argument("--k_shot", type=int, default=None, help="support examples per class [default: 5; 1 with --quick]")
@@ -195,35 +191,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inner_steps", type=int, default=2)
     parser.add_argument("--inner_lr", type=float, default=0.01)
     parser.add_argument("--max_length", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=None, help="timed meta-steps per arm [default: 5; 3 with --quick]")
+    common.add_repeats(parser, "timed meta-steps per arm [default: 5; 3 with --quick]")
     parser.add_argument("--memory_repeats", type=int, default=None, help="fresh subprocesses per arm for peak memory (median) [default: 3]")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--whole_embedding_table", action="store_true",
                         help="ours adapts the whole word-embedding table (as before 2026-12-01) instead of only the rows the episode uses")
     parser.add_argument("--padded", action="store_true",
                         help="ours also computes the padded tokens (as before 2026-12-01) instead of skip_padding, MetaTrainer's default")
+    common.add_device(parser)
     parser.add_argument("--_memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="second_order", help=argparse.SUPPRESS)
     parser.add_argument("--arm", default="ours", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    for name, full, quick in (("k_shot", 5, 1), ("repeats", 5, 3), ("memory_repeats", 3, 3)):
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    args = common.quick_defaults(parser.parse_args(argv), k_shot=(5, 1), repeats=(5, 3), memory_repeats=(3, 3))
+    common.check_device(args.device)
     if args.model == "tiny":  # a random 2-layer BERT (hidden 32): where per-module Python overhead dominates
-        from hf_transfer import testing
-
-        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "tiny_bert")
+        folder = str(common.CACHE / "tiny_bert")
         if not os.path.isdir(folder):
             testing.save_tiny_text_backbone(folder)
         args.model = folder
-    args.passthrough = [f"--{k}={getattr(args, k)}" for k in ("model", "n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "max_length")]
+    args.passthrough = [f"--{k}={getattr(args, k)}" for k in ("model", "n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "max_length",
+                                                              "device")]
     args.passthrough += [f"--{k}" for k in ("whole_embedding_table", "padded") if getattr(args, k)]
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    common.set_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args._memory:
         return measure_memory(args)
 
+    where = f", {args.device}" if args.device != "cpu" else ""
     print(f"{args.n_way}-way {args.k_shot}-shot, {args.n_query} queries/class, {args.inner_steps} inner steps (lr {args.inner_lr}), "
-          f"model {args.model}, {torch.get_num_threads()} thread(s), median of {args.repeats}")
+          f"model {args.model}, {torch.get_num_threads()} thread(s){where}, median of {args.repeats}")
     rows = []
     for variant in args.variants:
         rows.append(compare(args, variant))
@@ -240,9 +235,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['higher_padding_free_episodes_per_s']:.3f} | {r['speedup_vs_padding_free_higher']:.2f} | {r['memory_ratio_vs_padding_free_higher']:.2f} |")
     rows = [r for r in rows if "higher_error" not in r]
     for r in rows:
-        print(f"RESULT[{r['variant']}] speedup={r['speedup']:.3f} memory_ratio={r['memory_ratio']:.3f} grad_relerr={r['grad_relerr']:.2e}")
-    main_row = next((r for r in rows if r["variant"] == "second_order"), rows[0])
-    print(f"RESULT speedup={main_row['speedup']:.3f} memory_ratio={main_row['memory_ratio']:.3f} grad_relerr={main_row['grad_relerr']:.2e}")
+        common.print_result(r["variant"], **result_fields(r))
+    common.print_result(**result_fields(next((r for r in rows if r["variant"] == "second_order"), rows[0])))
+
+
+def result_fields(row: dict) -> dict[str, str]:
+    return {"speedup": f"{row['speedup']:.3f}", "memory_ratio": f"{row['memory_ratio']:.3f}", "grad_relerr": f"{row['grad_relerr']:.2e}"}
 
 
 if __name__ == "__main__":
