@@ -60,6 +60,13 @@ def require_files(paths: Sequence[Path], hint: str) -> None:
 # ------------------------------------------------------------------------------------------------ options
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: ...)' except for options whose default is None (their help says what happens)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def add_quick(parser: argparse.ArgumentParser, help: str) -> None:
     """``--quick``: smaller defaults for the options left unset (see :func:`quick_defaults`)."""
     parser.add_argument("--quick", action="store_true", help=help)
@@ -78,7 +85,7 @@ def add_repeats(parser: argparse.ArgumentParser, help: str, default: int | None 
 def add_device(parser: argparse.ArgumentParser, bf16: bool = False) -> None:
     """``--device cpu|cuda`` (default cpu, as on this machine) and, with ``bf16``, ``--bf16``."""
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="where the arms run (default: cpu; cuda for the GPU check, benchmarks/gpu_check.sh)")
+                        help="where the arms run (default: %(default)s; cuda for the GPU check, benchmarks/gpu_check.sh)")
     if bf16:
         parser.add_argument("--bf16", action="store_true", help="train in bf16 mixed precision (cuda only; default: fp32)")
 

@@ -15,6 +15,13 @@ first, so machine load hits both alike, and the ratio is taken within this run.
    (dataset, seed), as in ``fewshot_vs_setfit.py``. Speedup = summed padded fit seconds / summed
    padding-free fit seconds. Both arms' predictions on ``--max_test`` test texts are compared.
 
+``--quick`` shrinks the defaults (sms_spam, seed 0, 100 test texts, 3 batches, 2 repeats: a smoke run);
+``--only`` runs one comparison (the other's RESULT fields are nan); ``--device cuda`` runs the pre-training
+step on the GPU (the few-shot fit runs wherever the library's method puts it).
+
+    python benchmarks/skip_padding.py
+    python benchmarks/skip_padding.py --quick --device cuda
+
 Last line: ``RESULT pretrain_step_speedup=<x> fewshot_fit_speedup=<x> fewshot_same_predictions=<n>/<N>``.
 """
 
@@ -22,69 +29,73 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 
+import common
 import torch
+from transformers import AutoModel, AutoTokenizer, TrainingArguments
 
-REPO = Path(__file__).resolve().parents[1]
+from hf_transfer.backbones import default_backbone_path
+from hf_transfer.data.augment import TextAugmentation, TwoViewTextCollator
+from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.experiments.encoder import SentenceEncoder
+from hf_transfer.experiments.methods import make_method
+from hf_transfer.recipes.fewshot import load_text_dataset
+from hf_transfer.objectives.contrastive import nt_xent
+from hf_transfer.trainers.contrastive import ContrastiveTrainer, ProjectionHead
+
+PARTS = ("pretrain_step", "fewshot_fit")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "datasets"), help="folder of <dataset>/{train,test}.jsonl")
-    parser.add_argument("--datasets", default="trec,sst2,sms_spam", help="comma-separated few-shot datasets")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="K-shot sample and training seeds")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=common.HelpFormatter)
+    common.add_data_dir(parser)
+    parser.add_argument("--datasets", default=None, help="comma-separated few-shot datasets [default: trec,sst2,sms_spam; sms_spam with --quick]")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="K-shot sample and training seeds [default: 0 1 2; 0 with --quick]")
     parser.add_argument("--k", type=int, default=8, help="examples per class")
-    parser.add_argument("--max_test", type=int, default=300, help="test texts whose predictions are compared")
-    parser.add_argument("--batches", type=int, default=6, help="pre-training batches per arm and repeat")
-    parser.add_argument("--repeats", type=int, default=3, help="pre-training repeats (median)")
+    parser.add_argument("--max_test", type=int, default=None, help="test texts whose predictions are compared [default: 300; 100 with --quick]")
+    parser.add_argument("--batches", type=int, default=None, help="pre-training batches per arm and repeat [default: 6; 3 with --quick]")
+    common.add_repeats(parser, "pre-training repeats (median) [default: 3; 2 with --quick]")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    return parser.parse_args(argv)
+    common.add_quick(parser, "smoke run: the smaller defaults named above (explicit options win)")
+    parser.add_argument("--only", choices=PARTS, default=None, help="run one comparison (the RESULT line shows nan for the other)")
+    common.add_device(parser)
+    return common.quick_defaults(parser.parse_args(argv), datasets=("trec,sst2,sms_spam", "sms_spam"), seeds=([0, 1, 2], [0]),
+                                 max_test=(300, 100), batches=(6, 3), repeats=(3, 2))
 
 
 def pretrain_step(args: argparse.Namespace) -> float:
-    from transformers import AutoModel, AutoTokenizer, TrainingArguments
-
-    from hf_transfer.backbones import default_backbone_path
-    from hf_transfer.data.augment import TextAugmentation, TwoViewTextCollator
-    from hf_transfer.data.loading import bundled_dataset
-    from hf_transfer.objectives.contrastive import nt_xent
-    from hf_transfer.trainers.contrastive import ContrastiveTrainer, ProjectionHead
-
     folder = default_backbone_path()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    texts = [json.loads(line)["text"] for line in open(bundled_dataset("sms_spam") / "train.jsonl")]
+    texts = [row["text"] for row in common.read_jsonl(common.bundled_dataset("sms_spam") / "train.jsonl")]
     collator = TwoViewTextCollator(tokenizer, TextAugmentation(token_dropout=0.1), seed=0)
     batches = [collator([{"input_ids": tokenizer(t, truncation=True, max_length=64)["input_ids"]} for t in texts[i : i + 32]])
                for i in range(0, 32 * args.batches, 32)]
     padding = 1 - sum(b["attention_mask"].sum().item() for b in batches) / sum(b["attention_mask"].numel() for b in batches)
-    training = TrainingArguments(output_dir="/tmp/skip_padding_bench", use_cpu=True, report_to="none")
+    training = TrainingArguments(output_dir="/tmp/skip_padding_bench", use_cpu=args.device == "cpu", report_to="none")
     trainers = {}
     for skip in (True, False):
         torch.manual_seed(0)
         trainers[skip] = ContrastiveTrainer(model=AutoModel.from_pretrained(folder), args=training, loss_fn=nt_xent,
                                             projection=ProjectionHead(384, 128), temperature=0.05, skip_padding=skip)
 
-    def run(skip: bool) -> tuple[float, list[float]]:
+    batches = [common.to_device(dict(batch), args.device) for batch in batches]
+
+    def run(skip: bool) -> list[float]:
         trainer, losses = trainers[skip], []
         trainer.model.train()
-        start = time.perf_counter()
         for number, batch in enumerate(batches):
             torch.manual_seed(number)
             loss = trainer.compute_loss(trainer.model, dict(batch))
             loss.backward()
             trainer.model.zero_grad()
-            losses.append(loss.item())
-        return time.perf_counter() - start, losses
+            losses.append(loss.item())  # .item() waits for the device: the step is done
+        return losses
 
-    run(True), run(False)  # warm-up (and the one-time padding check)
-    ratios = []
-    for repeat in range(args.repeats):
-        order = (True, False) if repeat % 2 == 0 else (False, True)
-        results = {skip: run(skip) for skip in order}
+    ratios = []  # the first round is a warm-up (and the one-time padding check)
+    for repeat, results in enumerate(common.interleaved({True: lambda: run(True), False: lambda: run(False)}, args.repeats)):
         ratios.append(results[False][0] / results[True][0])
         print(f"pretrain repeat {repeat}: padded {results[False][0]:.2f} s, padding-free {results[True][0]:.2f} s, "
               f"ratio {ratios[-1]:.3f}; largest loss difference "
@@ -96,11 +107,6 @@ def pretrain_step(args: argparse.Namespace) -> float:
 def fewshot_fit(args: argparse.Namespace) -> tuple[float, int, int]:
     import numpy as np
 
-    from hf_transfer.data.sampling import k_shot_indices
-    from hf_transfer.experiments.encoder import SentenceEncoder
-    from hf_transfer.experiments.methods import make_method
-    from hf_transfer.recipes.fewshot import load_text_dataset
-
     encoder = SentenceEncoder("default")
     seconds, same, total = {True: 0.0, False: 0.0}, 0, 0
     for d_index, dataset in enumerate(args.datasets.split(",")):
@@ -110,8 +116,7 @@ def fewshot_fit(args: argparse.Namespace) -> tuple[float, int, int]:
             chosen = k_shot_indices(splits.train_labels, args.k, seed)
             texts, labels = [splits.train_texts[i] for i in chosen], [splits.train_labels[i] for i in chosen]
             predictions = {}
-            order = (True, False) if (d_index + s_index) % 2 == 0 else (False, True)
-            for skip in order:
+            for skip in common.alternate((True, False), d_index + s_index):
                 method = dataclasses.replace(make_method("recommended", args.k, classes), skip_padding=skip)
                 start = time.perf_counter()
                 predict = method.fit(encoder, texts, labels, classes, seed)
@@ -125,13 +130,14 @@ def fewshot_fit(args: argparse.Namespace) -> tuple[float, int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    pretrain = pretrain_step(args)
-    fewshot, same, total = fewshot_fit(args)
-    print(f"RESULT pretrain_step_speedup={pretrain:.3f} fewshot_fit_speedup={fewshot:.3f} fewshot_same_predictions={same}/{total}")
+    common.set_threads(args.threads)
+    common.check_device(args.device)
+    common.quiet()
+    nan = float("nan")
+    pretrain = pretrain_step(args) if args.only in (None, "pretrain_step") else nan
+    fewshot, same, total = fewshot_fit(args) if args.only in (None, "fewshot_fit") else (nan, nan, nan)
+    common.print_result(pretrain_step_speedup=f"{pretrain:.3f}", fewshot_fit_speedup=f"{fewshot:.3f}",
+                        fewshot_same_predictions=f"{same}/{total}")
 
 
 if __name__ == "__main__":
