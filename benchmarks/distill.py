@@ -54,34 +54,29 @@ speedup >= 2.5, gain > 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import common
+import numpy as np
+import torch
+from datasets import Dataset, Value
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from datasets import Dataset, Value  # noqa: E402
-from transformers import DataCollatorWithPadding, TrainingArguments, set_seed  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+from hf_transfer import backbones
+from hf_transfer.data import DataArguments, load_splits
+from hf_transfer.data.preprocess import tokenize_splits
+from hf_transfer.model import TransferModel
+from hf_transfer.student import make_student, parse_layers
+from hf_transfer.trainers import DistillationTrainer, TransferTrainer
+from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_transfer_set, teacher_embeddings, teacher_logits
 
-from hf_transfer import backbones  # noqa: E402
-from hf_transfer.data import DataArguments, load_splits  # noqa: E402
-from hf_transfer.data.preprocess import tokenize_splits  # noqa: E402
-from hf_transfer.model import TransferModel  # noqa: E402
-from hf_transfer.student import make_student, parse_layers  # noqa: E402
-from hf_transfer.trainers import DistillationTrainer, TransferTrainer  # noqa: E402
-from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_transfer_set, teacher_embeddings, teacher_logits  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / ".cache"
 ARMS = ("distilled", "undistilled", "distilled_labelled_only", "all_labels", "distilled_all_labels")
 
 
@@ -117,14 +112,14 @@ def teacher_cache(args, pool: Dataset) -> tuple[Path, str]:
     """The teacher's cache folder for these settings, and the settings as text."""
     key = json.dumps({"teacher_rows": len(pool), **{k: getattr(args, k) for k in ("val_samples", "max_length", "teacher_epochs", "teacher_lr", "batch")}},
                      sort_keys=True)
-    return CACHE / f"distill_teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}", key
+    return common.CACHE / f"distill_teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}", key
 
 
 def teacher_and_logits(args, pool: Dataset, id2label, collator):
     """Train the teacher once per setting; reuse it (and its logits on ``pool``) from the cache afterwards."""
     folder, key = teacher_cache(args, pool)
     if (folder / "config.json").is_file() and (folder / "train_logits.pt").is_file():
-        print(f"teacher: cached in {folder.relative_to(ROOT)} ({key})", flush=True)
+        print(f"teacher: cached in {folder.relative_to(common.REPO)} ({key})", flush=True)
         return TransferModel.from_pretrained(folder).eval(), torch.load(folder / "train_logits.pt")
     set_seed(0)
     teacher = TransferModel.from_backbone(backbones.DEFAULT_BACKBONE, id2label)
@@ -141,7 +136,7 @@ def teacher_and_logits(args, pool: Dataset, id2label, collator):
     torch.save(logits, folder / "train_logits.pt")
     (folder / "settings.json").write_text(key + "\n")
     print(f"teacher: {len(pool)} labelled sentences, {trainer.state.global_step} steps, trained in {seconds:.0f} s, "
-          f"cached in {folder.relative_to(ROOT)}", flush=True)
+          f"cached in {folder.relative_to(common.REPO)}", flush=True)
     return teacher, logits
 
 
@@ -191,25 +186,16 @@ def train_student(args, teacher, layers, train: Dataset, collator, alpha: float,
 
 @torch.no_grad()
 def speed(teacher, student, batch: dict, repeats: int) -> tuple[float, float]:
-    """Median seconds per call of each model on the same batch, calls interleaved."""
-    times = {"teacher": [], "student": []}
-    models = {"teacher": teacher.eval(), "student": student.eval()}
-    for _ in range(2):  # warm-up
-        for model in models.values():
-            model(**batch)
-    for repeat in range(repeats):
-        order = ("teacher", "student") if repeat % 2 == 0 else ("student", "teacher")
-        for name in order:
-            start = time.perf_counter()
-            models[name](**batch)
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["teacher"]), statistics.median(times["student"])
+    """Median seconds per call of each model on the same batch, calls interleaved (after two warm-up rounds)."""
+    calls = {"teacher": functools.partial(teacher.eval(), **batch), "student": functools.partial(student.eval(), **batch)}
+    rounds = list(common.interleaved(calls, repeats, warmup=2))
+    return tuple(statistics.median(round_[name][0] for round_ in rounds) for name in calls)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 student seed, the first 600 test sentences")
-    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "datasets"))
+    common.add_quick(parser, "1 student seed, the first 600 test sentences")
+    common.add_data_dir(parser, "folder holding sst2/{train,test}.jsonl")
     parser.add_argument("--val_samples", type=int, default=600, help="last N train sentences: held out from all training")
     parser.add_argument("--train_samples", type=int, default=1000, help="labelled sentences the students get (the first N)")
     parser.add_argument("--transfer_samples", type=int, default=-1,
@@ -247,7 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    hf_logging.set_verbosity_error()
+    common.quiet()
     print(f"torch threads: {torch.get_num_threads()}, settings: {vars(args)}", flush=True)
 
     tokenizer = backbones.load_processor(backbones.DEFAULT_BACKBONE, "text")
@@ -303,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     distilled, undistilled = (np.mean(rows.get(arm, np.nan)) for arm in ("distilled", "undistilled"))  # nan: arm not run
     result = {"retention": distilled / teacher_acc, "speedup": teacher_time / student_time, "gain": distilled - undistilled}
-    print(f"RESULT retention={result['retention']:.4f} speedup={result['speedup']:.2f} gain={result['gain']:+.4f}", flush=True)
+    common.print_result(retention=f"{result['retention']:.4f}", speedup=f"{result['speedup']:.2f}", gain=f"{result['gain']:+.4f}")
     return result
 
 

@@ -31,12 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import common
+
+ROOT = common.REPO
 CONFIGS = {  # --backbone -> recipe config: the same recipe, data, epochs and augmentations, another backbone
     "vit": ROOT / "recipes" / "configs" / "dann_mnist_usps.yaml",
     "resnet": ROOT / "recipes" / "configs" / "dann_mnist_usps_resnet.yaml",
 }
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = common.DATA_DIR
 ARMS = ("source_only", "dann", "target_oracle")
 VARIANTS = {  # name -> recipe options of a DANN arm with an add-on (see recipes/domain_adapt.py)
     "dann+cdan+entropy": ["--adaptation", "dann", "--conditional", "true", "--domain_weight", "1.0", "--entropy_weight", "0.1"],
@@ -53,13 +55,13 @@ def load_recipe():
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, shorter source pre-training and adaptation.")
+    common.add_quick(parser, "1 seed, shorter source pre-training and adaptation.")
     parser.add_argument("--backbone", default="vit", choices=list(CONFIGS), help="Backbone of every arm (from scratch).")
     parser.add_argument("--no_augment", action="store_true", help="No crop/jitter augmentation for any arm (DANN paper's protocol).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--source_epochs", type=float, default=15)
     parser.add_argument("--adapt_epochs", type=float, default=6)
-    parser.add_argument("--work_dir", default=str(ROOT / "benchmarks" / ".cache" / "domain_adaptation"))
+    parser.add_argument("--work_dir", default=str(common.CACHE / "domain_adaptation"))
     parser.add_argument("--variants", nargs="*", default=[], choices=list(VARIANTS), help="DANN arms with add-ons, next to plain DANN.")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More recipe options for every adaptation arm.")
     args = parser.parse_args(argv)
@@ -68,7 +70,7 @@ def main(argv=None) -> dict:
     recipe = load_recipe()
     subfolder = ("" if args.backbone == "vit" else args.backbone) + ("_noaug" if args.no_augment else "")
     work = Path(args.work_dir) / subfolder  # vit with augmentation: the earlier runs' cache
-    common = [
+    shared_options = [
         str(CONFIGS[args.backbone]), "--dataset", str(DATASETS / "mnist5k"), "--target_dataset", str(DATASETS / "usps"),
         "--overwrite_output_dir", "true", "--disable_tqdm", "true", *(["--augment", "false"] if args.no_augment else []),
     ]
@@ -80,11 +82,11 @@ def main(argv=None) -> dict:
     for seed in args.seeds:
         source_dir = work / f"source_e{args.source_epochs:g}_s{seed}"
         if not (source_dir / "model.safetensors").is_file():  # cached: the arms below never change it
-            recipe.main(common + ["--adaptation", "source_only", "--num_train_epochs", str(args.source_epochs),
+            recipe.main(shared_options + ["--adaptation", "source_only", "--num_train_epochs", str(args.source_epochs),
                                   "--seed", str(seed), "--output_dir", str(source_dir)])
         for arm, arm_options in arms.items():
             start = time.perf_counter()
-            metrics = recipe.main(common + [
+            metrics = recipe.main(shared_options + [
                 "--init_model", str(source_dir), *arm_options, "--num_train_epochs", str(args.adapt_epochs),
                 "--learning_rate", "5e-4", "--warmup_steps", "0", "--seed", str(seed),
                 "--output_dir", str(work / f"{arm}_s{seed}"), *args.extra,
@@ -112,7 +114,7 @@ def main(argv=None) -> dict:
         if arm.startswith("dann"):
             print(f"{arm} closes {closed(means, arm):.1%} of the source-only -> oracle gap on test "
                   f"({closed(validation, arm):.1%} on validation; target: >= 40%); seeds {args.seeds}")
-    print(f"RESULT source_only={means['source_only']:.4f} dann={means['dann']:.4f} oracle={means['target_oracle']:.4f}")
+    common.print_result(source_only=f"{means['source_only']:.4f}", dann=f"{means['dann']:.4f}", oracle=f"{means['target_oracle']:.4f}")
     return {"means": means, "validation": validation, "gap_closed": closed(means, "dann"), "rows": rows}
 
 

@@ -32,9 +32,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import common
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def interpolate(pretrained: torch.nn.Module, tuned: torch.nn.Module, alpha: float, into: torch.nn.Module) -> torch.nn.Module:
@@ -46,7 +45,7 @@ def interpolate(pretrained: torch.nn.Module, tuned: torch.nn.Module, alpha: floa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "datasets"))
+    common.add_data_dir(parser)
     parser.add_argument("--datasets", default="sst2,trec,subj,mr,sms_spam,banking77")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--k", type=int, default=8)
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 
     encoder = SentenceEncoder("default", max_length=128)
     output = Path(args.output)
-    done = {(r["dataset"], r["seed"]) for r in map(json.loads, output.read_text().splitlines())} if output.exists() else set()
+    done = {(r["dataset"], r["seed"]) for r in common.read_jsonl(output)} if output.exists() else set()
     for dataset in args.datasets.split(","):
         splits = load_text_dataset(Path(args.data_dir) / dataset, max_test=1)  # the test split is not used
         supports = {seed: k_shot_indices(splits.train_labels, args.k, seed) for seed in args.seeds}

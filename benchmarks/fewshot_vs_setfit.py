@@ -68,12 +68,9 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for the Hub
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import common  # sets the offline environment: everything is local; never reach for the Hub
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "datasets"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "fewshot_vs_setfit.jsonl"
+DEFAULT_OUTPUT = common.BENCHMARKS / "fewshot_vs_setfit.jsonl"
 DEFAULT_DATASETS = "sst2,trec,subj,mr,sms_spam"
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 QUICK = {"datasets": "sst2,trec", "seeds": [0, 1], "max_test": 300}
@@ -98,13 +95,6 @@ def import_setfit():
     return setfit
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: ...)' except for options whose default is None (their help says what happens)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
@@ -114,9 +104,9 @@ def make_parser() -> argparse.ArgumentParser:
             "Appends one JSON line per run to --output (finished runs are skipped, so it resumes) and prints a "
             "markdown table plus a final 'RESULT ...' line. Needs the bench extra: pip install -e \".[bench]\"."
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=common.HelpFormatter,
     )
-    parser.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR), help="folder holding <dataset>/{train,test}.jsonl (text, label)")
+    common.add_data_dir(parser, "folder holding <dataset>/{train,test}.jsonl (text, label)")
     parser.add_argument("--datasets", default=None, help=f"comma-separated dataset folder names under --data_dir [default: {DEFAULT_DATASETS}]")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help=f"seeds: K-shot sample and training seed of both methods [default: {' '.join(map(str, DEFAULT_SEEDS))}]")
     parser.add_argument("--k", type=int, default=8, help="examples per class in each K-shot sample")
@@ -124,19 +114,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON-lines file the runs are appended to; runs already in it are skipped")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both methods")
     parser.add_argument("--max_length", type=int, default=None, help="truncation length (tokens) of OUR SentenceEncoder [default: SentenceEncoder's own default]; SetFit keeps the checkpoint's max_seq_length (256)")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: datasets {QUICK['datasets']}, seeds {' '.join(map(str, QUICK['seeds']))}, --max_test {QUICK['max_test']} (explicit options still win)")
+    common.add_quick(parser, f"smoke run: datasets {QUICK['datasets']}, seeds {' '.join(map(str, QUICK['seeds']))}, --max_test {QUICK['max_test']} (explicit options still win)")
     parser.add_argument("--table_only", action="store_true", help="run nothing; print the table of the runs of this configuration already in --output")
     return parser
 
 
 def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = make_parser().parse_args(argv)
-    if args.datasets is None:
-        args.datasets = QUICK["datasets"] if args.quick else DEFAULT_DATASETS
-    if args.seeds is None:
-        args.seeds = QUICK["seeds"] if args.quick else DEFAULT_SEEDS
-    if args.max_test is None and args.quick:
-        args.max_test = QUICK["max_test"]
+    args = common.quick_defaults(make_parser().parse_args(argv), datasets=(DEFAULT_DATASETS, QUICK["datasets"]),
+                                 seeds=(DEFAULT_SEEDS, QUICK["seeds"]), max_test=(None, QUICK["max_test"]))
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if args.max_length is None:  # follow the library's default, whatever it is now (recorded in every line)
         import inspect
@@ -146,10 +131,8 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.max_length = inspect.signature(SentenceEncoder).parameters["max_length"].default
     if args.k < 1:
         sys.exit("error: --k must be at least 1")
-    for dataset in args.datasets:
-        for split in ("train", "test"):
-            if not (Path(args.data_dir) / dataset / f"{split}.jsonl").is_file():
-                sys.exit(f"error: {Path(args.data_dir) / dataset / f'{split}.jsonl'} does not exist (check --data_dir and --datasets)")
+    common.require_files([Path(args.data_dir) / dataset / f"{split}.jsonl" for dataset in args.datasets for split in ("train", "test")],
+                         "check --data_dir and --datasets")
     return args
 
 
@@ -265,7 +248,7 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> str:
             f"| {sum(train_s) / len(pairs):.1f} | {sum(train_o) / len(pairs):.1f} | {eval_s:.1f} | {eval_o:.1f} |"
         )
     if not per_dataset:
-        lines += ["", "no paired runs yet", "RESULT mean_acc_setfit=nan mean_acc_ours=nan delta_points=nan time_ratio=nan"]
+        lines += ["", "no paired runs yet", common.result_line(mean_acc_setfit="nan", mean_acc_ours="nan", delta_points="nan", time_ratio="nan")]
         return "\n".join(lines)
     mean_s = sum(a for a, _ in per_dataset) / len(per_dataset)
     mean_o = sum(b for _, b in per_dataset) / len(per_dataset)
@@ -274,7 +257,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> str:
         f"| **mean over {len(per_dataset)} datasets** | | **{mean_s:.1f}** | **{mean_o:.1f}** | **{mean_o - mean_s:+.1f}** "
         f"| total {total_setfit:.0f} | total {total_ours:.0f} (ratio ours/SetFit **{ratio:.3f}**) | | |"
     )
-    lines += ["", f"RESULT mean_acc_setfit={mean_s:.2f} mean_acc_ours={mean_o:.2f} delta_points={mean_o - mean_s:+.2f} time_ratio={ratio:.3f}"]
+    lines += ["", common.result_line(mean_acc_setfit=f"{mean_s:.2f}", mean_acc_ours=f"{mean_o:.2f}", delta_points=f"{mean_o - mean_s:+.2f}",
+                                     time_ratio=f"{ratio:.3f}")]
     return "\n".join(lines)
 
 
@@ -293,16 +277,14 @@ def main(argv: list[str] | None = None) -> str:
     import sentence_transformers
     import torch
     import transformers
-    from transformers.utils import logging as hf_logging
-
     from hf_transfer.backbones import default_backbone_path
     from hf_transfer.data.sampling import k_shot_indices, shots_per_class
     from hf_transfer.experiments.encoder import SentenceEncoder
     from hf_transfer.recipes.fewshot import load_text_dataset
     from hf_transfer.metrics import classification_metrics
 
-    hf_logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
+    common.quiet()
+    common.set_threads(args.threads)
     versions = {"setfit": setfit.__version__, "transformers": transformers.__version__,
                 "sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__}
 
