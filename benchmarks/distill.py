@@ -234,6 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     common.quiet()
+    print(f"# {common.machine_line()}", flush=True)
     print(f"torch threads: {torch.get_num_threads()}, settings: {vars(args)}", flush=True)
 
     tokenizer = backbones.load_processor(backbones.DEFAULT_BACKBONE, "text")

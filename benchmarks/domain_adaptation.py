@@ -67,6 +67,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.source_epochs, args.adapt_epochs = args.seeds[:1], 8, 4
+    print(f"# {common.machine_line()}", flush=True)
     recipe = load_recipe()
     subfolder = ("" if args.backbone == "vit" else args.backbone) + ("_noaug" if args.no_augment else "")
     work = Path(args.work_dir) / subfolder  # vit with augmentation: the earlier runs' cache

@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if args._memory:
         return measure_memory(args)
 
+    print(f"# {common.machine_line(device=args.device)}")
     where = f", {args.device}" if args.device != "cpu" else ""
     print(f"{args.n_way}-way {args.k_shot}-shot, {args.n_query} queries/class, {args.inner_steps} inner steps (lr {args.inner_lr}), "
           f"model {args.model}, {torch.get_num_threads()} thread(s){where}, median of {args.repeats}")

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     common.set_threads(args.threads)
     common.check_device(args.device)
     common.quiet()
+    print(f"# {common.machine_line(device=args.device)}", flush=True)
     nan = float("nan")
     pretrain = pretrain_step(args) if args.only in (None, "pretrain_step") else nan
     fewshot, same, total = fewshot_fit(args) if args.only in (None, "fewshot_fit") else (nan, nan, nan)
