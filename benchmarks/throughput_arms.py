@@ -61,8 +61,8 @@ def recipe_argv(args, data: Path, output_dir: str, steps: int, extra: list[str] 
 
 
 def run_ours(argv: list[str], probe):
-    """The recipe itself, ``hf_transfer.train.main``; the TransferTrainer it builds gets the probe attached."""
-    import hf_transfer.train as recipe
+    """The recipe itself, ``hf_transfer.recipes.train.main``; the TransferTrainer it builds gets the probe attached."""
+    import hf_transfer.recipes.train as recipe
 
     real_cls = recipe.TransferTrainer
 
@@ -78,21 +78,20 @@ def run_ours(argv: list[str], probe):
 
 
 def build_blocks(argv: list[str]):
-    """The recipe's building blocks, called in ``hf_transfer.train.main``'s order (so the same RNG draws)."""
+    """The recipe's building blocks, called in ``hf_transfer.recipes.train.main``'s order (so the same RNG draws)."""
     from transformers import set_seed
 
-    from hf_transfer import backbones
     from hf_transfer.config import parse_recipe_args
     from hf_transfer.data import load_splits, prepare_splits
+    from hf_transfer.models.build import backbone_config_of, build_model
     from hf_transfer.strategies import get_strategy
-    from hf_transfer.train import build_model
 
     config = parse_recipe_args(argv)
     set_seed(config.training.seed)
-    backbones.load_backbone_config(config.model.model)
+    backbone_config_of(config.model)
     splits, id2label = load_splits(config.data, "text", seed=config.training.seed)
     strategy = get_strategy(config.model.strategy, config.strategy_args)
-    model, tokenizer = build_model(config, id2label)
+    model, tokenizer = build_model(config.model, id2label)
     model = strategy.prepare(model)
     prepared, collator = prepare_splits(splits, tokenizer, "text", config.data)
     return config, strategy, model, tokenizer, prepared, collator

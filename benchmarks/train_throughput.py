@@ -4,7 +4,7 @@
 Every arm uses the bundled pretrained all-MiniLM-L6-v2 in fp32 on CPU with ``torch.set_num_threads(2)``
 and real sst2 sentences, read in place from ``--data_dir`` (default ``<repo>/../shared/datasets``).
 
-1. ``vs_trainer`` -- samples/s of our recipe path, ``hf_transfer.train.main`` on
+1. ``vs_trainer`` -- samples/s of our recipe path, ``hf_transfer.recipes.train.main`` on
    ``recipes/configs/text_full.yaml`` (TransferTrainer + the ``full`` strategy + TransferModel; dynamic
    padding, group_by_length, max_length 64) against a plain ``transformers.Trainer`` training the same
    TransferModel class from the same weights. The plain arm is built with the recipe's own building
@@ -198,7 +198,7 @@ def main(argv=None) -> dict:
                 run_pair({"ours(recipe)": lambda p: ours(p, args.skip_steps + 2),
                           "plain Trainer": lambda p: plain(p, args.skip_steps + 2)}, list(arms), args.interleave,
                          device=args.device)
-            log("vs_trainer: ours(recipe) = hf_transfer.train.main; plain Trainer = transformers.Trainer on the same blocks")
+            log("vs_trainer: ours(recipe) = hf_transfer.recipes.train.main; plain Trainer = transformers.Trainer on the same blocks")
             results.update(compare(arms, lambda probe, metrics: summarise(probe, metrics, args.skip_steps, flops_of),
                                    args.repeats, args.interleave, log, peak, args.device))
             overhead_s = transfer_trainer_overhead(last.pop("trainer"))
