@@ -14,7 +14,7 @@ The sst2 training file (6920 sentences, in file order) is cut into three disjoin
    with labels on labelled + transfer set (everything but validation), ``--teacher_epochs`` epochs.
    It is cached under ``benchmarks/.cache/`` (git-ignored) with its logits on those sentences: the
    teacher is frozen, so its soft targets are computed once, not at every student step.
-2. Students: ``hf_transfer.student.make_student`` copies the teacher's embeddings, its layers
+2. Students: ``hf_transfer.models.student.make_student`` copies the teacher's embeddings, its layers
    ``--layers`` (default ``0,5``: the first block, which reads the embeddings, and the last one, whose
    output the pooling and head were trained on) and its head. Per seed, every arm starts from the same
    student and trains with ``DistillationTrainer`` for the SAME number of optimizer steps (batch
@@ -72,8 +72,8 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 from hf_transfer import backbones
 from hf_transfer.data import DataArguments, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
-from hf_transfer.model import TransferModel
-from hf_transfer.student import make_student, parse_layers
+from hf_transfer.models.classifier import TransferModel
+from hf_transfer.models.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer, TransferTrainer
 from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_transfer_set, teacher_embeddings, teacher_logits
 

@@ -169,12 +169,11 @@ def transfer_trainer_overhead(trainer, number: int = 200) -> float:
     model = trainer.model
     model.train()
 
-    def extra():  # TransferTrainer.compute_loss minus its super() call (return_outputs=True only keeps a reference)
-        loss, outputs = (None, None)
-        if model.training:
-            penalty = trainer.strategy.penalty(trainer._transfer_model())
-            if penalty is not None:
-                loss = loss + penalty
-        return loss, outputs
+    import torch
+
+    loss = torch.tensor(1.0)
+
+    def extra():  # TransferTrainer.compute_loss minus its super() call: the strategy penalty and the finite-loss check
+        return trainer.hooks.training_loss(model, loss), None
 
     return statistics.median(timeit.repeat(extra, number=number, repeat=5)) / number

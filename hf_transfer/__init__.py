@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_transfer.model import TransferConfig, TransferModel
-from hf_transfer.multitask import MultiTaskConfig, MultiTaskModel
+from hf_transfer.models import MultiTaskConfig, MultiTaskModel, TransferConfig, TransferModel
 from hf_transfer.strategies import get_strategy, register, strategy_names
 
 __version__ = "0.1.0"

@@ -1,8 +1,8 @@
-"""One run lifecycle for every recipe: staging folder, resume, NaN-loss stop, atomic publish, push.
+"""One run lifecycle for every recipe: staging folder, resume, atomic publish, push.
 
     run = Run.start(training, fingerprint(config.source))   # before building the Trainer
     trainer = SomeTrainer(..., args=training)                # training.output_dir is now the staging folder
-    result = run.train(trainer)                              # stops on a NaN/inf loss; resumes a killed run
+    result = run.train(trainer)                              # resumes a killed run
     run.finish(trainer, lambda staging: save_everything(staging))
 
 ``Run.start`` takes ``--push_to_hub`` away from the Trainer (which would push every checkpoint),
@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 
 from hf_transfer import hub, outputs
-from hf_transfer.callbacks import StopOnNonFiniteLoss
 from hf_transfer.cards import command_line, render_card
 from hf_transfer.config import resolved_values
+from hf_transfer.models.common import unwrap
 
 # TrainingArguments keys that change how a run is resumed, logged or published, never what it computes.
 NOT_FINGERPRINTED = frozenset({
@@ -91,8 +91,11 @@ class Run:
         return cls(training, final_dir, staging, resume, push, continuing)
 
     def train(self, trainer, resume: str | None | bool = True):
-        """``trainer.train`` with the NaN/inf-loss stop; ``resume=True`` continues from ``self.resume``."""
-        StopOnNonFiniteLoss.attach(trainer)
+        """``trainer.train``; ``resume=True`` continues from ``self.resume``.
+
+        hf_transfer's trainers stop on a NaN/inf training loss themselves (``hf_transfer.trainers.TrainerHooks``),
+        raising before ``finish`` could publish the folder.
+        """
         return trainer.train(resume_from_checkpoint=self.resume if resume is True else (resume or None))
 
     def last_checkpoint(self, folder: str | os.PathLike) -> str | None:
@@ -132,7 +135,7 @@ def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, fin
     from hf_transfer.strategies.lora import point_adapter_at
 
     model = trainer.accelerator.unwrap_model(trainer.model)
-    base_config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    base_config = unwrap(model).config
     strategy.save(model, staging)
     trainer.processing_class.save_pretrained(staging)
     adapter_dir = staging / "adapter" if (staging / "adapter" / "adapter_config.json").is_file() else staging

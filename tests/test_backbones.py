@@ -220,7 +220,7 @@ def test_a_resnet_backbone_trains_saves_and_loads_back_identically(tmp_path):
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from hf_transfer import testing
-    from hf_transfer.model import TransferModel
+    from hf_transfer.models.classifier import TransferModel
 
     folder = testing.save_tiny_resnet_backbone(tmp_path / "resnet")
     model = TransferModel.from_backbone(str(folder), {0: "left", 1: "middle", 2: "right"})

@@ -20,7 +20,7 @@ from transformers import BertModel
 
 from hf_transfer import testing
 from hf_transfer.cli import main
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.outputs import staging_dir
 
 ROWS = testing.toy_sentences(4)

@@ -40,7 +40,7 @@ def _setup():
 
     torch.manual_seed(0)
     body = BertModel(testing.tiny_bert_config(), add_pooling_layer=False).double()
-    from hf_transfer.trainers.contrastive import ProjectionHead
+    from hf_transfer.models.contrastive import ProjectionHead
 
     head = ProjectionHead(32, 16).double()
     tokenizer = testing.tiny_tokenizer()

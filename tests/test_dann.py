@@ -14,7 +14,7 @@ from transformers import AutoModelForImageClassification, TrainingArguments
 from hf_transfer import outputs, testing
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.objectives.dann import (
     DomainDiscriminator,
     class_confusion,
@@ -211,7 +211,7 @@ def test_cdan_and_entropy_loss_is_the_sum_of_hand_computed_terms_and_discriminat
 def test_token_level_discriminator_sees_every_unpadded_token(tiny_text_backbone):
     from transformers import AutoConfig
 
-    from hf_transfer.trainers.dann import DomainAdversarialModel
+    from hf_transfer.models.domain_adversarial import DomainAdversarialModel
 
     torch.manual_seed(0)
     config = AutoConfig.for_model(**json.loads(TINY_VIT))

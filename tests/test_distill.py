@@ -15,9 +15,9 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 
 from hf_transfer import testing
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.objectives.distillation import distillation_loss, embedding_cosine_loss
-from hf_transfer.student import make_student, parse_layers, spread_layers
+from hf_transfer.models.student import make_student, parse_layers, spread_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_teacher_logits, add_transfer_set
 

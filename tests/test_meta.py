@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, TrainingArguments
 from hf_transfer import testing
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.objectives import meta as M
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 

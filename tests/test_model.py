@@ -9,7 +9,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Au
 
 import hf_transfer  # noqa: F401  (registers TransferModel with the Auto classes)
 from hf_transfer import backbones, testing
-from hf_transfer.model import TransferConfig, TransferModel
+from hf_transfer.models.classifier import TransferConfig, TransferModel
 
 ID2LABEL = {0: "sports", 1: "weather", 2: "food"}
 SENTENCES = ["goal match the team", "rain snow", "pizza bread soup very quite", "the coach was very really", "wind"]

@@ -18,9 +18,9 @@ from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import load_multitask, parse_tasks
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
-from hf_transfer.multitask import MultiTaskModel
+from hf_transfer.models.multitask import MultiTaskModel
 from hf_transfer.trainers import MultiTaskTrainer
-from hf_transfer.trainers.multitask import TaskBatchSampler, task_probabilities
+from hf_transfer.data.sampling import TaskBatchSampler, task_probabilities
 
 from hf_transfer.recipes import multitask as multitask_recipe  # noqa: E402
 

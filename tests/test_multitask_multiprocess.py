@@ -38,7 +38,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from hf_transfer import testing
-from hf_transfer.trainers.multitask import TaskBatchSampler
+from hf_transfer.data.sampling import TaskBatchSampler
 from test_multiprocess import run_recipe_on_one_and_two_processes  # tests/ is on sys.path (rootdir conftest)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "multitask.py"

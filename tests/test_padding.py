@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hf_transfer import testing
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.padding import PaddingSkipper, _RealTokenLinears, outputs_unchanged, skip_padding
 
 

@@ -14,7 +14,7 @@ from hf_transfer.data.augment import ImageAugmentation, TextAugmentation, TwoVie
 from hf_transfer.errors import UserInputError
 from hf_transfer.objectives.contrastive import contrastive_loss, nt_xent, supcon, two_view_ids
 from hf_transfer.trainers import ContrastiveTrainer
-from hf_transfer.trainers.contrastive import ContrastiveEncoder, ProjectionHead
+from hf_transfer.models.contrastive import ContrastiveEncoder, ProjectionHead
 
 
 def test_nt_xent_matches_the_simclr_definition_and_supcon_on_instance_ids():
@@ -161,7 +161,7 @@ def test_simcse_dropout_views_train_encoder_and_projection(tmp_path):
 
 
 def test_lora_strategy_composes_with_supcon(tmp_path, tiny_text_backbone):
-    from hf_transfer.model import TransferModel
+    from hf_transfer.models.classifier import TransferModel
     from hf_transfer.strategies import get_strategy
 
     torch.manual_seed(0)

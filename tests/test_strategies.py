@@ -11,7 +11,7 @@ import hf_transfer
 from hf_transfer import testing
 from hf_transfer.backbones import encoder_layers
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 from hf_transfer.strategies import STRATEGIES, get_strategy, strategy_names
 from hf_transfer.strategies.l2sp import L2spArguments
 from hf_transfer.strategies.llrd import LlrdArguments

@@ -1,4 +1,4 @@
-"""Few-shot sampling: K examples per class, and N-way K-shot episodes for meta-learning.
+"""Sampling: K examples per class, N-way K-shot episodes for meta-learning, and one-task batches for multi-task training.
 
 Both depend only on the labels and the seed, never on the strategy, so every strategy of an
 experiment sees exactly the same examples.
@@ -6,11 +6,15 @@ experiment sees exactly the same examples.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from torch.utils.data import Sampler
+
+from hf_transfer.errors import UserInputError
 
 
 def k_shot_indices(labels: Sequence[int], k: int | str, seed: int) -> list[int]:
@@ -95,3 +99,55 @@ def split_classes(classes: Sequence[int], meta_train: Sequence[int]) -> tuple[li
     """(meta-train classes, meta-test classes): disjoint by construction."""
     train = sorted(set(meta_train) & set(classes))
     return train, sorted(set(classes) - set(train))
+
+
+SAMPLING = ("proportional", "temperature")
+
+
+def task_probabilities(sizes: list[int], sampling: str = "proportional", temperature: float = 2.0) -> np.ndarray:
+    """Probability of drawing each task for a batch."""
+    if sampling not in SAMPLING:
+        raise UserInputError(f"Unknown task sampling '{sampling}'.", f"use one of: {', '.join(SAMPLING)}.")
+    if sampling == "temperature" and temperature <= 0:
+        raise UserInputError(f"task_temperature must be > 0, got {temperature}.", "use e.g. 2.0 (1.0 = proportional).")
+    if not sizes or min(sizes) <= 0:
+        raise UserInputError(f"Every task needs training examples (sizes: {sizes}).", "check each task's train split.")
+    weights = np.asarray(sizes, dtype=np.float64)
+    if sampling == "temperature":
+        weights = weights ** (1.0 / temperature)
+    return weights / weights.sum()
+
+
+class TaskBatchSampler(Sampler[list[int]]):
+    """Yields batches of row indices into the concatenation of the tasks' datasets, one task per batch.
+
+    ``sizes[t]`` rows of task ``t`` follow those of task ``t-1``. Within a task, rows are shuffled and
+    served without replacement; a task that runs out is reshuffled and starts over (so small tasks can
+    be revisited when the temperature favours them). Every pass draws a fresh order from
+    ``seed + pass number``, identical on every process.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, sampling: str = "proportional", temperature: float = 2.0, seed: int = 0):
+        # Not ``self.batch_size``: accelerate's BatchSamplerShard takes a batch sampler with one to yield full batches
+        # only, and under DDP drops (or pads) a shorter one; a task's last batch is often short, mid-epoch.
+        self.sizes, self.max_batch_size, self.seed = list(sizes), batch_size, seed
+        self.probabilities = task_probabilities(self.sizes, sampling, temperature)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+        self.num_batches = sum(math.ceil(n / batch_size) for n in self.sizes)
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed + self.passes)
+        self.passes += 1
+        orders = [rng.permutation(n) for n in self.sizes]
+        positions = [0] * len(self.sizes)
+        for task in rng.choice(len(self.sizes), size=self.num_batches, p=self.probabilities):
+            n, start = self.sizes[task], positions[task]
+            if start >= n:
+                orders[task], start = rng.permutation(n), 0
+            rows = orders[task][start : start + self.max_batch_size]
+            positions[task] = start + len(rows)
+            yield (rows + self.offsets[task]).tolist()

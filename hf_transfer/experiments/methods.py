@@ -143,7 +143,7 @@ class FineTune:
     name: str = "full"
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
-        from hf_transfer.model import TransferModel
+        from hf_transfer.models.classifier import TransferModel
         from hf_transfer.strategies import get_strategy
         from hf_transfer.trainers import TransferTrainer
 

@@ -10,7 +10,7 @@ from transformers import AutoConfig, PretrainedConfig, ViTImageProcessorPil
 
 from hf_transfer import backbones
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 
 
 def scratch_backbone_config(text: str) -> PretrainedConfig:

@@ -120,7 +120,7 @@ def load_adapter_model(adapter_dir: str | Path, backbone: str | None = None) -> 
 
     ``backbone`` overrides the recorded backbone name (needed when it was a local folder).
     """
-    from hf_transfer.model import TransferConfig, TransferModel
+    from hf_transfer.models.classifier import TransferConfig, TransferModel
 
     adapter_dir = Path(adapter_dir)
     legacy = adapter_dir / "transfer_config.json"

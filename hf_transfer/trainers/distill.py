@@ -19,12 +19,13 @@ import torch
 from datasets import Dataset, Value, concatenate_datasets
 from torch import nn
 from torch.utils.data import DataLoader
+from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from hf_transfer.model import input_to
+from hf_transfer.models.common import input_to
 from hf_transfer.objectives.distillation import IGNORE_INDEX, distillation_loss, embedding_cosine_loss
 from hf_transfer.strategies import Strategy
-from hf_transfer.trainers.transfer import TransferTrainer
+from hf_transfer.trainers.hooks import TrainerHooks
 
 TEACHER_LOGITS = "teacher_logits"
 TEACHER_EMBEDDING = "teacher_embedding"
@@ -89,14 +90,14 @@ def add_transfer_set(labelled: Dataset, unlabelled: Dataset) -> Dataset:
     return concatenate_datasets([labelled, unlabelled.cast(labelled.features)])
 
 
-class DistillationTrainer(TransferTrainer):
-    """A ``TransferTrainer`` whose training loss is :func:`distillation_loss` against a frozen teacher.
+class DistillationTrainer(Trainer):
+    """A Trainer whose training loss is :func:`distillation_loss` against a frozen teacher.
 
     ``temperature`` softens both distributions; ``alpha`` weighs the soft-target term against the
     hard-label cross-entropy; ``embedding_weight`` (default 0: off) adds that many times
     :func:`embedding_cosine_loss` between the student's and the teacher's pooled embeddings. Evaluation reports the student's plain cross-entropy, so eval losses stay
     comparable with any other classifier. The student's transfer strategy (freezing, LoRA, L2-SP...)
-    still applies.
+    still applies, and a NaN/inf training loss stops training, as in ``TransferTrainer`` (``TrainerHooks``).
     """
 
     def __init__(
@@ -117,12 +118,14 @@ class DistillationTrainer(TransferTrainer):
             raise ValueError(f"embedding_weight must be >= 0, got {embedding_weight}")
         self.temperature, self.alpha, self.embedding_weight = temperature, alpha, embedding_weight
         self.teacher = teacher
-        super().__init__(*args, strategy=strategy, **kwargs)
+        self.hooks = TrainerHooks(self, strategy)
+        super().__init__(*args, **kwargs)
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
             self.teacher = teacher.to(self.args.device)
 
+    # No public hook keeps extra dataset columns: label_names would also change what prediction_step returns.
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()  # keep the cached teacher columns in the batches
         self._signature_columns += [name for name in _TEACHER_COLUMNS if name not in self._signature_columns]
@@ -143,7 +146,12 @@ class DistillationTrainer(TransferTrainer):
             return model(**_model_inputs(inputs)), None
         # Through `model` (under DDP the wrapper, whose forward arms the gradient all-reduce; the unwrapped student
         # would leave each rank with its own gradients), the pooled embedding caught on its way into the dropout.
-        return input_to(self._transfer_model().dropout, lambda: model(**_model_inputs(inputs)))
+        return input_to(self.hooks.transfer_model().dropout, lambda: model(**_model_inputs(inputs)))
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self.hooks.optimizer(model)
+        return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:  # evaluation: plain cross-entropy of the student
@@ -154,11 +162,7 @@ class DistillationTrainer(TransferTrainer):
         loss = distillation_loss(outputs.logits, targets, inputs.get("labels"), self.temperature, self.alpha)
         if embedding is not None:
             loss = loss + self.embedding_weight * embedding_cosine_loss(embedding, self._teacher_output(inputs, TEACHER_EMBEDDING))
-        if type(self.strategy).penalty is not Strategy.penalty:
-            penalty = self.strategy.penalty(self._transfer_model())
-            if penalty is not None:
-                loss = loss + penalty
-        outputs.loss = loss
+        outputs.loss = loss = self.hooks.training_loss(model, loss)
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

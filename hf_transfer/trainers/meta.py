@@ -19,9 +19,11 @@ from torch.func import functional_call
 from transformers import EvalPrediction, Trainer
 
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import input_to
+from hf_transfer.models.common import input_to
 from hf_transfer.objectives import meta as objectives
 from hf_transfer.padding import PaddingSkipper
+from hf_transfer.strategies import Strategy
+from hf_transfer.trainers.hooks import TrainerHooks
 
 HEAD = "classifier"
 
@@ -82,11 +84,14 @@ class MetaTrainer(Trainer):
     The model is a ``TransferModel`` (optionally PEFT-wrapped) with an ``n_way``-output ``classifier``.
     Use ``per_device_*_batch_size=1`` (one episode per batch) and ``EpisodeCollator``. Evaluation
     adapts on each episode's support set (``eval_inner_steps``) and reports query accuracy with a 95%
-    confidence interval over episodes.
+    confidence interval over episodes. A transfer ``strategy`` shapes the outer optimizer and adds its
+    penalty to the query loss, and a NaN/inf training loss stops training, as in ``TransferTrainer``
+    (``TrainerHooks``); the default strategy changes neither.
     """
 
-    def __init__(self, *args, meta_args: MetaArguments | None = None, **kwargs):
+    def __init__(self, *args, meta_args: MetaArguments | None = None, strategy: Strategy | None = None, **kwargs):
         self.meta = meta_args or MetaArguments()
+        self.hooks = TrainerHooks(self, strategy)
         self._padding = PaddingSkipper(self.meta.skip_padding)
         super().__init__(*args, **kwargs)
         self.args.remove_unused_columns = False
@@ -119,16 +124,12 @@ class MetaTrainer(Trainer):
         parts = name.split(".")
         return HEAD in parts and "original_module" not in parts
 
-    def _transfer_model(self) -> nn.Module:
-        model = self.accelerator.unwrap_model(self.model)
-        return model.get_base_model() if hasattr(model, "get_base_model") else model
-
     def _head_module(self) -> nn.Module:
-        return next(m for n, m in self._transfer_model().named_modules() if n.split(".")[-1] == HEAD)
+        return next(m for n, m in self.hooks.transfer_model().named_modules() if n.split(".")[-1] == HEAD)
 
     def _features(self, model: nn.Module, inputs: dict) -> torch.Tensor:
         """Pooled embeddings (the head's input, before dropout), through the possibly wrapped model's forward."""
-        return input_to(self._transfer_model().dropout, lambda: model(**inputs))[1]
+        return input_to(self.hooks.transfer_model().dropout, lambda: model(**inputs))[1]
 
     def _head_start(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.meta.head_init == "zero":
@@ -161,7 +162,7 @@ class MetaTrainer(Trainer):
 
         meta_params = {name: p for name, p in named.items() if p.requires_grad}
         params = {**{n: p for n, p in meta_params.items() if n not in head}, **self._head_start(head)}
-        params, (support, query) = objectives.used_embedding_rows(self._transfer_model(), params, [support, query])
+        params, (support, query) = objectives.used_embedding_rows(self.hooks.transfer_model(), params, [support, query])
 
         def logits_of(fast: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
             with self._padding.context(batch):
@@ -175,8 +176,14 @@ class MetaTrainer(Trainer):
         second_order = training and meta.meta_method == "maml"
         return objectives.maml_loss(logits_of, params, support, support_labels, query, query_labels, steps, lr, second_order)
 
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self.hooks.optimizer(model)
+        return super().create_optimizer(model)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, logits = self.episode_loss(model, inputs, training=model.training)
+        loss = self.hooks.training_loss(model, loss)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

@@ -14,7 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_transfer import backbones
-from hf_transfer.errors import UserInputError
+from hf_transfer.models.common import build_trunk, safe_loading, validate_config
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -57,16 +57,16 @@ class MultiTaskModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def __init__(self, config: MultiTaskConfig):
+        validate_config(config, _tasks_problem(config.tasks))
         super().__init__(config)
-        if not config.tasks:
-            raise UserInputError("A multi-task model needs at least one task.", "give tasks as [[name, [label names]], ...].")
-        self.backbone = backbones.build_backbone(config.backbone)
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        hidden = backbones.feature_size(config.backbone)
+        hidden = build_trunk(self, config)
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels)) for name, labels in config.task_labels.items()})
-        if config.modality == "image":
-            self.main_input_name = "pixel_values"
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs) -> "MultiTaskModel":
+        """``PreTrainedModel.from_pretrained``, safetensors only unless ``use_safetensors=False`` is passed."""
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **safe_loading(kwargs))
 
     @classmethod
     def from_backbone(
@@ -76,8 +76,9 @@ class MultiTaskModel(PreTrainedModel):
         pooling: str = "mean",
         classifier_dropout: float = 0.1,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ) -> "MultiTaskModel":
-        """Pretrained backbone weights + a freshly initialised head per task."""
+        """Pretrained backbone weights + a freshly initialised head per task (safetensors only unless ``allow_pickle``)."""
         backbone_config = backbones.load_backbone_config(name, trust_remote_code)
         backbone_config._name_or_path = backbones.public_name(name)  # never keep a local absolute path in a saved config
         config = MultiTaskConfig(
@@ -90,7 +91,7 @@ class MultiTaskModel(PreTrainedModel):
             modality=backbones.modality_of(backbone_config),
         )
         model = cls(config)
-        model.backbone = backbones.load_backbone(name, trust_remote_code)
+        model.backbone = backbones.load_backbone(name, trust_remote_code, allow_pickle)
         return model
 
     def get_input_embeddings(self) -> nn.Module:
@@ -142,6 +143,18 @@ class MultiTaskModel(PreTrainedModel):
         if loss is not None:
             loss = loss / embedding.shape[0]
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _tasks_problem(tasks) -> str | None:
+    """What is wrong with ``config.tasks`` (``[[name, [label names]], ...]``), or None."""
+    if not tasks:
+        return "it names no task (give tasks as [[name, [label names]], ...])"
+    if any(not isinstance(task, (list, tuple)) or len(task) != 2 or not isinstance(task[1], (list, tuple)) or not task[1] for task in tasks):
+        return "tasks must be [[name, [label names]], ...] with at least one label per task"
+    names = [str(task[0]) for task in tasks]
+    if len(set(names)) != len(names):
+        return f"task names repeat ({', '.join(names)})"
+    return None
 
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)

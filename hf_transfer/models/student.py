@@ -12,7 +12,7 @@ from torch import nn
 
 from hf_transfer.backbones import encoder_layers
 from hf_transfer.errors import UserInputError
-from hf_transfer.model import TransferModel
+from hf_transfer.models.classifier import TransferModel
 
 
 def spread_layers(num_teacher_layers: int, num_student_layers: int) -> list[int]:

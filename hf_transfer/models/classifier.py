@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -30,6 +29,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_transfer import backbones
+from hf_transfer.models.common import build_trunk, safe_loading, validate_config
 
 
 class TransferConfig(PreTrainedConfig):
@@ -58,13 +58,9 @@ class TransferModel(PreTrainedModel):
     accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for accumulation
 
     def __init__(self, config: TransferConfig):
-        _validate(config)
+        validate_config(config)
         super().__init__(config)
-        self.backbone = backbones.build_backbone(config.backbone)
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(backbones.feature_size(config.backbone), config.num_labels)
-        if config.modality == "image":
-            self.main_input_name = "pixel_values"
+        self.classifier = nn.Linear(build_trunk(self, config), config.num_labels)
         self.post_init()
 
     @classmethod
@@ -94,7 +90,7 @@ class TransferModel(PreTrainedModel):
         the trained model (base + adapter + head, merged); called by PEFT's ``AutoPeftModel...`` it gives
         the base alone (the recorded backbone with its pretrained weights), which PEFT then adapts.
         """
-        kwargs.setdefault("use_safetensors", True)
+        safe_loading(kwargs)
         if _is_adapter_only(pretrained_model_name_or_path, kwargs):
             config = kwargs.get("config")
             revision = kwargs.get("revision")
@@ -171,24 +167,6 @@ class TransferModel(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def _validate(config: TransferConfig) -> None:
-    """A config read from a file (maybe downloaded) is checked before a model is built from it."""
-    from hf_transfer.errors import UserInputError
-
-    problem = None
-    if config.backbone is None:
-        problem = "it names no backbone"
-    elif config.pooling not in ("mean", "cls"):
-        problem = f"pooling is {config.pooling!r} (known: mean, cls)"
-    elif config.modality not in ("text", "image"):
-        problem = f"modality is {config.modality!r} (known: text, image)"
-    elif not 0 <= float(config.classifier_dropout) < 1:
-        problem = f"classifier_dropout is {config.classifier_dropout!r} (must be in [0, 1))"
-    if problem:
-        raise UserInputError(f"This hf_transfer model config is invalid: {problem}.", "fix config.json, or re-save the model with hf_transfer.")
-    backbones.validate_backbone_config(config.backbone, "the model's backbone")
-
-
 def _called_by_auto_peft() -> bool:
     """True inside ``peft.AutoPeftModel*.from_pretrained`` (it loads the base, then applies the adapter).
 
@@ -232,18 +210,3 @@ AutoModel.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForSequenceClassification.register(TransferConfig, TransferModel, exist_ok=True)
 AutoModelForImageClassification.register(TransferConfig, TransferModel, exist_ok=True)
 
-
-def input_to(module: nn.Module, forward: Callable[[], Any]) -> tuple[Any, torch.Tensor]:
-    """``forward()``'s result and the first positional input ``module`` received during it (its last call).
-
-    Lets a caller run a model through its wrappers (DDP arms its gradient all-reduce only in its own
-    forward) and still keep an intermediate, e.g. a TransferModel's pooled embedding on its way into
-    the head's dropout.
-    """
-    captured = []
-    hook = module.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
-    try:
-        result = forward()
-    finally:
-        hook.remove()
-    return result, captured[-1]

@@ -1,0 +1,80 @@
+"""What every hf_transfer model shares: config checks, the backbone + pooling trunk, safe loading, unwrapping.
+
+``TransferModel`` and ``MultiTaskModel`` are both "an ``AutoModel`` backbone, pooled, then dropout and
+linear head(s)"; their configs carry the same backbone fields (nested backbone config, pooling,
+classifier dropout, modality), checked here by one rule before a model is built from a (maybe
+downloaded) config. Pooling itself is ``hf_transfer.backbones.embed`` / ``pool``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from accelerate.utils import extract_model_from_parallel
+from torch import nn
+from transformers import PreTrainedConfig
+
+from hf_transfer import backbones
+from hf_transfer.errors import UserInputError
+
+POOLINGS = ("mean", "cls")
+MODALITIES = ("text", "image")
+
+
+def validate_config(config: PreTrainedConfig, problem: str | None = None) -> None:
+    """Raise ``UserInputError`` when a backbone + head config could not build a sound model.
+
+    ``problem``: a model-specific problem found by the caller (checked after the shared fields).
+    """
+    if config.backbone is None:
+        problem = "it names no backbone"
+    elif config.pooling not in POOLINGS:
+        problem = f"pooling is {config.pooling!r} (known: {', '.join(POOLINGS)})"
+    elif config.modality not in MODALITIES:
+        problem = f"modality is {config.modality!r} (known: {', '.join(MODALITIES)})"
+    elif not 0 <= float(config.classifier_dropout) < 1:
+        problem = f"classifier_dropout is {config.classifier_dropout!r} (must be in [0, 1))"
+    if problem:
+        raise UserInputError(f"This hf_transfer model config is invalid: {problem}.", "fix config.json, or re-save the model with hf_transfer.")
+    backbones.validate_backbone_config(config.backbone, "the model's backbone")
+
+
+def build_trunk(model: nn.Module, config: PreTrainedConfig) -> int:
+    """Give ``model`` its ``backbone`` (built from ``config.backbone``) and head ``dropout``; returns the feature width.
+
+    Image backbones read ``pixel_values``, so ``main_input_name`` follows the modality.
+    """
+    model.backbone = backbones.build_backbone(config.backbone)
+    model.dropout = nn.Dropout(config.classifier_dropout)
+    if config.modality == "image":
+        model.main_input_name = "pixel_values"
+    return backbones.feature_size(config.backbone)
+
+
+def safe_loading(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that read safetensors only, unless the caller passed ``use_safetensors``."""
+    kwargs.setdefault("use_safetensors", True)
+    return kwargs
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model under accelerate's (DDP, FSDP, DeepSpeed, ``torch.compile``) and PEFT's wrappers."""
+    model = extract_model_from_parallel(model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def input_to(module: nn.Module, forward: Callable[[], Any]) -> tuple[Any, torch.Tensor]:
+    """``forward()``'s result and the first positional input ``module`` received during it (its last call).
+
+    Lets a caller run a model through its wrappers (DDP arms its gradient all-reduce only in its own
+    forward) and still keep an intermediate, e.g. a TransferModel's pooled embedding on its way into
+    the head's dropout.
+    """
+    captured = []
+    hook = module.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    try:
+        result = forward()
+    finally:
+        hook.remove()
+    return result, captured[-1]

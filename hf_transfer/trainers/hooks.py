@@ -1,0 +1,103 @@
+"""``TrainerHooks``: what every hf_transfer Trainer shares, held by each one (composition, not a base class).
+
+* the optimizer: the transfer strategy's parameter groups (LLRD, L2-SP, ...) plus a trainer's own
+  extra groups (a projection head, a domain discriminator);
+* the loss of a training step: the strategy's penalty added, then the non-finite-loss stop;
+* the model the strategy acts on, under accelerate's and PEFT's wrappers.
+
+A trainer builds one in its ``__init__`` and calls it from ``create_optimizer`` and ``compute_loss``::
+
+    self.hooks = TrainerHooks(self, strategy)
+    ...
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer = self.hooks.optimizer(model)
+        return super().create_optimizer(model)   # the Trainer's own when the strategy has no groups
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = ...
+        return self.hooks.training_loss(model, loss)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from hf_transfer.errors import UserInputError
+from hf_transfer.models.common import unwrap
+from hf_transfer.strategies import Strategy
+
+
+class TrainerHooks:
+    """A trainer's strategy hooks and NaN/inf-loss stop.
+
+    ``transfer_model``: how to find the model the strategy knows (TransferModel, AutoModel) inside the
+    trainer's model; default: ``unwrap(trainer.model)``.
+    """
+
+    def __init__(self, trainer: Trainer, strategy: Strategy | None = None, transfer_model: Callable[[], nn.Module] | None = None):
+        self.trainer = trainer
+        self.strategy = strategy or Strategy()
+        self._transfer_model = transfer_model or (lambda: unwrap(trainer.model))
+
+    def transfer_model(self) -> nn.Module:
+        """The model the strategy acts on, without accelerate or PEFT wrappers."""
+        return self._transfer_model()
+
+    def optimizer(self, model: nn.Module | None = None, extra_groups: list[dict] = (), own_groups: bool = False) -> torch.optim.Optimizer | None:
+        """The optimizer over the strategy's parameter groups followed by ``extra_groups``; None for the Trainer's default.
+
+        The strategy returning no groups means "the Trainer's default optimizer" (which also covers any
+        extra module inside the trainer's model, at the trainer's learning rate); ``own_groups`` asks
+        for the Trainer's two default groups (decay / no decay) of the transfer model instead, so the
+        extra groups can keep settings of their own (e.g. a learning rate).
+        """
+        trainer, args = self.trainer, self.trainer.args
+        target = self.transfer_model()
+        groups = self.strategy.parameter_groups(target, args.learning_rate, args.weight_decay)
+        if groups is None and own_groups and extra_groups:
+            decay = set(trainer.get_decay_parameter_names(target))
+            trainable = [(name, p) for name, p in target.named_parameters() if p.requires_grad]
+            groups = [
+                {"params": [p for name, p in trainable if name in decay], "weight_decay": args.weight_decay},
+                {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
+            ]
+            groups = [group for group in groups if group["params"]]
+        if groups is None:
+            return None
+        optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(args, model or trainer.model)
+        optimizer_kwargs.pop("lr", None)  # every group carries its own
+        return optimizer_cls(groups + list(extra_groups), lr=args.learning_rate, **optimizer_kwargs)
+
+    def training_loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the strategy's penalty, checked to be finite, on training steps; ``loss`` unchanged otherwise."""
+        if not model.training:
+            return loss
+        if type(self.strategy).penalty is not Strategy.penalty:  # skip the unwrap when unused
+            penalty = self.strategy.penalty(self.transfer_model())
+            if penalty is not None:
+                loss = loss + penalty
+        self.check_finite(loss)
+        return loss
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Stop training with a ``UserInputError`` naming the step when ``loss`` is NaN or infinite.
+
+        The Trainer itself hides such losses (``logging_nan_inf_filter`` logs the running mean instead) and
+        keeps stepping, so the weights would fill with NaN and the run would "finish" with a useless model;
+        raised inside ``train``, the error also keeps ``hf_transfer.run.Run`` from publishing the folder.
+        """
+        if not torch.is_tensor(loss) or bool(torch.isfinite(loss.detach()).all()):
+            return
+        value = loss.detach().float().flatten()[0].item()
+        raise UserInputError(
+            f"The training loss became {'NaN' if math.isnan(value) else value} at step {self.trainer.state.global_step + 1}; "
+            "training was stopped and no model was published.",
+            f"lower learning_rate (now {self.trainer.args.learning_rate}), keep max_grad_norm > 0, train in fp32, "
+            "and check the data for extreme values.",
+        )
