@@ -72,6 +72,38 @@ def test_mixed_batch_uses_each_tasks_head_and_round_trips(tiny_text_backbone, tm
         assert torch.equal(loaded(**batch, task_ids=task_ids).logits, out.logits)
 
 
+@pytest.mark.parametrize(
+    "change, words",
+    [({"pooling": "max"}, "pooling is 'max'"), ({"classifier_dropout": 1.5}, "classifier_dropout"),
+     ({"tasks": []}, "names no task"), ({"tasks": [["topic", ["a", "b"]], ["topic", ["c", "d"]]]}, "task names repeat"),
+     ({"tasks": [["topic", []]]}, "at least one label"),
+     ({"backbone": {"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}}, "hidden_size 30")],
+)
+def test_a_tampered_saved_config_is_refused_like_a_transfer_models(tiny_text_backbone, tmp_path, change, words):
+    """MultiTaskModel checks its config with TransferModel's rules (plus its tasks) before building anything."""
+    folder = tmp_path / "mtl"
+    _model(tiny_text_backbone).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(UserInputError, match=words.replace("(", r"\(")):
+        AutoModel.from_pretrained(folder)
+
+
+def test_pickled_multitask_weights_need_an_explicit_opt_in(tiny_text_backbone, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    model = _model(tiny_text_backbone)
+    model.save_pretrained(folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(OSError):
+        MultiTaskModel.from_pretrained(folder)  # safetensors only by default, as TransferModel
+    reloaded = AutoModel.from_pretrained(folder, use_safetensors=False)  # the opt-in
+    for (name, a), (_, b) in zip(reloaded.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_task_probabilities_and_batch_sampler():
     assert np.allclose(task_probabilities([300, 100], "proportional"), [0.75, 0.25])
     assert np.allclose(task_probabilities([400, 100], "temperature", 2.0), [2 / 3, 1 / 3])  # sqrt sizes 20 : 10
