@@ -117,7 +117,7 @@ class ContrastiveTrainer(Trainer):
             projection = self.projection
             extra = [] if projection is None else [{"params": [p for p in projection.parameters() if p.requires_grad],
                                                     "lr": self.args.learning_rate, "weight_decay": self.args.weight_decay}]
-            self.optimizer = self.hooks.optimizer(model, extra)
+            self.optimizer = self.hooks.build_optimizer(model, extra)
         return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

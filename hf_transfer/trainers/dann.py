@@ -95,7 +95,7 @@ class DANNTrainer(Trainer):
             discriminator = unwrap(self.model).discriminator
             group = {"params": list(discriminator.parameters()), "weight_decay": self.args.weight_decay,
                      "lr": self.discriminator_learning_rate or self.args.learning_rate}
-            self.optimizer = self.hooks.optimizer(model, [group], own_groups=self.discriminator_learning_rate is not None)
+            self.optimizer = self.hooks.build_optimizer(model, [group], own_groups=self.discriminator_learning_rate is not None)
         return super().create_optimizer(model)
 
     def current_lambda(self) -> float:

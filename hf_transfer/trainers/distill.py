@@ -150,7 +150,7 @@ class DistillationTrainer(Trainer):
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = self.hooks.optimizer(model)
+            self.optimizer = self.hooks.build_optimizer(model)
         return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

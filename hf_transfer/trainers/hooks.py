@@ -11,7 +11,7 @@ A trainer builds one in its ``__init__`` and calls it from ``create_optimizer`` 
     ...
     def create_optimizer(self, model=None):
         if self.optimizer is None:
-            self.optimizer = self.hooks.optimizer(model)
+            self.optimizer = self.hooks.build_optimizer(model)
         return super().create_optimizer(model)   # the Trainer's own when the strategy has no groups
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -49,7 +49,9 @@ class TrainerHooks:
         """The model the strategy acts on, without accelerate or PEFT wrappers."""
         return self._transfer_model()
 
-    def optimizer(self, model: nn.Module | None = None, extra_groups: list[dict] = (), own_groups: bool = False) -> torch.optim.Optimizer | None:
+    def build_optimizer(
+        self, model: nn.Module | None = None, extra_groups: list[dict] = (), own_groups: bool = False
+    ) -> torch.optim.Optimizer | None:
         """The optimizer over the strategy's parameter groups followed by ``extra_groups``; None for the Trainer's default.
 
         The strategy returning no groups means "the Trainer's default optimizer" (which also covers any
