@@ -72,8 +72,7 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 from hf_transfer import backbones
 from hf_transfer.data import DataArguments, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
-from hf_transfer.models.classifier import TransferModel
-from hf_transfer.models.student import make_student, parse_layers
+from hf_transfer.models import TransferModel, make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer, TransferTrainer
 from hf_transfer.trainers.distill import TEACHER_EMBEDDING, TEACHER_LOGITS, add_transfer_set, teacher_embeddings, teacher_logits
 

@@ -44,7 +44,7 @@ from torch.nn import functional as F
 from hf_transfer import testing
 from hf_transfer.backbones import load_processor
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
-from hf_transfer.models.classifier import TransferModel
+from hf_transfer.models import TransferModel
 from hf_transfer.objectives.meta import maml_loss, use_double_differentiable_attention, used_embedding_rows
 from hf_transfer.padding import skip_padding
 from hf_transfer.strategies import get_strategy

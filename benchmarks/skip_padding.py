@@ -44,7 +44,7 @@ from hf_transfer.experiments.encoder import SentenceEncoder
 from hf_transfer.experiments.methods import make_method
 from hf_transfer.recipes.fewshot import load_text_dataset
 from hf_transfer.objectives.contrastive import nt_xent
-from hf_transfer.models.contrastive import ProjectionHead
+from hf_transfer.models import ProjectionHead
 from hf_transfer.trainers import ContrastiveTrainer
 
 PARTS = ("pretrain_step", "fewshot_fit")

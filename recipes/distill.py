@@ -33,9 +33,8 @@ from hf_transfer.data import DataArguments, load_raw_splits, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
-from hf_transfer.models.classifier import TransferModel
+from hf_transfer.models import TransferModel, make_student, parse_layers
 from hf_transfer.run import Run, fingerprint, publishable_config
-from hf_transfer.models.student import make_student, parse_layers
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import add_teacher_logits, add_transfer_set, teacher_logits
 

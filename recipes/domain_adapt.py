@@ -114,7 +114,7 @@ def _load_initial_model(folder: str):
     """(TransferModel, its tokenizer or image processor) saved by an earlier run."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    from hf_transfer.models.classifier import TransferModel
+    from hf_transfer.models import TransferModel
 
     if not os.path.isfile(os.path.join(folder, "config.json")):
         raise UserInputError(f"init_model '{folder}' is not a saved model folder.", "pass the output_dir of an earlier hf-transfer run.")

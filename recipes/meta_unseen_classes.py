@@ -97,7 +97,7 @@ def read_jsonl(path: Path) -> tuple[list[str], list[int]]:
 
 
 def build_model(recipe: MetaRecipeArguments, n_way: int, strategy):
-    from hf_transfer.models.classifier import TransferModel
+    from hf_transfer.models import TransferModel
 
     model = TransferModel.from_backbone(recipe.model, {i: f"way_{i}" for i in range(n_way)}, classifier_dropout=recipe.classifier_dropout)
     return strategy.prepare(model)
@@ -119,7 +119,7 @@ class TopLayersClassifier(nn.Module):
     def save_as_transfer_model(self, recipe: MetaRecipeArguments, output_dir: str) -> None:
         """Write the full model (pretrained bottom + meta-learned top layers and head) with save_pretrained."""
         from hf_transfer.backbones import encoder_layers
-        from hf_transfer.models.classifier import TransferModel
+        from hf_transfer.models import TransferModel
 
         n_way = self.classifier.out_features
         full = TransferModel.from_backbone(recipe.model, {i: f"way_{i}" for i in range(n_way)}, classifier_dropout=recipe.classifier_dropout)

@@ -29,12 +29,11 @@ from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
+from hf_transfer.data.sampling import SAMPLING
 from hf_transfer.metrics import compute_metrics
-from hf_transfer.models.classifier import TransferModel
-from hf_transfer.models.multitask import MultiTaskModel
+from hf_transfer.models import MultiTaskModel, TransferModel
 from hf_transfer.run import Run, fingerprint, publishable_config
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
-from hf_transfer.data.sampling import SAMPLING
 
 PROG = "hf-transfer multitask"
 

@@ -188,7 +188,7 @@ def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: s
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     from hf_transfer.objectives.contrastive import contrastive_loss
-    from hf_transfer.models.contrastive import ContrastiveEncoder, ProjectionHead
+    from hf_transfer.models import ContrastiveEncoder, ProjectionHead
     from hf_transfer.trainers import ContrastiveTrainer
 
     from hf_transfer.cards import command_line

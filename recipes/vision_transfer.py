@@ -47,7 +47,7 @@ from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
-from hf_transfer.models.classifier import TransferModel
+from hf_transfer.models import TransferModel
 from hf_transfer.run import Run, fingerprint
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
