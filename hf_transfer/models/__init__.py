@@ -4,11 +4,11 @@
 a head per task), ``student`` (a shallower copy of a trained classifier), ``domain_adversarial``
 (classifier + domain discriminator, for DANN), ``contrastive`` (encoder + projection head);
 ``common`` holds what they share (config checks, the backbone trunk, safe loading, unwrapping);
-``build`` makes a recipe's classifier and processor from its ``ModelArguments``.
+``build`` makes a recipe's classifier and processor from its ``ModelArguments`` (imported on its own:
+it loads the image-processing stack, which ``import hf_transfer`` does not need).
 Importing this package registers the configs and models with the transformers Auto classes.
 """
 
-from hf_transfer.models.build import backbone_config_of, build_model, scratch_backbone_config
 from hf_transfer.models.classifier import TransferConfig, TransferModel
 from hf_transfer.models.common import input_to, unwrap
 from hf_transfer.models.contrastive import ContrastiveEncoder, ProjectionHead
@@ -18,6 +18,5 @@ from hf_transfer.models.student import make_student, parse_layers, spread_layers
 
 __all__ = [
     "ContrastiveEncoder", "DomainAdversarialModel", "DomainAdversarialOutput", "MultiTaskConfig", "MultiTaskModel",
-    "ProjectionHead", "TransferConfig", "TransferModel", "backbone_config_of", "build_model", "input_to", "make_student",
-    "parse_layers", "scratch_backbone_config", "spread_layers", "unwrap",
+    "ProjectionHead", "TransferConfig", "TransferModel", "input_to", "make_student", "parse_layers", "spread_layers", "unwrap",
 ]
