@@ -1,12 +1,17 @@
-"""Model cards: the transfer provenance, metrics and usage, rendered from ``model_cards/`` templates."""
+"""Model cards: every README.md the suite writes is a ``model_cards/`` template filled with values by ``render``.
+
+``render(template, values)`` is the one way a card is made: the template's text comes from the values,
+and its YAML metadata (``base_model``, ``datasets``, ``tags``, the ``model-index`` results) from the
+same values through ``metadata``. The ``*_card`` functions below turn what a run knows into those
+values for the suite's model cards; recipes with a card of their own call ``render`` directly.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import statistics
-import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATE_PACKAGE = "hf_transfer.model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
+SPLITS = {"eval": "validation", "test": "test"}  # metric-key prefix -> dataset split
 
 
-def template_path(name: str = "classifier.md") -> Path:
+def template_path(name: str) -> Path:
     """The card template, from the installed package or the source tree's ``model_cards/``."""
     try:
         candidate = Path(str(resources.files(TEMPLATE_PACKAGE) / name))
@@ -28,35 +34,46 @@ def template_path(name: str = "classifier.md") -> Path:
     return Path(__file__).resolve().parents[1] / "model_cards" / name
 
 
-SECRET_OPTIONS = ("--hub_token", "--token", "--hub-token")
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+@dataclass(frozen=True)
+class Result:
+    """One ``model-index`` entry: the ``metric`` (``accuracy``, ``macro_f1``...) on ``split`` of ``dataset``."""
+
+    name: str
+    metric: str
+    value: float
+    dataset: str
+    split: str = "test"
+    dataset_name: str | None = None  # shown instead of ``dataset``, e.g. "banking77 (classes 50-76)"
 
 
-def command_line(argv: list[str] | None = None, program: str | None = None) -> str:
-    """The command as the user typed it: absolute paths shortened to their last part, tokens replaced by ``***``.
-
-    ``program`` replaces ``argv[0]`` in the text (e.g. ``"python recipes/x.py"``, since only its basename is kept).
-    """
-    argv = sys.argv if argv is None else argv
-    if program is None:
-        program = "hf-transfer" if argv and argv[0].endswith(("hf-transfer", "__main__.py")) else os.path.basename(argv[0]) if argv else ""
-    words, hide_next = [], False
-    for word in argv[1:]:
-        option, equals, _ = word.partition("=")
-        if hide_next or TOKEN_PATTERN.search(word):
-            word = "***" if not equals else f"{option}=***"
-        elif option in SECRET_OPTIONS and equals:
-            word = f"{option}=***"
-        elif os.path.isabs(word):
-            word = os.path.basename(os.path.normpath(word))
-        elif equals and os.path.isabs(word[len(option) + 1 :]):  # --key=/abs/path, name=/abs/path
-            word = f"{option}={os.path.basename(os.path.normpath(word[len(option) + 1 :]))}"
-        hide_next = word in SECRET_OPTIONS
-        words.append(shlex.quote(word) if word != "***" else word)
-    return " ".join([program, *words])
+def metadata(values: Mapping[str, Any]) -> ModelCardData:
+    """A card's YAML metadata from its values: ``model_name``, ``base_model`` (recorded only when it is a Hub id),
+    ``pipeline_tag``, ``tags``, ``datasets`` (Hub ids only), ``task`` and ``model_index`` (a list of ``Result``)."""
+    base_model = values.get("base_model")
+    results = list(values.get("model_index") or [])
+    eval_results = [
+        EvalResult(task_type=values["task"], dataset_type=r.dataset, dataset_name=r.dataset_name or r.dataset, dataset_split=r.split,
+                   metric_type=r.metric, metric_name=r.name, metric_value=round(float(r.value), 4))
+        for r in results
+    ]
+    return ModelCardData(
+        model_name=values.get("model_name"),
+        base_model=base_model if base_model and "/" in base_model else None,
+        library_name="transformers",
+        pipeline_tag=values.get("pipeline_tag"),
+        tags=list(values.get("tags") or []) or None,
+        datasets=sorted({d for d in values.get("datasets") or () if "/" in d}) or None,
+        metrics=sorted({r.metric for r in results}) or None,
+        eval_results=eval_results or None,
+    )
 
 
-def summarize(metrics: dict[str, float | list[float]]) -> tuple[dict[str, float], dict[str, str]]:
+def render(template: str, values: Mapping[str, Any]) -> ModelCard:
+    """The ``model_cards/<template>`` card filled with ``values``, its metadata built from them by ``metadata``."""
+    return ModelCard.from_template(metadata(values), template_path=str(template_path(template)), **values)
+
+
+def summarize(metrics: Mapping[str, float | Sequence[float]]) -> tuple[dict[str, float], dict[str, str]]:
     """(mean of each metric, its text): a list of per-seed values becomes ``mean ± std (n seeds)``."""
     means, texts = {}, {}
     for key, value in metrics.items():
@@ -70,20 +87,40 @@ def summarize(metrics: dict[str, float | list[float]]) -> tuple[dict[str, float]
     return means, texts
 
 
-def render(template: str, card_data: ModelCardData, **values: Any) -> ModelCard:
-    """The ``model_cards/<template>`` card with ``values`` filled in; ``card_data`` becomes its YAML metadata.
-
-    Every card of the suite goes through here, so that they all come from the packaged templates.
-    """
-    return ModelCard.from_template(card_data, template_path=str(template_path(template)), **values)
-
-
-def hyperparameter_text(values: dict[str, Any]) -> str:
+def hyperparameter_text(values: Mapping[str, Any]) -> str:
     """``a=1``, ``b=x`` ... as inline code for a card's table; ``none`` when empty."""
     return ", ".join(f"`{k}={v}`" for k, v in values.items()) or "none"
 
 
-def render_card(
+def label_text(labels: Sequence[str]) -> str:
+    """The first 20 labels, and how many there are when there are more."""
+    return ", ".join(labels[:20]) + (f", ... ({len(labels)} in all)" if len(labels) > 20 else "")
+
+
+def task_of(modality: str) -> str:
+    return "text-classification" if modality == "text" else "image-classification"
+
+
+def data_name(data_args) -> str:
+    """The training data as a card names it: the last part of its folder, file or name (never a local absolute path)."""
+    return os.path.basename(os.path.normpath(data_args.dataset or data_args.train_file or "custom"))
+
+
+def training_summary(training, *details: str) -> str:
+    """``learning rate 0.001, batch 8 per device, 3 steps, ..., seed 0`` from ``TrainingArguments`` (``details`` before the seed)."""
+    length = f"{training.max_steps} steps" if training.max_steps > 0 else f"{training.num_train_epochs} epochs"
+    return ", ".join([f"learning rate {training.learning_rate}", f"batch {training.per_device_train_batch_size} per device",
+                      length, *details, f"seed {training.seed}"])
+
+
+def backbone_facts(model_config) -> dict[str, Any]:
+    """What a classifier's config records about its base model: name, weights' sha256 and revision, pooling, labels, modality."""
+    return dict(base_model=model_config.backbone_name, base_model_sha256=model_config.backbone_sha256,
+                base_model_revision=model_config.backbone_revision, pooling=model_config.pooling,
+                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=model_config.modality)
+
+
+def classifier_card(
     *,
     model_name: str,
     base_model: str,
@@ -97,73 +134,33 @@ def render_card(
     dataset: str,
     num_train_examples: int,
     training_summary: str,
-    metrics: dict[str, float],
+    metrics: dict[str, float | list[float]],
     command: str,
     adapter_note: str = "",
     base_model_revision: str | None = None,
-    shots: int | None = None,
-    seeds: list[int] | None = None,
 ) -> ModelCard:
-    """A ``huggingface_hub.ModelCard`` whose metadata carries ``model-index`` results for every metric.
+    """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
-    ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the
-    mean); ``shots``/``seeds`` describe few-shot runs (K examples per class, the seeds averaged).
+    ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean).
     """
-    task = "text-classification" if modality == "text" else "image-classification"
+    task = task_of(modality)
     means, texts = summarize(metrics)
-    eval_results = [
-        EvalResult(
-            task_type=task, dataset_type=dataset, dataset_name=dataset,
-            dataset_split="validation" if split == "eval" else split,
-            metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({split})", metric_value=round(value, 4),
-        )
-        for key, value in means.items()
-        for split, _, metric in [key.partition("_")]
-        if split in ("eval", "test") and metric in METRIC_NAMES
-    ]
-    text_of = {("validation" if key.startswith("eval_") else "test", key.partition("_")[2]): text for key, text in texts.items()}
-    card_data = ModelCardData(
-        model_name=model_name,
-        base_model=base_model if "/" in base_model else None,
-        library_name="transformers",
-        pipeline_tag=task,
-        tags=["hf-transfer", f"strategy-{strategy}", modality],
-        datasets=[dataset] if "/" in dataset else None,
-        metrics=sorted({r.metric_type for r in eval_results}) or None,
-        eval_results=eval_results or None,
-    )
-    results = [{"split": r.dataset_split, "metric": METRIC_NAMES[r.metric_type], "value": text_of[(r.dataset_split, r.metric_type)]}
-               for r in eval_results]
-    hyper = hyperparameter_text(strategy_hyperparameters)
-    return render(
-        "classifier.md",
-        card_data,
-        model_name=model_name,
-        task_description=task.replace("-", " "),
-        base_model=base_model,
-        base_model_sha256=base_model_sha256,
-        base_model_revision=base_model_revision,
-        shots=shots,
-        seeds=", ".join(map(str, seeds)) if seeds else None,
-        strategy=strategy,
-        strategy_hyperparameters=hyper,
-        objective=objective,
-        pooling=pooling,
-        labels=", ".join(labels[:20]) + (f", ... ({len(labels)} in all)" if len(labels) > 20 else ""),
-        dataset_description=dataset,
-        num_train_examples=num_train_examples,
-        training_summary=training_summary,
-        results=results,
-        command=command,
+    results, rows = [], []
+    for key, value in means.items():
+        prefix, _, metric = key.partition("_")
+        if prefix in SPLITS and metric in METRIC_NAMES:
+            results.append(Result(f"{METRIC_NAMES[metric]} ({prefix})", metric, value, dataset, SPLITS[prefix]))
+            rows.append({"split": SPLITS[prefix], "metric": METRIC_NAMES[metric], "value": texts[key]})
+    return render("classifier.md", dict(
+        model_name=model_name, task=task, pipeline_tag=task, tags=["hf-transfer", f"strategy-{strategy}", modality],
+        datasets=[dataset], model_index=results, task_description=task.replace("-", " "),
+        base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
+        strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), objective=objective,
+        pooling=pooling, labels=label_text(labels), dataset_description=dataset, num_train_examples=num_train_examples,
+        training_summary=training_summary, results=rows, command=command,
         auto_class="AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification",
-        pipeline_task=task,
-        load_path=model_name,
-        adapter_note=adapter_note,
-    )
-
-
-def _task_of(modality: str) -> str:
-    return "text-classification" if modality == "text" else "image-classification"
+        pipeline_task=task, load_path=model_name, adapter_note=adapter_note,
+    ))
 
 
 def encoder_card(
@@ -190,30 +187,17 @@ def encoder_card(
     ``probe`` holds the linear-probe test accuracy ``before`` and ``after`` pre-training; both become
     ``model-index`` results (metric ``accuracy``, told apart by their names).
     """
-    task = _task_of(modality)
-    eval_results = [
-        EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split="test", metric_type="accuracy",
-                   metric_name=f"Linear-probe accuracy {when} pre-training (test)", metric_value=round(float(probe[when]), 4))
-        for when in ("before", "after") if when in probe
-    ]
-    card_data = ModelCardData(
-        model_name=model_name,
-        base_model=base_model if "/" in base_model else None,
-        library_name="transformers",
-        pipeline_tag="feature-extraction",
-        tags=["hf-transfer", "contrastive-pretraining", objective, f"strategy-{strategy}", modality],
-        datasets=[dataset] if "/" in dataset else None,
-        metrics=["accuracy"] if eval_results else None,
-        eval_results=eval_results or None,
-    )
-    return render(
-        "encoder.md", card_data,
-        model_name=model_name, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
+    results = [Result(f"Linear-probe accuracy {when} pre-training (test)", "accuracy", probe[when], dataset)
+               for when in ("before", "after") if when in probe]
+    return render("encoder.md", dict(
+        model_name=model_name, task=task_of(modality), pipeline_tag="feature-extraction",
+        tags=["hf-transfer", "contrastive-pretraining", objective, f"strategy-{strategy}", modality], datasets=[dataset],
+        model_index=results, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
         objective=objective, temperature=temperature, projection=projection, augmentations=hyperparameter_text(augmentations),
         strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), training_summary=training_summary,
         modality=modality, dataset_description=dataset, probe_before=probe.get("before"), probe_after=probe.get("after"),
         probe_train_examples=probe_examples[0], probe_test_examples=probe_examples[1], command=command, load_path=model_name,
-    )
+    ))
 
 
 def meta_card(
@@ -241,31 +225,19 @@ def meta_card(
     unseen classes; each accuracy becomes a ``model-index`` result named after its N-way K-shot setting.
     """
     test_set = f"{dataset} (classes {meta_test_classes})"
-    eval_results = [
-        EvalResult(task_type="text-classification", dataset_type=dataset, dataset_name=test_set, dataset_split="test",
-                   metric_type="accuracy", metric_name=f"{n_way}-way {k}-shot accuracy", metric_value=round(float(r["accuracy"]), 4))
-        for k, r in sorted(results.items())
-    ]
-    card_data = ModelCardData(
-        model_name=model_name,
-        base_model=base_model if "/" in base_model else None,
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["hf-transfer", "meta-learning", "few-shot", method],
-        datasets=[dataset] if "/" in dataset else None,
-        metrics=["accuracy"] if eval_results else None,
-        eval_results=eval_results or None,
-    )
+    index = [Result(f"{n_way}-way {k}-shot accuracy", "accuracy", r["accuracy"], dataset, dataset_name=test_set)
+             for k, r in sorted(results.items())]
     rows = [{"k": k, "accuracy": f"{100 * r['accuracy']:.1f}", "ci95": f"{100 * r['ci95']:.1f}", "episodes": int(r["episodes"])}
             for k, r in sorted(results.items())]
-    return render(
-        "meta.md", card_data,
-        model_name=model_name, method=method, base_model=base_model, base_model_sha256=base_model_sha256,
+    return render("meta.md", dict(
+        model_name=model_name, task="text-classification", pipeline_tag="text-classification",
+        tags=["hf-transfer", "meta-learning", "few-shot", method], datasets=[dataset], model_index=index,
+        method=method, base_model=base_model, base_model_sha256=base_model_sha256,
         base_model_revision=base_model_revision, meta_hyperparameters=hyperparameter_text(meta_hyperparameters),
         strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), n_way=n_way,
         dataset_description=dataset, meta_train_classes=meta_train_classes, meta_test_classes=meta_test_classes,
         rows=rows, training_summary=training_summary, command=command, load_path=model_name, subfolder=subfolder,
-    )
+    ))
 
 
 def multitask_card(
@@ -288,37 +260,20 @@ def multitask_card(
     ``<split>_<task>_<metric>`` in ``metrics`` (split eval or test) becomes one ``model-index`` result
     named after its task, on the task's dataset. ``comparison`` is the single-task comparison table, if any.
     """
-    eval_results, rows = [], []
+    results, rows = [], []
     for task, info in tasks.items():
-        for split in ("eval", "test"):
+        for prefix, split in SPLITS.items():
             for metric, label in METRIC_NAMES.items():
-                value = metrics.get(f"{split}_{task}_{metric}")
-                if not isinstance(value, (int, float)):
-                    continue
-                split_name = "validation" if split == "eval" else split
-                eval_results.append(EvalResult(
-                    task_type="text-classification", dataset_type=info["dataset"], dataset_name=info["dataset"],
-                    dataset_split=split_name, metric_type=metric, metric_name=f"{task}: {label} ({split_name})",
-                    metric_value=round(float(value), 4),
-                ))
-                rows.append({"task": task, "split": split_name, "metric": label, "value": f"{float(value):.4f}"})
-    datasets = sorted({info["dataset"] for info in tasks.values() if "/" in info["dataset"]})
-    card_data = ModelCardData(
-        model_name=model_name,
-        base_model=base_model if "/" in base_model else None,
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["hf-transfer", "multi-task", "strategy-full", "text"],
-        datasets=datasets or None,
-        metrics=sorted({r.metric_type for r in eval_results}) or None,
-        eval_results=eval_results or None,
-    )
-    task_rows = [{"name": task, "dataset": info["dataset"], "size": info["size"],
-                  "labels": ", ".join(info["labels"][:20]) + (f", ... ({len(info['labels'])} in all)" if len(info["labels"]) > 20 else "")}
+                value = metrics.get(f"{prefix}_{task}_{metric}")
+                if isinstance(value, (int, float)):
+                    results.append(Result(f"{task}: {label} ({split})", metric, value, info["dataset"], split))
+                    rows.append({"task": task, "split": split, "metric": label, "value": f"{float(value):.4f}"})
+    task_rows = [{"name": task, "dataset": info["dataset"], "size": info["size"], "labels": label_text(info["labels"])}
                  for task, info in tasks.items()]
-    return render(
-        "multitask.md", card_data,
-        model_name=model_name, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
+    return render("multitask.md", dict(
+        model_name=model_name, task="text-classification", pipeline_tag="text-classification",
+        tags=["hf-transfer", "multi-task", "strategy-full", "text"], datasets=[info["dataset"] for info in tasks.values()],
+        model_index=results, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
         pooling=pooling, tasks=task_rows, task_names=list(tasks), sampling=sampling, training_summary=training_summary,
         results=rows, comparison=comparison, command=command, load_path=model_name,
-    )
+    ))

@@ -207,7 +207,12 @@ def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
 def resolved_values(config) -> dict[str, Any]:
     """What a finished run records (before redaction): every recipe key of ``config`` (its ``model``, ``data``
     and ``strategy_args`` dataclasses) and the ``TrainingArguments`` keys the user set."""
-    values = {**asdict(config.model), **asdict(config.data), **asdict(config.strategy_args)}
-    training = config.training.to_dict()
-    values.update({key: training[key] for key in config.source if key in training})
+    return recorded_values(config.training, config.source, config.model, config.data, config.strategy_args)
+
+
+def recorded_values(training: TrainingArguments, source: dict[str, Any], *arguments: Any) -> dict[str, Any]:
+    """Every field of the ``arguments`` dataclasses, then the ``TrainingArguments`` keys the user set (in ``source``)."""
+    values = {key: value for args in arguments for key, value in asdict(args).items()}
+    training_values = training.to_dict()
+    values.update({key: training_values[key] for key in source if key in training_values})
     return values

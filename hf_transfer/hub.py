@@ -17,27 +17,31 @@ import tempfile
 from pathlib import Path
 
 from hf_transfer.errors import UserInputError
+from hf_transfer.outputs import (
+    ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, ADAPTER_WEIGHTS_FILE, CARD_FILE, CONFIG_FILE, METRICS_FILE, MODEL_CONFIG_FILE,
+    STAGING_SUFFIX, WEIGHTS_FILE,
+)
+from hf_transfer.redact import has_token
 
-ROOT_EXTRAS = ("README.md", "metrics.json", "recipe_config.yaml")
+ROOT_EXTRAS = (CARD_FILE, METRICS_FILE, CONFIG_FILE)
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt")
 
 
 def _adapter_dir(output_dir: Path) -> Path | None:
-    for folder in (output_dir / "adapter", output_dir):
-        if (folder / "adapter_config.json").is_file():
+    for folder in (output_dir / ADAPTER_FOLDER, output_dir):
+        if (folder / ADAPTER_CONFIG_FILE).is_file():
             return folder
     return None
 
 
 def _check_output_dir(output_dir: Path) -> None:
-    if output_dir.name.endswith(".incomplete") or not output_dir.is_dir():
+    if output_dir.name.endswith(STAGING_SUFFIX) or not output_dir.is_dir():
         raise UserInputError(
             f"'{output_dir}' is not a finished output folder.",
             "pass the output_dir of a run that completed (an '.incomplete' folder is an unfinished run: re-run it to finish).",
         )
-    if not (output_dir / "config.json").is_file() and _adapter_dir(output_dir) is None and not _model_subfolders(output_dir):
+    if not (output_dir / MODEL_CONFIG_FILE).is_file() and _adapter_dir(output_dir) is None and not _model_subfolders(output_dir):
         raise UserInputError(
             f"'{output_dir}' holds no saved model (no config.json or adapter_config.json).",
             "pass the output_dir that 'hf-transfer train' wrote.",
@@ -46,10 +50,10 @@ def _check_output_dir(output_dir: Path) -> None:
 
 def _model_subfolders(output_dir: Path) -> list[Path]:
     """Sub-folders holding a saved model, for outputs with several models and none at the top (e.g. one per meta-method)."""
-    if (output_dir / "config.json").is_file() or _adapter_dir(output_dir) is not None:
+    if (output_dir / MODEL_CONFIG_FILE).is_file() or _adapter_dir(output_dir) is not None:
         return []
     return sorted(p for p in output_dir.iterdir() if p.is_dir() and not p.name.startswith(("checkpoint-", "."))
-                  and ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()))
+                  and ((p / MODEL_CONFIG_FILE).is_file() or (p / ADAPTER_CONFIG_FILE).is_file()))
 
 
 def _copy_files(source: Path, destination: Path, skip: set[str] = frozenset()) -> None:
@@ -68,7 +72,7 @@ def _check_safe(folder: Path) -> None:
             )
         if item.is_file() and item.suffix in TEXT_SUFFIXES:
             text = item.read_text(encoding="utf-8", errors="replace")
-            if TOKEN_PATTERN.search(text):
+            if has_token(text):
                 raise UserInputError(f"'{item.name}' contains what looks like a Hugging Face token.", "remove the token from it.")
 
 
@@ -102,7 +106,7 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
     _check_output_dir(output_dir)
     destination.mkdir(parents=True, exist_ok=True)
     adapter = _adapter_dir(output_dir)
-    if adapter is None or (merged and (output_dir / "model.safetensors").is_file()):
+    if adapter is None or (merged and (output_dir / WEIGHTS_FILE).is_file()):
         _copy_files(output_dir, destination)  # a full model (merged LoRA included); the adapter/ subfolder stays behind
         for folder in _model_subfolders(output_dir):  # several models: each in its sub-folder (from_pretrained(repo, subfolder=...))
             (destination / folder.name).mkdir()
@@ -112,19 +116,19 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
 
         model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
         model.save_pretrained(destination)
-        _copy_files(adapter, destination, skip={"adapter_config.json", "adapter_model.safetensors", "config.json", "README.md"})
+        _copy_files(adapter, destination, skip={ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, MODEL_CONFIG_FILE, CARD_FILE})
         for name in ROOT_EXTRAS:
             if (output_dir / name).is_file():
                 shutil.copy2(output_dir / name, destination / name)
     else:
         from hf_transfer.strategies.lora import point_adapter_at
 
-        _copy_files(adapter, destination, skip={"README.md"})
+        _copy_files(adapter, destination, skip={CARD_FILE})
         for name in ROOT_EXTRAS:
             if (output_dir / name).is_file():
                 shutil.copy2(output_dir / name, destination / name)
         point_adapter_at(destination, repo_id, revision)
-    _retarget_card(destination / "README.md", repo_id, adapter=adapter is not None and not merged)
+    _retarget_card(destination / CARD_FILE, repo_id, adapter=adapter is not None and not merged)
     _check_safe(destination)
     return destination
 

@@ -18,6 +18,16 @@ from hf_transfer.errors import UserInputError
 
 STAGING_SUFFIX = ".incomplete"
 FINGERPRINT_FILE = "run_fingerprint.json"
+# What a finished run records beside its model (``hf_transfer.run``); ``hub`` uploads them with it.
+CONFIG_FILE = "recipe_config.yaml"  # the resolved settings, a config file the recipe reads back
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+# What save_pretrained writes (transformers, peft), and where a LoRA run with lora_save=both puts its adapter.
+MODEL_CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+ADAPTER_FOLDER = "adapter"
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")  # trainer_state.json is written last
 
 
@@ -139,29 +149,13 @@ def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
         staging.rename(output_dir)
 
 
-def portable_path(path: str | os.PathLike) -> str:
-    """A path fit to record in a saved file: relative to the working folder when inside it, else its last part.
-
-    Saved configs, cards and adapter configs are shared and published: they must never reveal a local
-    absolute path (user names, mount points).
-    """
-    text = os.fspath(path)
-    if not os.path.isabs(os.path.expanduser(text)):
-        return text
-    absolute = os.path.abspath(os.path.expanduser(text))
-    try:
-        relative = os.path.relpath(absolute, os.getcwd())
-    except ValueError:  # another drive on Windows
-        relative = ".."
-    return relative if not relative.startswith("..") else os.path.basename(os.path.normpath(absolute))
-
-
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (temp file + rename), so readers never see half a file."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

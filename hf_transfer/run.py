@@ -22,41 +22,17 @@ from typing import Any
 
 import yaml
 
-from hf_transfer import hub, outputs
-from hf_transfer.cards import command_line, render_card
+from hf_transfer import cards, hub, outputs
 from hf_transfer.config import resolved_values
 from hf_transfer.models.common import unwrap
+from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, CARD_FILE, CONFIG_FILE, METRICS_FILE
+from hf_transfer.redact import command_line, portable_path, publishable_config
 
 # TrainingArguments keys that change how a run is resumed, logged or published, never what it computes.
 NOT_FINGERPRINTED = frozenset({
     "resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
     "hub_revision", "disable_tqdm", "report_to", "logging_dir",
 })
-
-
-SECRET_WORDS = ("token", "password", "secret")
-CONFIG_FILE = "recipe_config.yaml"
-METRICS_FILE = "metrics.json"
-
-
-def _portable_value(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_portable_value(item) for item in value]
-    if not isinstance(value, str):
-        return value
-    name, equals, path = value.partition("=")  # NAME=PATH items, e.g. multi-task --tasks
-    if equals and (os.path.isabs(os.path.expanduser(path)) or os.path.exists(os.path.expanduser(path))):
-        return f"{name}={outputs.portable_path(path)}"
-    if os.path.isabs(os.path.expanduser(value)) or os.path.exists(os.path.expanduser(value)):
-        return outputs.portable_path(value)
-    return value
-
-
-def publishable_config(values: dict[str, Any], output_dir: str) -> dict[str, Any]:
-    """A recipe's settings fit to publish with its model: no token-like keys, local paths made relative (or their last part)."""
-    kept = {key: _portable_value(value) for key, value in values.items() if not any(word in key.lower() for word in SECRET_WORDS)}
-    kept["output_dir"] = outputs.portable_path(output_dir)
-    return kept
 
 
 def fingerprint(source: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +104,33 @@ class Run:
         return self.final_dir
 
 
+CONFIG_HEADER = "# Saved by hf_transfer. Local absolute paths are recorded relative to the working folder or by their last part.\n"
+
+
+def write_config(path: str | os.PathLike, values: dict[str, Any], output_dir: str | os.PathLike | None = None) -> None:
+    """A run's settings as YAML, redacted for publishing (``redact.publishable_config``); ``output_dir``: the final folder."""
+    outputs.write_text(path, CONFIG_HEADER + yaml.safe_dump(publishable_config(values, output_dir), sort_keys=True))
+
+
+def write_card(folder: str | os.PathLike, card) -> None:
+    """``folder/README.md``: a card rendered by ``hf_transfer.cards``."""
+    outputs.write_text(Path(folder) / CARD_FILE, str(card))
+
+
+def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: dict, card, config_file: str = CONFIG_FILE) -> None:
+    """What every finished run records beside its model: its settings (``config_file``), ``metrics.json`` and the card."""
+    write_config(staging / config_file, values, final_dir)
+    outputs.write_json(staging / METRICS_FILE, metrics)
+    write_card(staging, card)
+
+
+ADAPTER_NOTE = (
+    "The `adapter/` folder holds the PEFT adapter and the trained head alone: load it with "
+    "`hf_transfer.load_model(\"<this folder>/adapter\")`, or with `AutoPeftModelForSequenceClassification` "
+    "after `import hf_transfer` (its `config.json` names the backbone to rebuild the base model from)."
+)
+
+
 def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
                     objective: str = "supervised cross-entropy") -> None:
     """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
@@ -138,41 +141,22 @@ def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, fin
     base_config = unwrap(model).config
     strategy.save(model, staging)
     trainer.processing_class.save_pretrained(staging)
-    adapter_dir = staging / "adapter" if (staging / "adapter" / "adapter_config.json").is_file() else staging
-    if (adapter_dir / "adapter_config.json").is_file():  # AutoPeftModel loads it from where the run put it
+    adapter_dir = staging / ADAPTER_FOLDER if (staging / ADAPTER_FOLDER / ADAPTER_CONFIG_FILE).is_file() else staging
+    if (adapter_dir / ADAPTER_CONFIG_FILE).is_file():  # AutoPeftModel loads it from where the run put it
         trainer.processing_class.save_pretrained(adapter_dir)
-        location = Path(outputs.portable_path(final_dir))
+        location = Path(portable_path(final_dir))
         point_adapter_at(adapter_dir, (location / adapter_dir.relative_to(staging)).as_posix())
-    header = "# Saved by hf_transfer. Local absolute paths are recorded relative to the working folder or by their last part.\n"
-    outputs.write_text(staging / CONFIG_FILE, header + yaml.safe_dump(publishable_config(resolved_values(config), final_dir), sort_keys=True))
-    outputs.write_json(staging / METRICS_FILE, metrics)
-    training = config.training
-    card = render_card(
+    card = cards.classifier_card(
         model_name=Path(final_dir).name,
-        base_model=base_config.backbone_name,
-        base_model_sha256=base_config.backbone_sha256,
-        base_model_revision=base_config.backbone_revision,
+        **cards.backbone_facts(base_config),
         strategy=strategy.name,
         strategy_hyperparameters=strategy.hyperparameters(),
         objective=objective,
-        pooling=base_config.pooling,
-        labels=[base_config.id2label[i] for i in sorted(base_config.id2label)],
-        modality=base_config.modality,
-        dataset=os.path.basename(os.path.normpath(config.data.dataset or config.data.train_file or "custom")),
+        dataset=cards.data_name(config.data),
         num_train_examples=num_train,
-        training_summary=(
-            f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
-            f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} "
-            f"{'steps' if training.max_steps > 0 else 'epochs'}, seed {training.seed}"
-        ),
+        training_summary=cards.training_summary(config.training),
         metrics=metrics,
         command=command_line(),
-        adapter_note=(
-            "The `adapter/` folder holds the PEFT adapter and the trained head alone: load it with "
-            "`hf_transfer.load_model(\"<this folder>/adapter\")`, or with `AutoPeftModelForSequenceClassification` "
-            "after `import hf_transfer` (its `config.json` names the backbone to rebuild the base model from)."
-            if (staging / "adapter").is_dir()
-            else ""
-        ),
+        adapter_note=ADAPTER_NOTE if (staging / ADAPTER_FOLDER).is_dir() else "",
     )
-    card.save(staging / "README.md")
+    save_record(staging, final_dir, resolved_values(config), metrics, card)

@@ -16,25 +16,23 @@ unlabelled text (a transfer set) that the student learns through the teacher's s
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 
-from hf_transfer import outputs
-from hf_transfer.cards import command_line, render_card
+from hf_transfer import cards, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import RunArguments, parse_config
+from hf_transfer.config import RunArguments, parse_config, recorded_values
 from hf_transfer.data import DataArguments, load_raw_splits, load_splits
 from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models import TransferModel, make_student, parse_layers
-from hf_transfer.run import Run, fingerprint, publishable_config
+from hf_transfer.redact import command_line, portable_path
+from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import DistillationTrainer
 from hf_transfer.trainers.distill import add_teacher_logits, add_transfer_set, teacher_logits
 
@@ -139,27 +137,19 @@ def save(trainer, args, data_args, training, metrics, layers, depth, staging: Pa
     student = trainer.accelerator.unwrap_model(trainer.model)
     student.save_pretrained(staging)
     trainer.processing_class.save_pretrained(staging)
-    config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}}
-    outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(publishable_config(config, final_dir), sort_keys=True))
-    outputs.write_json(staging / "metrics.json", metrics)
-    card = render_card(
+    card = cards.classifier_card(
         model_name=Path(final_dir).name,
-        base_model=student.config.backbone_name,
-        base_model_sha256=student.config.backbone_sha256,
+        **{**cards.backbone_facts(student.config), "base_model_revision": None},
         strategy="full",
         strategy_hyperparameters={"student_layers": layers, "teacher_layers": depth},
-        objective=f"knowledge distillation from {outputs.portable_path(args.teacher)} (temperature {args.temperature}, alpha {args.alpha})",
-        pooling=student.config.pooling,
-        labels=[student.config.id2label[i] for i in sorted(student.config.id2label)],
-        modality="text",
-        dataset=os.path.basename(os.path.normpath(data_args.dataset or data_args.train_file or "custom")),
+        objective=f"knowledge distillation from {portable_path(args.teacher)} (temperature {args.temperature}, alpha {args.alpha})",
+        dataset=cards.data_name(data_args),
         num_train_examples=num_train,
-        training_summary=f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
-        f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} {'steps' if training.max_steps > 0 else 'epochs'}, seed {training.seed}",
+        training_summary=cards.training_summary(training),
         metrics=metrics,
         command=command_line(),
     )
-    card.save(staging / "README.md")
+    save_record(staging, final_dir, recorded_values(training, source, args, data_args), metrics, card)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
 from transformers import TrainingArguments, set_seed
 
 from hf_transfer import backbones, outputs
@@ -35,13 +34,15 @@ from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models.build import build_model, scratch_backbone_config
-from hf_transfer.run import Run, fingerprint, publishable_config, save_classifier
+from hf_transfer.redact import portable_path
+from hf_transfer.run import Run, fingerprint, save_classifier, write_config
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers import DANNTrainer, TransferTrainer
 
 PROG = "hf-transfer domain_adapt"
 
 ADAPTATIONS = ("dann", "source_only", "target_oracle")
+ADAPTATION_CONFIG_FILE = "adaptation_config.yaml"
 
 
 @dataclass
@@ -219,10 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.model = trainer.classifier_model()  # save and describe the classifier, not the discriminator
 
     def save(staging: Path) -> None:
-        extra = {f.name: getattr(adaptation, f.name) for f in fields(AdaptationArguments)}
-        extra = {key: value for key, value in publishable_config(extra, final_dir).items() if key != "output_dir"}
-        outputs.write_text(staging / "adaptation_config.yaml", yaml.safe_dump(extra, sort_keys=True))
-        target_name = outputs.portable_path(adaptation.target_dataset)
+        write_config(staging / ADAPTATION_CONFIG_FILE, asdict(adaptation))  # beside recipe_config.yaml (save_classifier)
+        target_name = portable_path(adaptation.target_dataset)
         addons = "".join(f"{name}; " for used, name in (
             (adaptation.conditional, "CDAN conditioning"),
             (adaptation.token_level, "token-level discriminator"),

@@ -24,19 +24,21 @@ from torch import nn
 from transformers import TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from hf_transfer import outputs
+from hf_transfer import backbones, cards, outputs
 from hf_transfer.backbones import pool
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
-from hf_transfer.run import Run, fingerprint
+from hf_transfer.redact import command_line
+from hf_transfer.run import Run, fingerprint, write_card
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 
 PROG = "hf-transfer meta_unseen_classes"
 METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "finetune")
+RESULTS_FILE, TABLE_FILE = "results.json", "results.md"
 
 
 @dataclass
@@ -165,7 +167,7 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
         else:
             strategy.save(model, args.output_dir)
         name = training.hub_model_id or Path(run.final_dir).name
-        method_card(result, recipe, method_meta, strategy, training, command, name).save(Path(args.output_dir) / "README.md")
+        write_card(args.output_dir, method_card(result, recipe, method_meta, strategy, training, command, name))
     return result
 
 
@@ -218,13 +220,10 @@ META_CARD_FIELDS = ("n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "ev
 
 def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, strategy, training, command: str, name: str):
     """README.md of one method's sub-folder (``model_cards/meta.md``): base sha256, meta hyper-parameters, accuracy ± CI per K."""
-    from hf_transfer import backbones
-    from hf_transfer.cards import meta_card
-
     default = recipe.model in (None, "", backbones.DEFAULT_BACKBONE)
     hyper = {key: getattr(meta, key) for key in META_CARD_FIELDS if getattr(meta, key, None) is not None}
     hyper.update(top_layers=recipe.top_layers, max_length=recipe.max_length, train_per_class=recipe.train_per_class)
-    return meta_card(
+    return cards.meta_card(
         model_name=name,
         method=result["method"], base_model=backbones.public_name(recipe.model),
         base_model_sha256=backbones.weights_sha256(recipe.model),
@@ -239,30 +238,20 @@ def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, 
     )
 
 
-def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str, command: str = "") -> str:
-    """README.md of the output folder (and of its Hub repository with --push_to_hub): a summary; each method's card is in its sub-folder."""
-    from hf_transfer import backbones
-
+def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str, command: str = ""):
+    """README.md of the output folder (``model_cards/meta_summary.md``, also the Hub repository's with --push_to_hub):
+    a summary; each method's card is in its sub-folder."""
     trained = [r["method"] for r in results if r["method"] != "finetune"]
-    sha256 = backbones.weights_sha256(recipe.model)
-    provenance = (f"Base model `{backbones.public_name(recipe.model)}`" + (f" (weights sha256 `{sha256}`)" if sha256 else "")
-                  + ". Each sub-folder's README.md is the card of that method's model.\n\n"
-                  + (f"Command:\n\n```bash\n{command}\n```\n\n" if command else ""))
-    example = trained[0] if trained else "METHOD"
-    return (
-        "---\nlibrary_name: transformers\ntags: [hf_transfer, meta-learning, few-shot]\n---\n\n"
-        f"# {name}\n\nFew-shot classification of unseen classes: meta-trained on classes {recipe.meta_train_classes} of "
-        f"`{os.path.basename(os.path.normpath(recipe.dataset))}`, tested {meta.n_way}-way on classes {recipe.meta_test_classes} "
-        f"(the same {recipe.test_episodes} episodes per K for every method). Each meta-learned initialisation is in the "
-        f"sub-folder named after its method:\n\n```python\nimport hf_transfer\nfrom transformers import AutoModelForSequenceClassification\n\n"
-        f'model = AutoModelForSequenceClassification.from_pretrained("{name}", subfolder="{example}")\n```\n\n'
-        + provenance + table(results, recipe, meta.n_way)
-    )
+    return cards.render("meta_summary.md", dict(
+        model_name=name, tags=["hf_transfer", "meta-learning", "few-shot"], load_path=name,
+        meta_train_classes=recipe.meta_train_classes, meta_test_classes=recipe.meta_test_classes, n_way=meta.n_way,
+        dataset_description=os.path.basename(os.path.normpath(recipe.dataset)), test_episodes=recipe.test_episodes,
+        example=trained[0] if trained else "METHOD", backbone=backbones.public_name(recipe.model),
+        backbone_sha256=backbones.weights_sha256(recipe.model), command=command, table=table(results, recipe, meta.n_way),
+    ))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from hf_transfer.cards import command_line
-
     recipe, meta, strategy, training, run_args, source = parse(argv)
     command = command_line(sys.argv if argv is None else [PROG, *argv], program=PROG)
     outputs.check_output_dir(training.output_dir, run_args.overwrite_output_dir)
@@ -281,8 +270,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                    classes=unseen, seed=recipe.test_seed + k) for k in recipe.test_shots}
     run = Run.start(training, fingerprint(source), keep_same_run=True)  # OUTPUT_DIR.incomplete until every method is done
     done = {}
-    if run.continuing and (run.staging / "results.json").is_file():  # methods a killed run of this command finished
-        done = {r["method"]: r for r in json.loads((run.staging / "results.json").read_text())}
+    if run.continuing and (run.staging / RESULTS_FILE).is_file():  # methods a killed run of this command finished
+        done = {r["method"]: r for r in json.loads((run.staging / RESULTS_FILE).read_text())}
     results = []
     for method in recipe.methods:
         if method in done:
@@ -291,12 +280,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         else:
             results.append(run_method(method, recipe, meta, strategy, training, make_model, collator, train_set, test_sets, run, command))
         if int(os.environ.get("RANK", "0")) == 0:
-            outputs.write_json(run.staging / "results.json", results)
-            outputs.write_text(run.staging / "results.md", table(results, recipe, meta.n_way))
+            outputs.write_json(run.staging / RESULTS_FILE, results)
+            outputs.write_text(run.staging / TABLE_FILE, table(results, recipe, meta.n_way))
             print(table(results, recipe, meta.n_way), flush=True)
 
     def save(staging: Path) -> None:
-        outputs.write_text(staging / "README.md", card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
+        write_card(staging, card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
 
     run.finish(None, save)
     return results

@@ -17,22 +17,21 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-from hf_transfer import backbones, outputs
-from hf_transfer.cards import command_line, multitask_card
+from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import RunArguments, parse_config
+from hf_transfer.config import RunArguments, parse_config, recorded_values
 from hf_transfer.data import DataArguments
 from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
 from hf_transfer.data.sampling import SAMPLING
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models import MultiTaskModel, TransferModel
-from hf_transfer.run import Run, fingerprint, publishable_config
+from hf_transfer.redact import command_line
+from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 
 PROG = "hf-transfer multitask"
@@ -137,13 +136,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def save(staging: Path) -> None:
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        config = {**asdict(args), **asdict(data_args), **{k: training.to_dict()[k] for k in source if k in training.to_dict()}}
-        outputs.write_text(staging / "recipe_config.yaml", yaml.safe_dump(publishable_config(config, final_dir), sort_keys=True))
-        outputs.write_json(staging / "metrics.json", metrics)
         table = comparison_table(list(tasks), metrics)
         outputs.write_text(staging / "comparison.md", table)
         name = training.hub_model_id or Path(final_dir).name  # the card names the model as it loads
-        outputs.write_text(staging / "README.md", str(card(name, args, tasks, data, training, metrics, table, command)))
+        save_record(staging, final_dir, recorded_values(training, source, args, data_args), metrics,
+                    card(name, args, tasks, data, training, metrics, table, command))
         print(table)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
@@ -160,7 +157,7 @@ def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, train
     """The ``model_cards/multitask.md`` card: base weights' sha256/revision, tasks, sampling, per-task results, command."""
     default = args.model in (None, "", backbones.DEFAULT_BACKBONE)
     sampling = args.task_sampling + (f" (p(task) ~ size^(1/{args.task_temperature}))" if args.task_sampling == "temperature" else " (p(task) ~ size)")
-    return multitask_card(
+    return cards.multitask_card(
         model_name=name,
         base_model=backbones.public_name(args.model),
         base_model_sha256=backbones.weights_sha256(args.model),
@@ -169,11 +166,7 @@ def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, train
         tasks={task: {"dataset": _dataset_name(tasks[task]), "labels": labels, "size": size}
                for (task, labels), size in zip(data.labels.items(), data.task_sizes)},
         sampling=sampling,
-        training_summary=(
-            f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
-            f"{training.max_steps if training.max_steps > 0 else training.num_train_epochs} "
-            f"{'steps' if training.max_steps > 0 else 'epochs'}, {metrics.get('train_steps', '?')} optimizer steps, seed {training.seed}"
-        ),
+        training_summary=cards.training_summary(training, f"{metrics.get('train_steps', '?')} optimizer steps"),
         metrics=metrics,
         command=command,
         comparison=table if args.compare_single_task else "",

@@ -15,16 +15,14 @@ fine-tunes. The projection head is saved beside it (``projection_head.safetensor
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainingArguments, set_seed
 
-from hf_transfer import backbones, outputs
+from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import ModelArguments, RunArguments, argument_classes, parse_config, resolved_values
 from hf_transfer.data import load_splits
@@ -34,11 +32,11 @@ from hf_transfer.data.augment import (
 from hf_transfer.data.loading import DataArguments
 from hf_transfer.models.build import backbone_config_of, build_model
 from hf_transfer.probe import linear_probe
-from hf_transfer.run import Run, fingerprint, publishable_config
+from hf_transfer.redact import command_line
+from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.strategies import STRATEGIES, get_strategy
 
 OBJECTIVES = {"simclr": "nt_xent", "supcon": "supcon"}
-METRICS_FILE = "metrics.json"
 CONFIG_FILE = "pretrain_config.yaml"
 PROJECTION_FILE = "projection_head.safetensors"
 
@@ -143,11 +141,8 @@ def save_encoder(encoder, processor, config: PretrainConfig, metrics: dict, stag
     processor.save_pretrained(staging)
     if encoder.projection is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()}, str(staging / PROJECTION_FILE))
-    # published with --push_to_hub: no local absolute paths, no tokens
-    values = {**asdict(config.pretrain), **publishable_config(resolved_values(config), final_dir)}
-    outputs.write_text(staging / CONFIG_FILE, yaml.safe_dump(values, sort_keys=True))
-    outputs.write_json(staging / METRICS_FILE, metrics)
-    encoder_card_of(model.config, config, metrics, Path(final_dir).name, command).save(staging / "README.md")
+    card = encoder_card_of(model.config, config, metrics, Path(final_dir).name, command)
+    save_record(staging, final_dir, {**asdict(config.pretrain), **resolved_values(config)}, metrics, card, CONFIG_FILE)
 
 
 TEXT_AUGMENTATIONS = ("token_dropout", "span_dropout", "shuffle_window", "mask_prob")
@@ -156,8 +151,6 @@ IMAGE_AUGMENTATIONS = ("crop_scale_min", "flip_prob", "brightness", "contrast", 
 
 def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: str, command: str | None = None):
     """The ``model_cards/encoder.md`` card: base weights' sha256/revision, objective, augmentations, probe, command."""
-    from hf_transfer.cards import command_line, encoder_card
-
     args, training = config.pretrain, config.training
     modality = getattr(model_config, "modality", "text")
     scratch = bool(config.model.backbone_config)
@@ -166,8 +159,7 @@ def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: s
         augmentations = {"views": "two dropout-noised passes of the same text (SimCSE)"}
     projection = (f"MLP to {args.projection_dim} dimensions (hidden {args.projection_hidden_dim or 'embedding size'})"
                   if args.projection_dim > 0 else "none (loss on the pooled embeddings)")
-    steps = f"{training.max_steps} steps" if training.max_steps > 0 else f"{training.num_train_epochs} epochs"
-    return encoder_card(
+    return cards.encoder_card(
         model_name=name,
         base_model="randomly initialised from backbone_config" if scratch else backbones.public_name(config.model.model),
         base_model_sha256=None if scratch else getattr(model_config, "backbone_sha256", None),
@@ -175,10 +167,9 @@ def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: s
         objective=args.objective, temperature=args.temperature, projection=projection, augmentations=augmentations,
         strategy=config.model.strategy,
         strategy_hyperparameters=get_strategy(config.model.strategy, config.strategy_args).hyperparameters(),
-        training_summary=(f"learning rate {training.learning_rate}, batch {training.per_device_train_batch_size} per device, "
-                          f"{steps}, seed {training.seed}, pooling {config.model.pooling}"),
+        training_summary=f"{cards.training_summary(training)}, pooling {config.model.pooling}",
         modality=modality,
-        dataset=os.path.basename(os.path.normpath(config.data.dataset or config.data.train_file or "custom")),
+        dataset=cards.data_name(config.data),
         probe={"before": metrics["probe_accuracy_before"], "after": metrics["probe_accuracy_after"]},
         probe_examples=(metrics.get("probe_train_examples", 0), metrics.get("probe_test_examples", 0)),
         command=command or command_line(),
@@ -190,8 +181,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from hf_transfer.objectives.contrastive import contrastive_loss
     from hf_transfer.models import ContrastiveEncoder, ProjectionHead
     from hf_transfer.trainers import ContrastiveTrainer
-
-    from hf_transfer.cards import command_line
 
     config = parse_pretrain_args(argv)
     training, args = config.training, config.pretrain

@@ -41,14 +41,14 @@ import datasets
 import yaml
 from transformers import TrainingArguments
 
-from hf_transfer import outputs
-from hf_transfer.cards import command_line
+from hf_transfer import cards, outputs
 from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.models import TransferModel
-from hf_transfer.run import Run, fingerprint
+from hf_transfer.redact import command_line, portable_path
+from hf_transfer.run import Run, fingerprint, write_card
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SOURCE_CONFIG = CONFIGS / "vit_mnist_source.yaml"
@@ -56,6 +56,7 @@ SIMCLR_CONFIG = CONFIGS / "pretrain_image_simclr.yaml"
 SHARED = Path("..") / "shared" / "datasets"  # the suite's benchmark data, beside a clone of the repository
 PROG = "hf-transfer vision_transfer"
 ARMS = ("scratch", "full", "linear_probe", "lora", "l2sp")
+RESULTS_FILE, SUMMARY_FILE = "results.jsonl", "summary.md"
 # Per-arm options, set by hand (not tuned on the target test split, which is only used for the report).
 ARM_OPTIONS = {
     "scratch": ["--learning_rate", "1e-3"],
@@ -191,29 +192,18 @@ def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None) -> str:
-    """README.md of the finished work_dir (and of its Hub repository with --push_to_hub)."""
-    source = os.path.basename(os.path.normpath(args.source_dataset))
-    target = os.path.basename(os.path.normpath(args.target_dataset))
-    if args.source_model:
-        origin = f"The backbone `{outputs.portable_path(args.source_model)}` was transferred to `{target}`."
-    else:
-        folder = "source_simclr" if args.source_objective == "simclr" else "source_backbone"
-        how = "SimCLR (labels unused)" if args.source_objective == "simclr" else "supervised classification"
-        origin = (
-            f"A ViT pre-trained on `{source}` ({how}), then fine-tuned on K labelled `{target}` images per class. The "
-            f"pre-trained backbone is a plain ViT checkpoint in the `{folder}` sub-folder:\n\n```python\n"
-            f"from transformers import AutoImageProcessor, AutoModel\n\n"
-            f'model = AutoModel.from_pretrained("{name}", subfolder="{folder}")\n'
-            f'processor = AutoImageProcessor.from_pretrained("{name}", subfolder="{folder}")\n```'
-        )
-    command = command_line(["recipes/vision_transfer.py", *argv] if argv is not None else None)
-    return (
-        "---\nlibrary_name: transformers\ntags: [hf_transfer, vision, transfer-learning, vit]\n---\n\n"
-        f"# {name}\n\n{origin}\n\nTarget test accuracy, mean ± std over seeds {args.seeds}; K = labelled target images "
-        f"per class (`results.jsonl` holds every run):\n\n{summary_table(rows, args.arms, args.shots)}\n\n"
-        f"Command: `{command}`\n"
-    )
+def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None):
+    """README.md of the finished work_dir (``model_cards/vision_transfer.md``, also the Hub repository's with --push_to_hub)."""
+    simclr = args.source_objective == "simclr"
+    return cards.render("vision_transfer.md", dict(
+        model_name=name, tags=["hf_transfer", "vision", "transfer-learning", "vit"], load_path=name,
+        source_model=portable_path(args.source_model) if args.source_model else None,
+        source=os.path.basename(os.path.normpath(args.source_dataset)), target=os.path.basename(os.path.normpath(args.target_dataset)),
+        pretraining="SimCLR (labels unused)" if simclr else "supervised classification",
+        subfolder="source_simclr" if simclr else "source_backbone", seeds=args.seeds,
+        table=summary_table(rows, args.arms, args.shots),
+        command=command_line(["recipes/vision_transfer.py", *argv] if argv is not None else None),
+    ))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -233,8 +223,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         backbone = str(pretrain_source(args, work))
     scratch_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
     done = {}
-    if run.continuing and (work / "results.jsonl").is_file():  # grid items a killed run of this command finished
-        rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines() if line.strip()]
+    if run.continuing and (work / RESULTS_FILE).is_file():  # grid items a killed run of this command finished
+        rows = [json.loads(line) for line in (work / RESULTS_FILE).read_text().splitlines() if line.strip()]
         done = {(r["arm"], r["shots"], r["seed"]): r for r in rows}
     rows = []
     for k in args.shots:
@@ -245,19 +235,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     print(f"vision_transfer: {arm} K={k} seed {seed} was finished by the interrupted run; kept.", file=sys.stderr)
                     rows.append(done[(arm, k, seed)])
                     continue
-                source = outputs.portable_path(args.source_model) if args.source_model else args.source_objective
+                source = portable_path(args.source_model) if args.source_model else args.source_objective
                 row = {"source": source, "arm": arm, "shots": k, "seed": seed, "n_train": n_train}
                 row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
                 rows.append(row)
-                outputs.write_text(work / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+                outputs.write_text(work / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
                 print(f"RUN {json.dumps(row)}", flush=True)
     table = summary_table(rows, args.arms, args.shots)
 
     def save(staging: Path) -> None:
-        outputs.write_text(staging / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        outputs.write_text(staging / "summary.md", f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; "
+        outputs.write_text(staging / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+        outputs.write_text(staging / SUMMARY_FILE, f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; "
                            f"K = labelled target images per class.\n\n{table}\n")
-        outputs.write_text(staging / "README.md", card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
+        write_card(staging, card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
 
     run.finish(None, save)
     print(table)

@@ -1,4 +1,4 @@
-"""Model cards: per-seed metrics as mean ± std, few-shot provenance, and commands with no paths or tokens."""
+"""Model cards: one template + values mechanism, per-seed metrics as mean ± std, and commands with no paths or tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import statistics
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_transfer.cards import command_line, render_card
+from hf_transfer.cards import classifier_card
+from hf_transfer.redact import command_line
 
 TOKEN = "hf_" + "abcdefghijklmnopqrstuvwxyz0123"
 
@@ -20,13 +21,13 @@ def _card(metrics: dict, **extra) -> ModelCard:
         training_summary="learning rate 0.001", metrics=metrics, command="hf-transfer train x.yaml",
     )
     values.update(extra)
-    return render_card(**values)
+    return classifier_card(**values)
 
 
 def test_per_seed_metrics_become_mean_and_std_and_parse_back(tmp_path):
     accuracies = [0.80, 0.84, 0.86]
     card = _card({"test_accuracy": accuracies, "test_macro_f1": [0.7, 0.8, 0.9], "eval_accuracy": 0.5},
-                 shots=8, seeds=[0, 1, 2], base_model_revision="1110a243")
+                 base_model_revision="1110a243")
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
     results = {(r.dataset_split, r.metric_type): r.metric_value for r in loaded.data.eval_results}
@@ -34,17 +35,12 @@ def test_per_seed_metrics_become_mean_and_std_and_parse_back(tmp_path):
     assert results[("validation", "accuracy")] == 0.5
     std = statistics.stdev(accuracies)
     assert f"{statistics.fmean(accuracies):.4f} ± {std:.4f} (3 seeds)" in loaded.text
-    assert "K = 8 examples per class" in loaded.text and "seeds 0, 1, 2" in loaded.text
+    assert "| validation | Accuracy | 0.5000 |" in loaded.text
     assert "revision `1110a243`" in loaded.text and "ab" * 32 in loaded.text
     assert loaded.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert loaded.data.datasets == ["stanfordnlp/sst2"]
     for section in ("## Intended use and limitations", "## How to use", "supervised contrastive", "`lora_r=8`"):
         assert section in loaded.text
-
-
-def test_single_run_card_has_no_few_shot_row():
-    card = _card({"test_accuracy": 0.9})
-    assert "few-shot" not in card.text and "0.9000" in card.text
 
 
 @pytest.mark.parametrize(

@@ -242,7 +242,7 @@ def test_bundled_default_backbone_on_sms_spam(tmp_path):
 
 def test_saved_config_has_no_token_and_no_absolute_path(tmp_path, monkeypatch):
     from hf_transfer.config import resolved_values
-    from hf_transfer.run import publishable_config
+    from hf_transfer.redact import publishable_config
 
     token = "hf_" + "SavedConfigMustNotHoldThis0123456"
     data = tmp_path / "data" / "train.jsonl"

@@ -13,9 +13,8 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
 from hf_transfer.errors import UserInputError
+from hf_transfer.outputs import ADAPTER_FOLDER
 from hf_transfer.strategies.base import Strategy, register
-
-ADAPTER_FOLDER = "adapter"
 
 
 @dataclass
