@@ -2,21 +2,27 @@
 
 ``render(template, values)`` is the one way a card is made: the template's text comes from the values,
 and its YAML metadata (``base_model``, ``datasets``, ``tags``, the ``model-index`` results) from the
-same values through ``metadata``. The ``*_card`` functions below turn what a run knows into those
-values for the suite's model cards; recipes with a card of their own call ``render`` directly.
+same values through ``metadata``. A ``Card`` is a template + its values: the ``*_card`` functions below
+make the suite's model cards from what a run knows, recipes with a card of their own make a ``Card``
+directly. ``write`` saves the rendered README.md and, beside it, the values (``.card.json``), so that
+``hf-transfer push`` renders the card again for the repository (``read``) instead of editing its text.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hf_transfer import outputs
+from hf_transfer.outputs import CARD_FILE, CARD_VALUES_FILE
 
 TEMPLATE_PACKAGE = "hf_transfer.model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
@@ -71,6 +77,40 @@ def metadata(values: Mapping[str, Any]) -> ModelCardData:
 def render(template: str, values: Mapping[str, Any]) -> ModelCard:
     """The ``model_cards/<template>`` card filled with ``values``, its metadata built from them by ``metadata``."""
     return ModelCard.from_template(metadata(values), template_path=str(template_path(template)), **values)
+
+
+@dataclass
+class Card:
+    """A card before rendering: its ``model_cards/`` template and the values that fill it."""
+
+    template: str
+    values: dict[str, Any]
+
+    def render(self, **changes: Any) -> ModelCard:
+        """The rendered card; ``changes`` override values (e.g. ``load_path`` when the card moves to a repository)."""
+        return render(self.template, {**self.values, **changes})
+
+
+def write(folder: str | os.PathLike, card: Card) -> None:
+    """``folder/README.md`` (the rendered card) and ``folder/.card.json`` (its template and values)."""
+    folder = Path(folder)
+    outputs.write_text(folder / CARD_FILE, str(card.render()))
+    values = dict(card.values)
+    if "model_index" in values:
+        values["model_index"] = [asdict(r) for r in values["model_index"]]
+    outputs.write_json(folder / CARD_VALUES_FILE, {"template": card.template, "values": values})
+
+
+def read(folder: str | os.PathLike) -> Card | None:
+    """The ``Card`` that ``write`` saved in ``folder``; None when there is none (a card not written by the suite)."""
+    try:
+        saved = json.loads((Path(folder) / CARD_VALUES_FILE).read_text(encoding="utf-8"))
+        values = dict(saved["values"])
+        if "model_index" in values:
+            values["model_index"] = [Result(**r) for r in values["model_index"]]
+        return Card(saved["template"], values)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def summarize(metrics: Mapping[str, float | Sequence[float]]) -> tuple[dict[str, float], dict[str, str]]:
@@ -138,7 +178,7 @@ def classifier_card(
     command: str,
     adapter_note: str = "",
     base_model_revision: str | None = None,
-) -> ModelCard:
+) -> Card:
     """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
     ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean).
@@ -151,7 +191,7 @@ def classifier_card(
         if prefix in SPLITS and metric in METRIC_NAMES:
             results.append(Result(f"{METRIC_NAMES[metric]} ({prefix})", metric, value, dataset, SPLITS[prefix]))
             rows.append({"split": SPLITS[prefix], "metric": METRIC_NAMES[metric], "value": texts[key]})
-    return render("classifier.md", dict(
+    return Card("classifier.md", dict(
         model_name=model_name, task=task, pipeline_tag=task, tags=["hf-transfer", f"strategy-{strategy}", modality],
         datasets=[dataset], model_index=results, task_description=task.replace("-", " "),
         base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
@@ -181,7 +221,7 @@ def encoder_card(
     probe: dict[str, float],
     probe_examples: tuple[int, int],
     command: str,
-) -> ModelCard:
+) -> Card:
     """The card of a contrastively pre-trained encoder (``model_cards/encoder.md``).
 
     ``probe`` holds the linear-probe test accuracy ``before`` and ``after`` pre-training; both become
@@ -189,7 +229,7 @@ def encoder_card(
     """
     results = [Result(f"Linear-probe accuracy {when} pre-training (test)", "accuracy", probe[when], dataset)
                for when in ("before", "after") if when in probe]
-    return render("encoder.md", dict(
+    return Card("encoder.md", dict(
         model_name=model_name, task=task_of(modality), pipeline_tag="feature-extraction",
         tags=["hf-transfer", "contrastive-pretraining", objective, f"strategy-{strategy}", modality], datasets=[dataset],
         model_index=results, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
@@ -218,7 +258,7 @@ def meta_card(
     training_summary: str,
     command: str,
     subfolder: str | None = None,
-) -> ModelCard:
+) -> Card:
     """The card of one meta-learned initialisation (``model_cards/meta.md``).
 
     ``results`` maps K (shots) to ``{"accuracy", "ci95", "episodes"}`` on N-way K-shot test episodes of
@@ -229,7 +269,7 @@ def meta_card(
              for k, r in sorted(results.items())]
     rows = [{"k": k, "accuracy": f"{100 * r['accuracy']:.1f}", "ci95": f"{100 * r['ci95']:.1f}", "episodes": int(r["episodes"])}
             for k, r in sorted(results.items())]
-    return render("meta.md", dict(
+    return Card("meta.md", dict(
         model_name=model_name, task="text-classification", pipeline_tag="text-classification",
         tags=["hf-transfer", "meta-learning", "few-shot", method], datasets=[dataset], model_index=index,
         method=method, base_model=base_model, base_model_sha256=base_model_sha256,
@@ -253,7 +293,7 @@ def multitask_card(
     metrics: dict[str, float],
     command: str,
     comparison: str = "",
-) -> ModelCard:
+) -> Card:
     """The card of a multi-task model (``model_cards/multitask.md``).
 
     ``tasks`` maps each task (in task-id order) to ``{"dataset", "labels", "size"}``; every
@@ -270,7 +310,7 @@ def multitask_card(
                     rows.append({"task": task, "split": split, "metric": label, "value": f"{float(value):.4f}"})
     task_rows = [{"name": task, "dataset": info["dataset"], "size": info["size"], "labels": label_text(info["labels"])}
                  for task, info in tasks.items()]
-    return render("multitask.md", dict(
+    return Card("multitask.md", dict(
         model_name=model_name, task="text-classification", pipeline_tag="text-classification",
         tags=["hf-transfer", "multi-task", "strategy-full", "text"], datasets=[info["dataset"] for info in tasks.values()],
         model_index=results, base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hf_transfer import outputs
 from hf_transfer.errors import UserInputError
 from hf_transfer.outputs import (
     ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, ADAPTER_WEIGHTS_FILE, CARD_FILE, CONFIG_FILE, METRICS_FILE, MODEL_CONFIG_FILE,
@@ -76,27 +77,15 @@ def _check_safe(folder: Path) -> None:
                 raise UserInputError(f"'{item.name}' contains what looks like a Hugging Face token.", "remove the token from it.")
 
 
-def _retarget_card(card_file: Path, repo_id: str, adapter: bool) -> None:
-    """Point the card's usage snippet at the repository instead of the local folder name."""
-    if not card_file.is_file():
-        return
-    from huggingface_hub import ModelCard
+def _card_for_repository(output_dir: Path, destination: Path, repo_id: str, adapter: bool) -> None:
+    """Render the run's card again for the repository: its snippets load ``repo_id``, the local ``adapter/`` note goes
+    (the upload has no such folder), and an adapter upload says how its base model is rebuilt."""
+    from hf_transfer import cards
 
-    card = ModelCard.load(card_file)
-    name = card.data.model_name
-    text = card.text
-    if name:
-        text = text.replace(f'"{name}"', f'"{repo_id}"')
-    text = re.sub(r"\nThe `adapter/` folder holds[^\n]*\n", "\n", text)  # the upload has no adapter/ subfolder
-    if adapter:
-        text = text.rstrip("\n") + (
-            "\n\n## Loading the adapter\n\nThis repository holds the PEFT adapter and the trained head; the base model is "
-            f"rebuilt from the recorded backbone:\n\n```python\nimport hf_transfer\n"
-            "from peft import AutoPeftModelForSequenceClassification\n\n"
-            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")\n```\n'
-        )
-    card.text = text
-    card.save(card_file)
+    card = cards.read(output_dir)
+    if card is None:  # a card the suite did not write: uploaded as it is
+        return
+    outputs.write_text(destination / CARD_FILE, str(card.render(load_path=repo_id, adapter_note="", adapter_repo=adapter)))
 
 
 def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike, repo_id: str,
@@ -128,7 +117,7 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
             if (output_dir / name).is_file():
                 shutil.copy2(output_dir / name, destination / name)
         point_adapter_at(destination, repo_id, revision)
-    _retarget_card(destination / CARD_FILE, repo_id, adapter=adapter is not None and not merged)
+    _card_for_repository(output_dir, destination, repo_id, adapter=adapter is not None and not merged)
     _check_safe(destination)
     return destination
 

@@ -22,6 +22,7 @@ FINGERPRINT_FILE = "run_fingerprint.json"
 CONFIG_FILE = "recipe_config.yaml"  # the resolved settings, a config file the recipe reads back
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
+CARD_VALUES_FILE = ".card.json"  # the card's template and values (hf_transfer.cards.write), not uploaded
 # What save_pretrained writes (transformers, peft), and where a LoRA run with lora_save=both puts its adapter.
 MODEL_CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

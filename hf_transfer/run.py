@@ -25,7 +25,7 @@ import yaml
 from hf_transfer import cards, hub, outputs
 from hf_transfer.config import resolved_values
 from hf_transfer.models.common import unwrap
-from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, CARD_FILE, CONFIG_FILE, METRICS_FILE
+from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, CONFIG_FILE, METRICS_FILE
 from hf_transfer.redact import command_line, portable_path, publishable_config
 
 # TrainingArguments keys that change how a run is resumed, logged or published, never what it computes.
@@ -112,16 +112,12 @@ def write_config(path: str | os.PathLike, values: dict[str, Any], output_dir: st
     outputs.write_text(path, CONFIG_HEADER + yaml.safe_dump(publishable_config(values, output_dir), sort_keys=True))
 
 
-def write_card(folder: str | os.PathLike, card) -> None:
-    """``folder/README.md``: a card rendered by ``hf_transfer.cards``."""
-    outputs.write_text(Path(folder) / CARD_FILE, str(card))
-
-
-def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: dict, card, config_file: str = CONFIG_FILE) -> None:
+def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: dict, card: cards.Card,
+                config_file: str = CONFIG_FILE) -> None:
     """What every finished run records beside its model: its settings (``config_file``), ``metrics.json`` and the card."""
     write_config(staging / config_file, values, final_dir)
     outputs.write_json(staging / METRICS_FILE, metrics)
-    write_card(staging, card)
+    cards.write(staging, card)
 
 
 ADAPTER_NOTE = (

@@ -32,7 +32,7 @@ from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.redact import command_line
-from hf_transfer.run import Run, fingerprint, write_card
+from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 
@@ -167,7 +167,7 @@ def run_method(method, recipe, meta, strategy, training, make_model, collator, t
         else:
             strategy.save(model, args.output_dir)
         name = training.hub_model_id or Path(run.final_dir).name
-        write_card(args.output_dir, method_card(result, recipe, method_meta, strategy, training, command, name))
+        cards.write(args.output_dir, method_card(result, recipe, method_meta, strategy, training, command, name))
     return result
 
 
@@ -242,7 +242,7 @@ def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, 
     """README.md of the output folder (``model_cards/meta_summary.md``, also the Hub repository's with --push_to_hub):
     a summary; each method's card is in its sub-folder."""
     trained = [r["method"] for r in results if r["method"] != "finetune"]
-    return cards.render("meta_summary.md", dict(
+    return cards.Card("meta_summary.md", dict(
         model_name=name, tags=["hf_transfer", "meta-learning", "few-shot"], load_path=name,
         meta_train_classes=recipe.meta_train_classes, meta_test_classes=recipe.meta_test_classes, n_way=meta.n_way,
         dataset_description=os.path.basename(os.path.normpath(recipe.dataset)), test_episodes=recipe.test_episodes,
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(table(results, recipe, meta.n_way), flush=True)
 
     def save(staging: Path) -> None:
-        write_card(staging, card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
+        cards.write(staging, card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
 
     run.finish(None, save)
     return results

@@ -48,7 +48,7 @@ from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.models import TransferModel
 from hf_transfer.redact import command_line, portable_path
-from hf_transfer.run import Run, fingerprint, write_card
+from hf_transfer.run import Run, fingerprint
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SOURCE_CONFIG = CONFIGS / "vit_mnist_source.yaml"
@@ -195,7 +195,7 @@ def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
 def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None):
     """README.md of the finished work_dir (``model_cards/vision_transfer.md``, also the Hub repository's with --push_to_hub)."""
     simclr = args.source_objective == "simclr"
-    return cards.render("vision_transfer.md", dict(
+    return cards.Card("vision_transfer.md", dict(
         model_name=name, tags=["hf_transfer", "vision", "transfer-learning", "vit"], load_path=name,
         source_model=portable_path(args.source_model) if args.source_model else None,
         source=os.path.basename(os.path.normpath(args.source_dataset)), target=os.path.basename(os.path.normpath(args.target_dataset)),
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         outputs.write_text(staging / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
         outputs.write_text(staging / SUMMARY_FILE, f"Target (USPS test) accuracy, mean ± std over seeds {args.seeds}; "
                            f"K = labelled target images per class.\n\n{table}\n")
-        write_card(staging, card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
+        cards.write(staging, card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
 
     run.finish(None, save)
     print(table)

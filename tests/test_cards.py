@@ -21,7 +21,7 @@ def _card(metrics: dict, **extra) -> ModelCard:
         training_summary="learning rate 0.001", metrics=metrics, command="hf-transfer train x.yaml",
     )
     values.update(extra)
-    return classifier_card(**values)
+    return classifier_card(**values).render()
 
 
 def test_per_seed_metrics_become_mean_and_std_and_parse_back(tmp_path):
@@ -65,11 +65,11 @@ def test_encoder_and_meta_cards_render_from_their_templates_and_parse_back(tmp_p
     common = dict(base_model="sentence-transformers/all-MiniLM-L6-v2", base_model_sha256="cd" * 32, base_model_revision="1110a243",
                   strategy="lora", strategy_hyperparameters={"lora_r": 8}, training_summary="10 steps", command="hf-transfer x")
     encoder = encoder_card(model_name="enc", objective="simclr", temperature=0.05, projection="none", augmentations={"mask_prob": 0.1},
-                           modality="text", dataset="sst2", probe={"before": 0.71234, "after": 0.8}, probe_examples=(100, 50), **common)
+                           modality="text", dataset="sst2", probe={"before": 0.71234, "after": 0.8}, probe_examples=(100, 50), **common).render()
     meta = meta_card(model_name="meta", method="maml", meta_hyperparameters={"inner_steps": 3, "inner_lr": 0.01}, n_way=5,
                      dataset="banking77", meta_train_classes="0-49", meta_test_classes="50-76", subfolder="maml",
                      results={5: {"accuracy": 0.9, "ci95": 0.01, "episodes": 200}, 1: {"accuracy": 0.61234, "ci95": 0.02, "episodes": 200}},
-                     **common)
+                     **common).render()
     for name, card in (("encoder", encoder), ("meta", meta)):
         card.save(tmp_path / f"{name}.md")
         loaded = ModelCard.load(tmp_path / f"{name}.md")
@@ -90,3 +90,54 @@ def test_encoder_and_meta_cards_render_from_their_templates_and_parse_back(tmp_p
 def test_command_line_can_name_the_program():
     command = command_line(["/home/alice/recipes/meta.py", "cfg.yaml", "--token", TOKEN], program="python recipes/meta.py")
     assert command == "python recipes/meta.py cfg.yaml --token ***"
+
+
+def test_summary_cards_of_recipes_render_from_their_templates(tmp_path):
+    """The vision-transfer and meta-learning summaries are templates + values too: metadata built, no placeholder left."""
+    from hf_transfer import cards
+    from hf_transfer.recipes import meta_unseen_classes, vision_transfer
+
+    rows = [{"arm": "full", "shots": "10", "seed": 0, "accuracy": 0.5}]
+    vision = vision_transfer.card(rows, vision_transfer.VisionTransferArguments(shots=["10"], seeds=[0], arms=["full"]), "me/vit", ["--quick"])
+    results = [{"method": "protonet", "1shot": {"accuracy": 0.5, "ci95": 0.1, "episodes": 3, "seconds": 1.0}, "train_seconds": 2.0}]
+    recipe = meta_unseen_classes.MetaRecipeArguments(test_shots=[1])
+    meta = meta_unseen_classes.card(results, recipe, meta_unseen_classes.MetaArguments(), "me/meta", "hf-transfer x")
+    for card, snippet in ((vision, 'from_pretrained("me/vit", subfolder="source_backbone")'),
+                          (meta, 'from_pretrained("me/meta", subfolder="protonet")')):
+        cards.write(tmp_path / card.template, card)
+        loaded = ModelCard.load(tmp_path / card.template / "README.md")
+        assert loaded.data.library_name == "transformers" and loaded.data.model_name == card.values["model_name"]
+        assert snippet in loaded.text and "{{" not in loaded.content and "{%" not in loaded.content
+        assert cards.read(tmp_path / card.template) == card  # what push renders again
+    assert "| full | 0.500 |" in vision.render().text and "vision" in vision.render().data.tags
+    assert "| protonet | 50.0 ± 10.0 |" in meta.render().text and "meta-learning" in meta.render().data.tags
+
+
+def test_a_card_renders_again_for_a_repository_without_editing_its_text(tmp_path):
+    from hf_transfer import cards
+
+    card = classifier_card(
+        model_name="local-run", base_model="tiny", base_model_sha256=None, strategy="lora", strategy_hyperparameters={},
+        objective="x", pooling="mean", labels=["a", "b"], modality="text", dataset="d", num_train_examples=4,
+        training_summary="t", metrics={"test_accuracy": 0.75}, command="hf-transfer train", adapter_note="The `adapter/` folder holds it.",
+    )
+    cards.write(tmp_path, card)
+    local = (tmp_path / "README.md").read_text()
+    assert 'from_pretrained("local-run")' in local and "The `adapter/` folder holds it." in local and "Loading the adapter" not in local
+    pushed = cards.read(tmp_path).render(load_path="me/repo", adapter_note="", adapter_repo=True)
+    assert 'from_pretrained("me/repo")' in pushed.text and '"local-run"' not in pushed.text and "adapter/` folder" not in pushed.text
+    assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/repo")' in pushed.text
+    assert [r.metric_value for r in pushed.data.eval_results] == [0.75] and pushed.data.model_name == "local-run"
+    assert cards.read(tmp_path / "nowhere") is None
+
+
+def test_no_module_writes_card_metadata_or_front_matter_by_hand():
+    """Every card goes through cards.render: no other module builds card metadata or writes a '---' block."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*(root / "hf_transfer").rglob("*.py"), *(root / "recipes").rglob("*.py")]:
+        text = path.read_text()
+        assert '"---\\n' not in text and "library_name:" not in text, path  # a hand-written YAML block
+        if path.name != "cards.py":
+            assert "ModelCardData" not in text and "from_template" not in text and "EvalResult" not in text, path
