@@ -23,6 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_transfer import outputs
 from hf_transfer.outputs import CARD_FILE, CARD_VALUES_FILE
+from hf_transfer.redact import last_part
 
 TEMPLATE_PACKAGE = "hf_transfer.model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
@@ -143,7 +144,7 @@ def task_of(modality: str) -> str:
 
 def data_name(data_args) -> str:
     """The training data as a card names it: the last part of its folder, file or name (never a local absolute path)."""
-    return os.path.basename(os.path.normpath(data_args.dataset or data_args.train_file or "custom"))
+    return last_part(data_args.dataset or data_args.train_file or "custom")
 
 
 def training_summary(training, *details: str) -> str:
@@ -176,12 +177,13 @@ def classifier_card(
     training_summary: str,
     metrics: dict[str, float | list[float]],
     command: str,
-    adapter_note: str = "",
+    adapter_folder: bool = False,
     base_model_revision: str | None = None,
 ) -> Card:
     """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
-    ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean).
+    ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean);
+    ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it).
     """
     task = task_of(modality)
     means, texts = summarize(metrics)
@@ -199,7 +201,7 @@ def classifier_card(
         pooling=pooling, labels=label_text(labels), dataset_description=dataset, num_train_examples=num_train_examples,
         training_summary=training_summary, results=rows, command=command,
         auto_class="AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification",
-        pipeline_task=task, load_path=model_name, adapter_note=adapter_note,
+        pipeline_task=task, load_path=model_name, adapter_folder=adapter_folder,
     ))
 
 

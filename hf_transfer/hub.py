@@ -85,7 +85,7 @@ def _card_for_repository(output_dir: Path, destination: Path, repo_id: str, adap
     card = cards.read(output_dir)
     if card is None:  # a card the suite did not write: uploaded as it is
         return
-    outputs.write_text(destination / CARD_FILE, str(card.render(load_path=repo_id, adapter_note="", adapter_repo=adapter)))
+    outputs.write_text(destination / CARD_FILE, str(card.render(load_path=repo_id, adapter_folder=False, adapter_repo=adapter)))
 
 
 def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike, repo_id: str,

@@ -30,6 +30,11 @@ def has_token(text: str) -> bool:
     return bool(TOKEN_PATTERN.search(text))
 
 
+def last_part(path: str | os.PathLike) -> str:
+    """The last part of a path (``/home/alice/data/sst2/`` -> ``sst2``): how a folder outside the working one is named."""
+    return os.path.basename(os.path.normpath(os.fspath(path)))
+
+
 def portable_path(path: str | os.PathLike) -> str:
     """A path fit to record in a saved file: relative to the working folder when inside it, else its last part."""
     text = os.fspath(path)
@@ -40,7 +45,7 @@ def portable_path(path: str | os.PathLike) -> str:
         relative = os.path.relpath(absolute, os.getcwd())
     except ValueError:  # another drive on Windows
         relative = ".."
-    return relative if not relative.startswith("..") else os.path.basename(os.path.normpath(absolute))
+    return relative if not relative.startswith("..") else last_part(absolute)
 
 
 def _is_local_path(text: str) -> bool:
@@ -89,9 +94,9 @@ def command_line(argv: list[str] | None = None, program: str | None = None) -> s
         elif equals and option_word and is_secret(option):
             word = f"{option}={HIDDEN}"
         elif os.path.isabs(word):
-            word = os.path.basename(os.path.normpath(word))
+            word = last_part(word)
         elif equals and os.path.isabs(value):  # --key=/abs/path, name=/abs/path
-            word = f"{option}={os.path.basename(os.path.normpath(value))}"
+            word = f"{option}={last_part(value)}"
         hide_next = not equals and option_word and is_secret(word)
         words.append(shlex.quote(word) if word != HIDDEN else word)
     return " ".join([program, *words])

@@ -10,6 +10,11 @@ points ``training.output_dir`` at ``OUTPUT_DIR.incomplete`` and finds the checkp
 from when the same command was killed before. ``Run.finish`` (every process calls it) has the main
 process drop the checkpoints, save into the staging folder, rename it to ``OUTPUT_DIR``, and push
 the published folder to ``hub_model_id`` when asked.
+
+What a run saves beside its model goes through the same helpers in every recipe: ``save_record``
+(its settings, ``metrics.json`` and the card), ``write_config`` (settings redacted by
+``hf_transfer.redact``), ``hf_transfer.cards.write`` (the card); ``save_classifier`` saves a whole
+classifier run with them.
 """
 
 from __future__ import annotations
@@ -120,13 +125,6 @@ def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: 
     cards.write(staging, card)
 
 
-ADAPTER_NOTE = (
-    "The `adapter/` folder holds the PEFT adapter and the trained head alone: load it with "
-    "`hf_transfer.load_model(\"<this folder>/adapter\")`, or with `AutoPeftModelForSequenceClassification` "
-    "after `import hf_transfer` (its `config.json` names the backbone to rebuild the base model from)."
-)
-
-
 def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
                     objective: str = "supervised cross-entropy") -> None:
     """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
@@ -153,6 +151,6 @@ def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, fin
         training_summary=cards.training_summary(config.training),
         metrics=metrics,
         command=command_line(),
-        adapter_note=ADAPTER_NOTE if (staging / ADAPTER_FOLDER).is_dir() else "",
+        adapter_folder=(staging / ADAPTER_FOLDER).is_dir(),
     )
     save_record(staging, final_dir, resolved_values(config), metrics, card)

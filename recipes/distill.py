@@ -31,6 +31,7 @@ from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models import TransferModel, make_student, parse_layers
+from hf_transfer.outputs import MODEL_CONFIG_FILE
 from hf_transfer.redact import command_line, portable_path
 from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import DistillationTrainer
@@ -56,7 +57,7 @@ class DistillArguments:
 def load_teacher(path: str | None):
     if not path:
         raise UserInputError("No teacher given.", "pass --teacher FOLDER (a model saved by 'hf-transfer train').")
-    if not (Path(path) / "config.json").is_file():
+    if not (Path(path) / MODEL_CONFIG_FILE).is_file():
         raise UserInputError(f"Teacher folder '{path}' has no config.json.", "pass a folder saved by 'hf-transfer train' (a full model, not an adapter).")
     try:
         return TransferModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)

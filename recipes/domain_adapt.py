@@ -34,6 +34,7 @@ from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models.build import build_model, scratch_backbone_config
+from hf_transfer.outputs import MODEL_CONFIG_FILE
 from hf_transfer.redact import portable_path
 from hf_transfer.run import Run, fingerprint, save_classifier, write_config
 from hf_transfer.strategies import STRATEGIES, get_strategy
@@ -117,7 +118,7 @@ def _load_initial_model(folder: str):
 
     from hf_transfer.models import TransferModel
 
-    if not os.path.isfile(os.path.join(folder, "config.json")):
+    if not os.path.isfile(os.path.join(folder, MODEL_CONFIG_FILE)):
         raise UserInputError(f"init_model '{folder}' is not a saved model folder.", "pass the output_dir of an earlier hf-transfer run.")
     model = TransferModel.from_pretrained(folder)
     loader = AutoImageProcessor if model.config.modality == "image" else AutoTokenizer

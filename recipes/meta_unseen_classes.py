@@ -31,7 +31,7 @@ from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
-from hf_transfer.redact import command_line
+from hf_transfer.redact import command_line, last_part
 from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
@@ -229,7 +229,7 @@ def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, 
         base_model_sha256=backbones.weights_sha256(recipe.model),
         base_model_revision=backbones.DEFAULT_BACKBONE_REVISION if default else None,
         meta_hyperparameters=hyper, strategy=strategy.name, strategy_hyperparameters=strategy.hyperparameters(),
-        n_way=meta.n_way, dataset=os.path.basename(os.path.normpath(recipe.dataset)),
+        n_way=meta.n_way, dataset=last_part(recipe.dataset),
         meta_train_classes=recipe.meta_train_classes, meta_test_classes=recipe.meta_test_classes,
         results={k: result[f"{k}shot"] for k in recipe.test_shots},
         training_summary=(f"{training.max_steps} meta-steps (one episode each per process), outer learning rate "
@@ -245,7 +245,7 @@ def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, 
     return cards.Card("meta_summary.md", dict(
         model_name=name, tags=["hf_transfer", "meta-learning", "few-shot"], load_path=name,
         meta_train_classes=recipe.meta_train_classes, meta_test_classes=recipe.meta_test_classes, n_way=meta.n_way,
-        dataset_description=os.path.basename(os.path.normpath(recipe.dataset)), test_episodes=recipe.test_episodes,
+        dataset_description=last_part(recipe.dataset), test_episodes=recipe.test_episodes,
         example=trained[0] if trained else "METHOD", backbone=backbones.public_name(recipe.model),
         backbone_sha256=backbones.weights_sha256(recipe.model), command=command, table=table(results, recipe, meta.n_way),
     ))

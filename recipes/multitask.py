@@ -30,7 +30,7 @@ from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
 from hf_transfer.data.sampling import SAMPLING
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models import MultiTaskModel, TransferModel
-from hf_transfer.redact import command_line
+from hf_transfer.redact import command_line, last_part
 from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 def _dataset_name(source: str) -> str:
     """A Hub name as it is; a local folder by its last part (never a local absolute path in a card)."""
-    return os.path.basename(os.path.normpath(source)) if os.path.exists(source) or os.path.isabs(source) else source
+    return last_part(source) if os.path.exists(source) or os.path.isabs(source) else source
 
 
 def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, training: TrainingArguments, metrics: dict, table: str, command: str):

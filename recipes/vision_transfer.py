@@ -47,7 +47,8 @@ from hf_transfer.config import parse_config
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.models import TransferModel
-from hf_transfer.redact import command_line, portable_path
+from hf_transfer.outputs import MODEL_CONFIG_FILE, WEIGHTS_FILE
+from hf_transfer.redact import command_line, last_part, portable_path
 from hf_transfer.run import Run, fingerprint
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -117,13 +118,13 @@ def parse_args(argv: list[str] | None = None) -> VisionTransferArguments:
 def pretrain_source(args: VisionTransferArguments, work: Path) -> Path:
     """Train the source classifier (once; reused when its folder exists) and export its backbone."""
     source_dir, backbone_dir = work / "source", work / "source_backbone"
-    if not (source_dir / "model.safetensors").is_file():
+    if not (source_dir / WEIGHTS_FILE).is_file():
         argv = [args.source_config, "--dataset", args.source_dataset, "--output_dir", str(source_dir), "--overwrite_output_dir", "true", "--disable_tqdm", "true"]
         if args.source_epochs:
             argv += ["--num_train_epochs", str(args.source_epochs)]
         metrics = job("train")(argv)
         print(f"source pre-training: MNIST test accuracy {metrics.get('test_accuracy', float('nan')):.4f}", flush=True)
-    if not (backbone_dir / "config.json").is_file():
+    if not (backbone_dir / MODEL_CONFIG_FILE).is_file():
         export_backbone(source_dir, backbone_dir)
     return backbone_dir
 
@@ -131,7 +132,7 @@ def pretrain_source(args: VisionTransferArguments, work: Path) -> Path:
 def pretrain_simclr(args: VisionTransferArguments, work: Path) -> Path:
     """SimCLR on the source images (labels unused) with the supervised recipe's ViT config; saves a plain ViT."""
     folder = work / "source_simclr"
-    if not (folder / "config.json").is_file():
+    if not (folder / MODEL_CONFIG_FILE).is_file():
         backbone_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
         metrics = job("pretrain")([
             str(SIMCLR_CONFIG), "--backbone_config", backbone_config, "--pooling", "mean", "--dataset", args.source_dataset,
@@ -198,7 +199,7 @@ def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[
     return cards.Card("vision_transfer.md", dict(
         model_name=name, tags=["hf_transfer", "vision", "transfer-learning", "vit"], load_path=name,
         source_model=portable_path(args.source_model) if args.source_model else None,
-        source=os.path.basename(os.path.normpath(args.source_dataset)), target=os.path.basename(os.path.normpath(args.target_dataset)),
+        source=last_part(args.source_dataset), target=last_part(args.target_dataset),
         pretraining="SimCLR (labels unused)" if simclr else "supervised classification",
         subfolder="source_simclr" if simclr else "source_backbone", seeds=args.seeds,
         table=summary_table(rows, args.arms, args.shots),

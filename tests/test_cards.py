@@ -119,12 +119,12 @@ def test_a_card_renders_again_for_a_repository_without_editing_its_text(tmp_path
     card = classifier_card(
         model_name="local-run", base_model="tiny", base_model_sha256=None, strategy="lora", strategy_hyperparameters={},
         objective="x", pooling="mean", labels=["a", "b"], modality="text", dataset="d", num_train_examples=4,
-        training_summary="t", metrics={"test_accuracy": 0.75}, command="hf-transfer train", adapter_note="The `adapter/` folder holds it.",
+        training_summary="t", metrics={"test_accuracy": 0.75}, command="hf-transfer train", adapter_folder=True,
     )
     cards.write(tmp_path, card)
     local = (tmp_path / "README.md").read_text()
-    assert 'from_pretrained("local-run")' in local and "The `adapter/` folder holds it." in local and "Loading the adapter" not in local
-    pushed = cards.read(tmp_path).render(load_path="me/repo", adapter_note="", adapter_repo=True)
+    assert 'from_pretrained("local-run")' in local and "The `adapter/` folder holds" in local and "Loading the adapter" not in local
+    pushed = cards.read(tmp_path).render(load_path="me/repo", adapter_folder=False, adapter_repo=True)
     assert 'from_pretrained("me/repo")' in pushed.text and '"local-run"' not in pushed.text and "adapter/` folder" not in pushed.text
     assert 'AutoPeftModelForSequenceClassification.from_pretrained("me/repo")' in pushed.text
     assert [r.metric_value for r in pushed.data.eval_results] == [0.75] and pushed.data.model_name == "local-run"

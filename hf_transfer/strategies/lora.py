@@ -13,7 +13,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
 from hf_transfer.errors import UserInputError
-from hf_transfer.outputs import ADAPTER_FOLDER
+from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, MODEL_CONFIG_FILE
 from hf_transfer.strategies.base import Strategy, register
 
 
@@ -105,9 +105,9 @@ def point_adapter_at(adapter_dir: str | Path, location: str | None, revision: st
     ``config.json`` makes ``TransferModel.from_pretrained`` rebuild the pretrained backbone + head shape,
     then PEFT applies the adapter and the trained head. ``import hf_transfer`` must come first.
     """
-    path = Path(adapter_dir) / "adapter_config.json"
+    path = Path(adapter_dir) / ADAPTER_CONFIG_FILE
     values = json.loads(path.read_text(encoding="utf-8"))
-    modality = json.loads((Path(adapter_dir) / "config.json").read_text(encoding="utf-8")).get("modality", "text")
+    modality = json.loads((Path(adapter_dir) / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("modality", "text")
     auto_class = "AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification"
     values.update(base_model_name_or_path=location, revision=revision,
                   auto_mapping={"base_model_class": auto_class, "parent_library": "transformers"})
