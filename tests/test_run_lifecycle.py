@@ -226,3 +226,26 @@ def test_multitask_recipe_resumes_a_killed_single_task_run_pushes_and_stops_on_n
         multitask_recipe.main(argv(bad, "--learning_rate", "1e38", "--max_grad_norm", "0", "--lr_scheduler_type", "constant",
                                    "--save_strategy", "no"))
     assert not bad.exists() and outputs.staging_dir(bad).is_dir() and len(fake_hub.commits) == 1
+
+
+@pytest.mark.parametrize("path", sorted(p for p in RECIPES.glob("*.py") if p.name != "__init__.py"), ids=lambda p: p.stem)
+def test_recipes_save_their_record_through_the_shared_helpers(path):
+    """Settings, metrics and cards are written by hf_transfer.run / hf_transfer.cards (redacted, one format), never by hand."""
+    text = path.read_text(encoding="utf-8")
+    for by_hand in ("safe_dump(", '"metrics.json"', '"recipe_config.yaml"', '"README.md"', "card.save(", "publishable_config("):
+        assert by_hand not in text, f"{path.name}: {by_hand}"
+    if "Run.start(" not in text:  # the few-shot grid is not a Trainer run and saves no model
+        assert path.stem == "fewshot"
+
+
+def test_saved_config_records_the_settings_once_redacted(tmp_path):
+    import yaml
+
+    from hf_transfer.run import CONFIG_HEADER, write_config
+
+    token = "hf_" + "ConfigMustNotHoldThisToken0123"
+    write_config(tmp_path / "c.yaml", {"hub_token": token, "run_name": token, "token_dropout": 0.1, "train_file": "/home/alice/x.jsonl"},
+                 tmp_path / "runs" / "out")
+    text = (tmp_path / "c.yaml").read_text()
+    assert text.startswith(CONFIG_HEADER) and token not in text and "/home/alice" not in text
+    assert yaml.safe_load(text) == {"run_name": "***", "token_dropout": 0.1, "train_file": "x.jsonl", "output_dir": "out"}
