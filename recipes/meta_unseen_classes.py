@@ -218,7 +218,7 @@ def prepare(recipe: MetaRecipeArguments, meta: MetaArguments, strategy, train_te
 META_CARD_FIELDS = ("n_way", "k_shot", "n_query", "inner_steps", "inner_lr", "eval_inner_steps", "eval_inner_lr", "head_init")
 
 
-def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, strategy, training, command: str, name: str):
+def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, strategy, training, command: str, name: str) -> cards.Card:
     """README.md of one method's sub-folder (``model_cards/meta.md``): base sha256, meta hyper-parameters, accuracy ± CI per K."""
     default = recipe.model in (None, "", backbones.DEFAULT_BACKBONE)
     hyper = {key: getattr(meta, key) for key in META_CARD_FIELDS if getattr(meta, key, None) is not None}
@@ -238,7 +238,7 @@ def method_card(result: dict, recipe: MetaRecipeArguments, meta: MetaArguments, 
     )
 
 
-def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str, command: str = ""):
+def card(results: list[dict], recipe: MetaRecipeArguments, meta: MetaArguments, name: str, command: str = "") -> cards.Card:
     """README.md of the output folder (``model_cards/meta_summary.md``, also the Hub repository's with --push_to_hub):
     a summary; each method's card is in its sub-folder."""
     trained = [r["method"] for r in results if r["method"] != "finetune"]

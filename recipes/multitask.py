@@ -153,7 +153,8 @@ def _dataset_name(source: str) -> str:
     return last_part(source) if os.path.exists(source) or os.path.isabs(source) else source
 
 
-def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, training: TrainingArguments, metrics: dict, table: str, command: str):
+def card(name: str, args: MultiTaskArguments, tasks: dict[str, str], data, training: TrainingArguments, metrics: dict, table: str,
+         command: str) -> cards.Card:
     """The ``model_cards/multitask.md`` card: base weights' sha256/revision, tasks, sampling, per-task results, command."""
     default = args.model in (None, "", backbones.DEFAULT_BACKBONE)
     sampling = args.task_sampling + (f" (p(task) ~ size^(1/{args.task_temperature}))" if args.task_sampling == "temperature" else " (p(task) ~ size)")

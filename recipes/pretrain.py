@@ -149,7 +149,7 @@ TEXT_AUGMENTATIONS = ("token_dropout", "span_dropout", "shuffle_window", "mask_p
 IMAGE_AUGMENTATIONS = ("crop_scale_min", "flip_prob", "brightness", "contrast", "saturation")
 
 
-def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: str, command: str | None = None):
+def encoder_card_of(model_config, config: PretrainConfig, metrics: dict, name: str, command: str | None = None) -> cards.Card:
     """The ``model_cards/encoder.md`` card: base weights' sha256/revision, objective, augmentations, probe, command."""
     args, training = config.pretrain, config.training
     modality = getattr(model_config, "modality", "text")

@@ -193,7 +193,7 @@ def summary_table(rows: list[dict], arms: list[str], shots: list[str]) -> str:
     return "\n".join(lines)
 
 
-def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None):
+def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[str] | None) -> cards.Card:
     """README.md of the finished work_dir (``model_cards/vision_transfer.md``, also the Hub repository's with --push_to_hub)."""
     simclr = args.source_objective == "simclr"
     return cards.Card("vision_transfer.md", dict(
