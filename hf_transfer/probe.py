@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_transfer.data.augment import TwoViewTextCollator, normalize
-from hf_transfer.experiments.heads import LogisticRegressionHead
+from hf_transfer.fewshot.heads import LogisticRegressionHead
 
 
 @torch.no_grad()

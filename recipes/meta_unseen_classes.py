@@ -30,6 +30,7 @@ from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
 from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.data.text_splits import read_labelled_jsonl
 from hf_transfer.errors import UserInputError
 from hf_transfer.redact import command_line, last_part
 from hf_transfer.run import Run, fingerprint
@@ -91,11 +92,15 @@ def parse(argv: list[str] | None) -> tuple:
     return recipe, meta, strategy, training, by_class[RunArguments], source
 
 
-def read_jsonl(path: Path) -> tuple[list[str], list[int]]:
-    if not path.is_file():
-        raise UserInputError(f"Dataset file '{path}' does not exist.", "set --dataset to a folder with train.jsonl and test.jsonl.")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+def read_split(folder: Path, split: str) -> tuple[list[str], list[int]]:
+    """Texts and integer class ids of ``folder/<split>.jsonl`` (the class ranges are those ids)."""
+    path = folder / f"{split}.jsonl"
+    texts, labels = read_labelled_jsonl(path, split, missing_fix="set --dataset to a folder with train.jsonl and test.jsonl.")
+    try:
+        return texts, [int(label) for label in labels]
+    except (TypeError, ValueError) as error:
+        raise UserInputError(f"{split} file '{path}' has a label that is not a class id ({error}).",
+                             "use integer labels: meta_train_classes / meta_test_classes are ranges of them.") from None
 
 
 def build_model(recipe: MetaRecipeArguments, n_way: int, strategy):
@@ -194,8 +199,8 @@ def keep(texts: list[str], labels: list[int], classes: list[int], per_class: int
 def prepare(recipe: MetaRecipeArguments, meta: MetaArguments, strategy, train_texts: list[str], test_texts: list[str]):
     """Model inputs for every text, a model factory and the collator: cached bottom states, or token ids."""
     if recipe.top_layers > 0:
-        from hf_transfer.experiments.encoder import SentenceEncoder
-        from hf_transfer.experiments.top_layers import TopLayers, pad_states
+        from hf_transfer.fewshot.encoder import SentenceEncoder
+        from hf_transfer.fewshot.top_layers import TopLayers, pad_states
         from hf_transfer.objectives.meta import use_double_differentiable_attention
 
         encoder = SentenceEncoder(recipe.model, max_length=recipe.max_length)
@@ -259,8 +264,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)
     if set(seen) & set(unseen):
         raise UserInputError(f"Meta-train and meta-test classes overlap: {sorted(set(seen) & set(unseen))[:10]}.", "make them disjoint.")
-    train_texts, train_labels = keep(*read_jsonl(folder / "train.jsonl"), seen, recipe.train_per_class, training.seed)
-    test_texts, test_labels = keep(*read_jsonl(folder / "test.jsonl"), unseen, 0, 0)
+    train_texts, train_labels = keep(*read_split(folder, "train"), seen, recipe.train_per_class, training.seed)
+    test_texts, test_labels = keep(*read_split(folder, "test"), unseen, 0, 0)
     train_examples, test_examples, make_model, collator = prepare(recipe, meta, strategy, train_texts, test_texts)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     train_episodes = max(1, training.max_steps) * training.gradient_accumulation_steps * world

@@ -1,4 +1,4 @@
-"""The few-shot runner: files, resume, main-job command, strategies, on a tiny backbone."""
+"""The few-shot runner: files, resume, main-job command, methods, on a tiny backbone."""
 
 import json
 
@@ -8,10 +8,11 @@ import torch
 
 from hf_transfer import testing
 from hf_transfer.cli import main as cli_main
-from hf_transfer.experiments.encoder import SentenceEncoder
-from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
-from hf_transfer.experiments.methods import METHOD_NAMES, make_method, recommended
-from hf_transfer.recipes.fewshot import run_experiment
+from hf_transfer.fewshot.encoder import SentenceEncoder
+from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
+from hf_transfer.fewshot.methods import get_method, method_names
+from hf_transfer.fewshot.methods.recommended import recommended
+from hf_transfer.fewshot.runner import run_experiment
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_runner_writes_results_summary_and_plot_and_resumes(fewshot_data, tiny_t
     run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     rows = _lines(out / "results.jsonl")
     assert len(rows) == 2 * 2 * 2
-    assert {(r["k"], r["seed"], r["strategy"]) for r in rows} == {(k, s, m) for k in ("2", "4") for s in (0, 1) for m in ("linear_probe", "protonet")}
+    assert {(r["k"], r["seed"], r["method"]) for r in rows} == {(k, s, m) for k in ("2", "4") for s in (0, 1) for m in ("linear_probe", "protonet")}
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["num_train"] == 3 * int(row["k"]) and row["num_test"] == 15
         assert {"macro_f1", "mcc", "train_seconds", "eval_seconds"} <= set(row)
@@ -49,7 +50,7 @@ def test_runner_writes_results_summary_and_plot_and_resumes(fewshot_data, tiny_t
     assert len(again) == 8 and again[:7] == rows[:7]
 
 
-def test_every_strategy_sees_the_same_sample(fewshot_data, tiny_text_backbone, tmp_path):
+def test_every_method_sees_the_same_sample(fewshot_data, tiny_text_backbone, tmp_path):
     out = tmp_path / "same"
     run_experiment(fewshot_data, ["toy"], ["all"], [0], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     rows = _lines(out / "results.jsonl")
@@ -62,22 +63,22 @@ def test_main_job_command_on_a_tiny_configuration(fewshot_data, tiny_text_backbo
                      "--model", str(tiny_text_backbone), "--output", str(out)])
     assert code == 0
     rows = _lines(out / "results.jsonl")
-    assert [r["strategy"] for r in rows] == ["recommended"]  # the default when --strategies is not given
+    assert [r["method"] for r in rows] == ["recommended"]  # the default when --methods is not given
     assert "recommended" in capsys.readouterr().out
 
 
-def test_unknown_strategy_is_refused_before_any_work(fewshot_data, tmp_path, capsys):
-    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--strategies", "protonett", "--output", str(tmp_path / "x")])
+def test_unknown_method_is_refused_before_any_work(fewshot_data, tmp_path, capsys):
+    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--methods", "protonett", "--output", str(tmp_path / "x")])
     assert code == 2
     assert "Did you mean 'protonet'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("name", ["full", "lora", "contrastive", "recommended"])
-def test_trained_strategies_fit_and_predict(name, tiny_text_backbone):
+def test_trained_methods_fit_and_predict(name, tiny_text_backbone):
     encoder = SentenceEncoder(str(tiny_text_backbone))
     rows = testing.toy_sentences(4, seed=0)
-    method = make_method(name, 4, 3)
+    method = get_method(name, 4, 3)
     if hasattr(method, "epochs"):
         method.epochs = 2
     before = {n: p.clone() for n, p in encoder.body.named_parameters()}
@@ -96,7 +97,7 @@ def test_recommended_depends_only_on_k_and_class_count():
         method, n = recommended(8, classes), 8 * classes
         steps = method.epochs * -(-n // method.batch_size)
         assert abs(method.learning_rate * steps - 2e-5 * 2.5 * n) < 1e-9
-    assert "recommended" in METHOD_NAMES
+    assert "recommended" in method_names()
 
 
 def test_heads_fit_separable_features():
@@ -121,7 +122,7 @@ def test_logistic_head_matches_sklearn_when_available():
 
 
 def test_top_layers_on_cached_states_reproduce_the_full_forward(tiny_text_backbone):
-    from hf_transfer.experiments.top_layers import TopLayers
+    from hf_transfer.fewshot.top_layers import TopLayers
 
     encoder = SentenceEncoder(str(tiny_text_backbone))
     texts = ["goal team today", "rain and snow was very cloud", "pizza"]
@@ -131,7 +132,7 @@ def test_top_layers_on_cached_states_reproduce_the_full_forward(tiny_text_backbo
 
 
 def test_top_layer_training_moves_only_the_copy(tiny_text_backbone):
-    from hf_transfer.experiments.methods import Contrastive
+    from hf_transfer.fewshot.methods import Contrastive
 
     encoder = SentenceEncoder(str(tiny_text_backbone))
     rows = testing.toy_sentences(4, seed=0)
@@ -155,7 +156,7 @@ def test_config_file_with_a_datasets_source(tmp_path, tiny_text_backbone):
         "sources:\n  toycsv:\n"
         f"    train_file: {tmp_path / 'train.csv'}\n    test_file: {tmp_path / 'test.csv'}\n"
         "    text_column: sentence\n    label_column: topic\n"
-        f"shots: [2]\nseeds: [0]\nstrategies: [protonet]\nmodel: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n"
+        f"shots: [2]\nseeds: [0]\nmethods: [protonet]\nmodel: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n"
     )
     assert cli_main(["fewshot", "--config", str(config)]) == 0
     rows = _lines(tmp_path / "out" / "results.jsonl")

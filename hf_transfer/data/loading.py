@@ -6,7 +6,6 @@ missing files or columns, empty splits, labels that only appear outside train, u
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from hf_transfer.data.files import check_text_file
 from hf_transfer.errors import UserInputError, closest
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -87,46 +87,6 @@ def _files_in_folder(folder: str) -> dict[str, str]:
             "add train.jsonl (or .csv/.parquet) there, or pass --train_file.",
         )
     return found
-
-
-def check_text_file(split: str, path: str) -> None:
-    """Find the first line that is not UTF-8 (any text format) or not a JSON object (JSON lines), by number.
-
-    ``datasets`` reports such problems without a line number (or, for bad bytes, deep in a traceback);
-    one pass over the file here names the exact line to fix.
-    """
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
-        return
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if suffix == ".json" and data.lstrip()[:1] == b"[":
-        lines = None  # one JSON array: checked as a whole below
-    else:
-        lines = data.split(b"\n")
-    for number, raw in enumerate(lines or [data], start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = number if lines else data[: error.start].count(b"\n") + 1
-            raise UserInputError(
-                f"{split} file '{path}' line {line} is not UTF-8 text (byte 0x{raw[error.start]:02x}).",
-                "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).",
-            ) from None
-        if suffix in (".jsonl", ".json") and text.strip():
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                line = number if lines else error.lineno
-                raise UserInputError(
-                    f"{split} file '{path}' line {line} is not valid JSON ({error.msg}).",
-                    "fix or delete that line: every line must be one JSON object such as {\"text\": \"...\", \"label\": 0}.",
-                ) from None
-            if lines and not isinstance(value, dict):
-                raise UserInputError(
-                    f"{split} file '{path}' line {number} holds a JSON {type(value).__name__}, not an object.",
-                    "write one object per line, e.g. {\"text\": \"...\", \"label\": 0}.",
-                )
 
 
 def _load_files(files: dict[str, str]) -> DatasetDict:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from hf_transfer.data.files import read_jsonl
 from hf_transfer.outputs import write_text
+
+RESULTS_FILE = "results.jsonl"
+ROW_KEYS = ("dataset", "k", "seed", "method", "accuracy", "train_seconds")
 
 
 def read_results(folder: Path) -> list[dict]:
-    path = Path(folder) / "results.jsonl"
+    """The finished runs in ``folder/results.jsonl`` (a line cut by a crash is left out, and so redone)."""
+    path = Path(folder) / RESULTS_FILE
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    rows = read_jsonl(path, skip_invalid=True)
+    for row in rows:  # files written before few-shot methods had their own name called them strategies
+        if "method" not in row and "strategy" in row:
+            row["method"] = row.pop("strategy")
+    return [row for row in rows if all(key in row for key in ROW_KEYS)]
 
 
 def _k_order(k: str) -> float:
@@ -29,10 +31,10 @@ def _k_order(k: str) -> float:
 
 
 def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str, str], tuple[float, float, int, float]]:
-    """(dataset, k, strategy) -> (mean, std, number of seeds, mean train seconds)."""
+    """(dataset, k, method) -> (mean, std, number of seeds, mean train seconds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["dataset"], str(row["k"]), row["strategy"])].append(row)
+        groups[(row["dataset"], str(row["k"]), row["method"])].append(row)
     return {
         key: (
             float(np.mean([r[metric] for r in group])),
@@ -45,19 +47,19 @@ def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """One table per dataset: rows K, columns strategies, cells 'mean ± std' accuracy; best in bold."""
+    """One table per dataset: rows K, columns methods, cells 'mean ± std' accuracy; best in bold."""
     stats = aggregate(rows)
-    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = ["# Few-shot results", "", "Test accuracy (%) as mean ± std over seeds (n = seeds); **bold** = best mean for that K;",
              "train seconds are per run, mean over seeds.", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        lines += [f"## {dataset}", "", "| K | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
+        lines += [f"## {dataset}", "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for k in sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order):
-            cells = {s: stats.get((dataset, k, s)) for s in strategies}
+            cells = {m: stats.get((dataset, k, m)) for m in methods}
             best = max((v[0] for v in cells.values() if v), default=None)
             row = []
-            for s in strategies:
-                value = cells[s]
+            for method in methods:
+                value = cells[method]
                 if value is None:
                     row.append("–")
                     continue
@@ -69,7 +71,7 @@ def summary_markdown(rows: list[dict]) -> str:
 
 
 def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
-    """One panel per dataset, one line per strategy, error bars = std over seeds."""
+    """One panel per dataset, one line per method, error bars = std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,11 +82,11 @@ def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         ks = sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order)
-        for strategy in dict.fromkeys(r["strategy"] for r in rows):
-            points = [(i, stats[(dataset, k, strategy)]) for i, k in enumerate(ks) if (dataset, k, strategy) in stats]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            points = [(i, stats[(dataset, k, method)]) for i, k in enumerate(ks) if (dataset, k, method) in stats]
             if points:
                 axis.errorbar([p[0] for p in points], [100 * p[1][0] for p in points], yerr=[100 * p[1][1] for p in points],
-                              marker="o", capsize=3, label=strategy)
+                              marker="o", capsize=3, label=method)
         axis.set_xticks(range(len(ks)), ks)
         axis.set_xlabel("K (examples per class)")
         axis.set_ylabel("test accuracy (%)")
@@ -99,6 +101,7 @@ def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
 
 
 def write_reports(folder: Path) -> None:
+    """Rebuild ``summary.md`` and ``accuracy_vs_k.png`` from every finished run in ``folder``."""
     rows = read_results(folder)
     if not rows:
         return

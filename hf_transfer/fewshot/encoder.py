@@ -14,7 +14,7 @@ from hf_transfer import backbones
 class SentenceEncoder:
     """Holds the tokenizer and the pristine pretrained body; hands out fresh copies to train.
 
-    Embeddings of the *pretrained* body are cached by text, so strategies that never move the body
+    Embeddings of the *pretrained* body are cached by text, so methods that never move the body
     (linear probe, prototypes, the head stage) and later seeds re-use them instead of re-encoding.
     """
 
@@ -76,7 +76,7 @@ class SentenceEncoder:
     @torch.inference_mode()
     def encode_top(self, top: nn.Module, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """Embeddings from cached bottom states run through trained top layers ``top`` (a TopLayers)."""
-        from hf_transfer.experiments.top_layers import pad_states
+        from hf_transfer.fewshot.top_layers import pad_states
 
         was_training = top.training
         top.eval()

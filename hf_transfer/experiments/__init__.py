@@ -1,1 +1,0 @@
-"""Few-shot experiments: encoder with cached embeddings, strategies, the runner and its reports."""

@@ -1,0 +1,23 @@
+"""Few-shot methods, one file each, registered by name (see ``base.py``).
+
+Not to be confused with transfer strategies (``hf_transfer.strategies``): a method is a whole
+recipe for K examples per class; a strategy only decides which parameters of a model move.
+"""
+
+from transformers.utils import logging as hf_logging
+
+from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, recommended  # noqa: F401  (registers them, in this order)
+from hf_transfer.fewshot.methods.base import (
+    METHODS, FewShotMethod, Predictor, get_method, method_names, register_method, tokenized, training_arguments,
+)
+from hf_transfer.fewshot.methods.contrastive import Contrastive
+from hf_transfer.fewshot.methods.finetune import FineTune
+from hf_transfer.fewshot.methods.linear_probe import LinearProbe
+from hf_transfer.fewshot.methods.protonet import ProtoNet
+
+hf_logging.set_verbosity_error()  # the many short trainings of a grid would each repeat transformers' notices
+
+__all__ = [
+    "METHODS", "Contrastive", "FewShotMethod", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "get_method",
+    "method_names", "register_method", "tokenized", "training_arguments",
+]

@@ -1,0 +1,70 @@
+"""What a few-shot method is, the registry that finds one by name, and what trained methods share.
+
+A few-shot method fits on K labelled examples per class and returns a predictor; it is not a
+transfer *strategy* (``hf_transfer.strategies``, which parameters move), though a method may use
+one (``full`` and ``lora`` fine-tune through one). A new method is one file: its class with
+``fit(encoder, texts, labels, num_classes, seed) -> predictor``, and a factory
+``(k, num_classes) -> method`` decorated with ``@register_method("name")``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import numpy as np
+from datasets import Dataset
+from transformers import TrainingArguments
+
+from hf_transfer.errors import UserInputError, closest
+from hf_transfer.fewshot.encoder import SentenceEncoder
+
+Predictor = Callable[[list[str]], np.ndarray]
+
+
+class FewShotMethod(Protocol):
+    """Fits on the K-shot sample and returns a predictor (test texts -> class ids)."""
+
+    def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor: ...
+
+
+MethodFactory = Callable[[int, int], FewShotMethod]
+METHODS: dict[str, MethodFactory] = {}
+
+
+def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
+    """Decorator: make the factory ``(k, num_classes) -> method`` available as ``name``."""
+
+    def decorate(factory: MethodFactory) -> MethodFactory:
+        METHODS[name] = factory
+        return factory
+
+    return decorate
+
+
+def method_names() -> list[str]:
+    """The registered methods, in registration order."""
+    return list(METHODS)
+
+
+def get_method(name: str, k: int, num_classes: int) -> FewShotMethod:
+    """The method called ``name`` for K examples per class of ``num_classes`` classes; unknown names list the known ones."""
+    if name not in METHODS:
+        raise UserInputError(
+            f"Unknown few-shot method '{name}'.{closest(name, METHODS)}", f"use any of: {', '.join(METHODS)}."
+        )
+    return METHODS[name](k, num_classes)
+
+
+def training_arguments(folder: str, epochs: float, batch_size: int, learning_rate: float, seed: int) -> TrainingArguments:
+    """Quiet, checkpoint-free ``TrainingArguments`` for the short trainings of a few-shot run."""
+    return TrainingArguments(
+        output_dir=folder, num_train_epochs=epochs, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+        warmup_steps=0.1, weight_decay=0.01, save_strategy="no", logging_strategy="no", report_to="none",
+        disable_tqdm=True, seed=seed, data_seed=seed, remove_unused_columns=False,
+    )
+
+
+def tokenized(encoder: SentenceEncoder, texts: list[str], labels: list[int]) -> Dataset:
+    """The K-shot sample as a tokenized ``Dataset`` with a ``labels`` column."""
+    encoded = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)
+    return Dataset.from_dict({**encoded, "labels": list(labels)})
