@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from hf_transfer.data.sampling import k_shot_indices
-    from hf_transfer.experiments.encoder import SentenceEncoder
-    from hf_transfer.experiments.heads import LogisticRegressionHead, PrototypeHead
-    from hf_transfer.experiments.methods import recommended
-    from hf_transfer.recipes.fewshot import load_text_dataset
+    from hf_transfer.fewshot.encoder import SentenceEncoder
+    from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
+    from hf_transfer.fewshot.methods.recommended import recommended
+    from hf_transfer.data import load_text_dataset
 
     encoder = SentenceEncoder("default", max_length=128)
     output = Path(args.output)

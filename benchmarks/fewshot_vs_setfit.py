@@ -6,7 +6,7 @@ Both arms start from the SAME pretrained body: the bundled sentence-transformers
 dataset x seed, ONE K-shot sample is drawn with ``hf_transfer.data.sampling.k_shot_indices(train
 labels, K, seed)`` and the identical examples go to both arms; both are scored on the identical test
 set (the full test split, or with ``--max_test N`` the fixed random subset that
-``hf_transfer.recipes.fewshot.load_text_dataset`` draws with seed 0).
+``hf_transfer.data.load_text_dataset`` draws with seed 0).
 
 SetFit arm (setfit 1.2.0, the ``bench`` extra: ``pip install -e ".[bench]"``)
     ``SetFitModel.from_pretrained(<bundled MiniLM folder>)`` -- sentence-transformers modules of that
@@ -126,7 +126,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_length is None:  # follow the library's default, whatever it is now (recorded in every line)
         import inspect
 
-        from hf_transfer.experiments.encoder import SentenceEncoder
+        from hf_transfer.fewshot.encoder import SentenceEncoder
 
         args.max_length = inspect.signature(SentenceEncoder).parameters["max_length"].default
     if args.k < 1:
@@ -194,7 +194,7 @@ def run_ours(encoder, texts: list[str], labels: list[int], num_classes: int, k_p
     """Fit our recommended method; return (predictions, train seconds, eval seconds)."""
     import numpy as np
 
-    from hf_transfer.experiments.methods import make_method
+    from hf_transfer.fewshot.methods import get_method as make_method
 
     start = time.perf_counter()
     predict = make_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes, seed)
@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None) -> str:
     import transformers
     from hf_transfer.backbones import default_backbone_path
     from hf_transfer.data.sampling import k_shot_indices, shots_per_class
-    from hf_transfer.experiments.encoder import SentenceEncoder
-    from hf_transfer.recipes.fewshot import load_text_dataset
+    from hf_transfer.fewshot.encoder import SentenceEncoder
+    from hf_transfer.data import load_text_dataset
     from hf_transfer.metrics import classification_metrics
 
     common.quiet()

@@ -38,11 +38,11 @@ import torch
 from transformers import AutoModel, AutoTokenizer, TrainingArguments
 
 from hf_transfer.backbones import default_backbone_path
+from hf_transfer.data import load_text_dataset
 from hf_transfer.data.augment import TextAugmentation, TwoViewTextCollator
 from hf_transfer.data.sampling import k_shot_indices
-from hf_transfer.experiments.encoder import SentenceEncoder
-from hf_transfer.experiments.methods import make_method
-from hf_transfer.recipes.fewshot import load_text_dataset
+from hf_transfer.fewshot.encoder import SentenceEncoder
+from hf_transfer.fewshot.methods import get_method as make_method
 from hf_transfer.objectives.contrastive import nt_xent
 from hf_transfer.models import ProjectionHead
 from hf_transfer.trainers import ContrastiveTrainer

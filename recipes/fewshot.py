@@ -33,6 +33,11 @@ DESCRIPTION = (
 MAIN_JOB_METHODS = ["linear_probe", "protonet", "recommended"]
 
 
+def _split(values: list) -> list[str]:
+    """['a,b', 'c'] -> ['a', 'b', 'c']: lists may be given comma- or space-separated."""
+    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
 @dataclass
 class FewShotArguments:
     data: str = field(default=str(BUNDLED_DIR), metadata={"help": "Folder holding <dataset>/{train,test}.jsonl (text, label)."})
@@ -59,9 +64,20 @@ class FewShotArguments:
                   "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used."},
     )
 
-
-def _split(values: list) -> list[str]:
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    def __post_init__(self):
+        """Comma-separated lists split, K values checked, ``sources`` given as JSON on the command line decoded."""
+        self.datasets, self.methods = _split(self.datasets), _split(self.methods)
+        for k in self.shots:
+            if str(k) != "all" and not str(k).isdigit():
+                raise UserInputError(f"--shots value '{k}' is not a number of examples per class.", "give integers or 'all'.")
+        self.shots = [str(k) if str(k) == "all" else str(int(k)) for k in self.shots]
+        if isinstance(self.sources, str):
+            try:
+                self.sources = json.loads(self.sources)
+            except json.JSONDecodeError as error:
+                raise UserInputError(f"sources is not a mapping ({error.msg}).", "give sources as a YAML mapping in the config file.") from None
+        if self.sources is not None and not (isinstance(self.sources, dict) and all(isinstance(v, dict) for v in self.sources.values())):
+            raise UserInputError("sources must map each dataset name to its data keys.", "write e.g. 'sources: {my_data: {train_file: a.csv}}'.")
 
 
 def parse(argv: list[str]) -> FewShotArguments:
@@ -71,26 +87,14 @@ def parse(argv: list[str]) -> FewShotArguments:
     if "--config" in argv:  # the older spelling of the config file argument
         i = argv.index("--config")
         argv = [*argv[i + 1 : i + 2], *argv[:i], *argv[i + 2 :]]
-    file_keys = read_yaml(argv[0], known_keys([FewShotArguments]) | {"strategies"}, PROG, None) if argv and not argv[0].startswith("-") else {}
-    if "strategies" in file_keys or any(token.split("=")[0] == "--strategies" for token in argv):
+    in_file = argv and not argv[0].startswith("-") and "strategies" in read_yaml(argv[0], known_keys([FewShotArguments]) | {"strategies"}, PROG, None)
+    if in_file or any(token.split("=")[0] == "--strategies" for token in argv):  # the option's name before methods had their own
         raise UserInputError("Few-shot methods are now chosen with --methods (YAML key 'methods'), not --strategies.",
                              "rename the option; transfer strategies (which parameters move) are a different thing.")
     by_class, source = parse_config(argv, [FewShotArguments], PROG, DESCRIPTION, example=None)
     args = by_class[FewShotArguments]
-    if isinstance(args.sources, str):
-        try:
-            args.sources = json.loads(args.sources)
-        except json.JSONDecodeError as error:
-            raise UserInputError(f"sources is not a mapping ({error.msg}).", "give sources as a YAML mapping in the config file.") from None
-    if args.sources is not None and not (isinstance(args.sources, dict) and all(isinstance(v, dict) for v in args.sources.values())):
-        raise UserInputError("sources must map each dataset name to its data keys.", "write e.g. 'sources: {my_data: {train_file: a.csv}}'.")
-    if args.sources and "datasets" not in source:
+    if args.sources and "datasets" not in source:  # a config file's sources are the datasets unless it names them
         args.datasets = list(args.sources)
-    args.datasets, args.methods = _split(args.datasets), _split(args.methods)
-    for k in args.shots:
-        if k != "all" and not str(k).isdigit():
-            raise UserInputError(f"--shots value '{k}' is not a number of examples per class.", "give integers or 'all'.")
-    args.shots = [k if k == "all" else str(int(k)) for k in args.shots]
     return args
 
 

@@ -90,6 +90,12 @@ def inputs(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_d
     vit = json.dumps({"model_type": "vit", "image_size": 30, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 1,
                       "num_attention_heads": 4, "intermediate_size": 37})
 
+    def fewshot_data(name: str, train: str | bytes) -> list[str]:
+        """``hf-transfer fewshot`` on ``root/name/{train,test}.jsonl`` with the given train file (a good test file)."""
+        data(name, train)
+        data(name, _jsonl_lines(ROWS), "test.jsonl")
+        return ["fewshot", "--data", str(root), "--datasets", name, *text]
+
     return {
         # ---- data files
         "jsonl_malformed_line": ([*text, "--train_file", str(data("malformed", "".join(good_lines[:2]) + '{"text": "goal", "label": \n' + good_lines[3]))],
@@ -136,6 +142,18 @@ def inputs(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_d
                                  ["config.yaml", "not valid YAML"]),
         "peft_config_without_type": ([*text, *toy, "--strategy", "lora", "--peft_config", '{"r": 4}'], ["peft_config", "'peft_type'"]),
         "option_of_the_wrong_type": ([*text, *toy, "--max_steps", "ten"], ["--max_steps", "'ten'"]),
+        # ---- few-shot data and options
+        "fewshot_jsonl_malformed_line": (fewshot_data("fs_malformed", "".join(good_lines[:2]) + '{"text": "goal"\n'),
+                                         ["train file", "fs_malformed", "line 3", "not valid JSON"]),
+        "fewshot_line_without_label": (fewshot_data("fs_no_label", good_lines[0] + '{"text": "goal", "labels": 1}\n'),
+                                       ["train file", "line 2", "no 'label' key", "labels"]),
+        "fewshot_non_utf8": (fewshot_data("fs_latin1", latin1), ["train file", "line 4", "not UTF-8"]),
+        "fewshot_missing_test_split": (["fewshot", "--data", str(root), "--datasets", "malformed", *text], ["malformed", "has no test.jsonl"]),
+        "fewshot_unknown_method": ([*fewshot_data("fs_good", _jsonl_lines(ROWS)), "--methods", "protonett"], ["few-shot method 'protonett'", "Did you mean 'protonet'"]),
+        "fewshot_old_strategies_option": ([*fewshot_data("fs_good", _jsonl_lines(ROWS)), "--strategies", "protonet"], ["--methods", "not --strategies"]),
+        "fewshot_old_strategies_key": (["fewshot", str(data("fs_cfg", "strategies: [protonet]\n", "fewshot.yaml")), "--data", str(root), "--datasets", "fs_good"],
+                                       ["--methods", "YAML key 'methods'"]),
+        "fewshot_shots_not_a_number": ([*fewshot_data("fs_good", _jsonl_lines(ROWS)), "--shots", "eight"], ["--shots", "'eight'", "'all'"]),
         # ---- runs
         "nan_loss": ([*text, *toy, "--learning_rate", "1e38", "--max_steps", "6", "--lr_scheduler_type", "constant",
                       "--max_grad_norm", "0"], ["training loss became", "at step", "learning_rate"]),
@@ -159,6 +177,8 @@ CASES = [
     "image_model_text_data", "text_model_image_data", "classifier_as_backbone", "missing_weights", "pickled_weights_only",
     "remote_code_without_trust", "invalid_model_config", "encoder_decoder_backbone", "backbone_config_not_a_mapping",
     "backbone_config_bad_patch", "config_file_not_utf8", "peft_config_without_type", "option_of_the_wrong_type", "nan_loss",
+    "fewshot_jsonl_malformed_line", "fewshot_line_without_label", "fewshot_non_utf8", "fewshot_missing_test_split",
+    "fewshot_unknown_method", "fewshot_old_strategies_option", "fewshot_old_strategies_key", "fewshot_shots_not_a_number",
     "resume_from_a_missing_checkpoint", "resume_without_checkpoints", "push_missing_folder", "push_unfinished_run",
     "push_bad_repo_id", "push_without_repo_id", "push_pickled_file", "push_offline",
 ]
@@ -180,7 +200,9 @@ def test_every_case_is_listed(inputs):
 def test_bad_input_is_one_clear_error_and_nothing_is_published(name, inputs, tmp_path, capsys):
     argv, words = inputs[name]
     output_dir = tmp_path / "out"
-    if argv[0] != "push":
+    if argv[0] == "fewshot":
+        argv = [*argv, "--output", str(output_dir)]
+    elif argv[0] != "push":
         argv = ["train", *argv, *FAST, "--output_dir", str(output_dir)]
     assert main(argv) == 2
     line = _error_line(capsys.readouterr().err)

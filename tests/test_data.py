@@ -274,3 +274,47 @@ def test_image_dataset_without_image_column_is_refused(toy_text_data):
         load_splits(DataArguments(dataset=str(toy_text_data)), "image")
     with pytest.raises(UserInputError, match="Column 'picture' is missing .*image_column"):
         load_splits(DataArguments(dataset=str(toy_text_data), image_column="picture", text_column="words"), "image")
+
+
+def test_one_jsonl_reader_names_file_and_line(tmp_path):
+    from hf_transfer.data import read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"text": "a", "label": 0}\n\n{"text": "b"}\n[1]\n{"text": "caf\xe9"}\n{"cut": ')
+    with pytest.raises(UserInputError, match="test file '.*rows.jsonl' line 3 has no 'label' key \\(keys: text\\)"):
+        read_jsonl(path, "test", required=("text", "label"))
+    assert read_jsonl(path, skip_invalid=True) == [{"text": "a", "label": 0}, {"text": "b"}]  # blank, non-object, bad bytes, cut
+    path.write_bytes(b'{"text": "a"}\n[1]\n')
+    with pytest.raises(UserInputError, match="File '.*rows.jsonl' line 2 holds a JSON list, not an object"):
+        read_jsonl(path)
+    path.write_bytes(b'{"text": "a"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(UserInputError, match="line 2 is not UTF-8 text \\(byte 0xe9\\)"):
+        read_jsonl(path)
+    with pytest.raises(UserInputError, match="train file '.*nope.jsonl' does not exist"):
+        read_jsonl(tmp_path / "nope.jsonl", "train")
+
+
+def test_a_json_array_file_is_checked_as_a_whole(tmp_path):
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(ROWS))
+    splits, _ = load_splits(DataArguments(train_file=str(train)), "text")
+    assert len(splits["train"]) + len(splits["validation"]) == len(ROWS)
+    train.write_text("[\n" + json.dumps(ROWS[0]) + ",\n{oops}\n]")
+    with pytest.raises(UserInputError, match="train file '.*train.json' line 3 is not valid JSON"):
+        load_splits(DataArguments(train_file=str(train)), "text")
+
+
+def test_text_dataset_maps_string_labels_by_sorted_name_and_refuses_unseen_ones(tmp_path):
+    from hf_transfer.data import load_text_dataset
+
+    testing.write_jsonl(tmp_path / "d" / "train.jsonl", ROWS)
+    testing.write_jsonl(tmp_path / "d" / "test.jsonl", [{"text": "woof", "label": "dog"}, {"text": "meow", "label": "cat"}])
+    splits = load_text_dataset(tmp_path / "d")
+    assert splits.num_classes == 2 and splits.test_labels == [1, 0] and splits.train_labels[:2] == [0, 1]
+    assert len(load_text_dataset(tmp_path / "d", max_test=1).test_texts) == 1
+    testing.write_jsonl(tmp_path / "d" / "test.jsonl", [{"text": "tweet", "label": "bird"}])
+    with pytest.raises(UserInputError, match="labels never seen in train: \\['bird'\\]"):
+        load_text_dataset(tmp_path / "d")
+    (tmp_path / "d" / "test.jsonl").write_text("\n")
+    with pytest.raises(UserInputError, match="test file '.*test.jsonl' holds no examples"):
+        load_text_dataset(tmp_path / "d")

@@ -158,7 +158,7 @@ def test_config_file_with_a_datasets_source(tmp_path, tiny_text_backbone):
         "    text_column: sentence\n    label_column: topic\n"
         f"shots: [2]\nseeds: [0]\nmethods: [protonet]\nmodel: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n"
     )
-    assert cli_main(["fewshot", "--config", str(config)]) == 0
+    assert cli_main(["fewshot", str(config)]) == 0
     rows = _lines(tmp_path / "out" / "results.jsonl")
     assert [(r["dataset"], r["num_train"], r["num_test"]) for r in rows] == [("toycsv", 6, 9)]
 
@@ -184,3 +184,55 @@ def test_recommended_body_tuning_lowers_its_own_loss(tiny_text_backbone):
     tuned = replace(method, learning_rate=1e-3).train_body(encoder, texts, labels, seed=0)  # a tiny random body needs a larger step
     assert loss_of(tuned) < before - 0.1
     assert loss_of(encoder.body) == before  # the pretrained body is untouched
+
+
+@pytest.mark.parametrize("form", ["positional", "--config"])
+def test_config_file_positional_or_with_config_and_command_line_wins(form, fewshot_data, tiny_text_backbone, tmp_path):
+    config = tmp_path / "fewshot.yaml"
+    config.write_text(f"data: {fewshot_data}\ndatasets: [toy]\nshots: [2]\nseeds: [0, 1]\nmethods: [protonet]\n"
+                      f"model: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n")
+    argv = [str(config)] if form == "positional" else ["--config", str(config)]
+    assert cli_main(["fewshot", *argv, "--seeds", "1"]) == 0
+    assert [(r["seed"], r["method"]) for r in _lines(tmp_path / "out" / "results.jsonl")] == [(1, "protonet")]
+
+
+def test_no_arguments_is_the_main_job_and_any_option_keeps_the_other_defaults():
+    from hf_transfer.data import BUNDLED_DIR
+    from hf_transfer.recipes.fewshot import MAIN_JOB_METHODS, parse
+
+    main_job = parse([])
+    assert (main_job.datasets, main_job.shots, main_job.seeds, main_job.methods) == (
+        ["sms_spam", "banking77_10"], ["8"], [0, 1, 2], ["linear_probe", "protonet", "recommended"]) and main_job.methods == MAIN_JOB_METHODS
+    assert main_job.data == str(BUNDLED_DIR) and main_job.output == "fewshot_results" and main_job.sources is None
+    assert parse(["--output", "x"]).methods == ["recommended"]
+    args = parse(["--methods", "linear_probe,protonet", "lora", "--datasets", "a,b", "c", "--shots", "08", "all"])
+    assert (args.methods, args.datasets, args.shots) == (["linear_probe", "protonet", "lora"], ["a", "b", "c"], ["8", "all"])
+
+
+def test_a_new_method_is_one_registered_factory(fewshot_data, tiny_text_backbone, tmp_path):
+    from hf_transfer.errors import UserInputError
+    from hf_transfer.fewshot.methods import METHODS, register_method
+
+    class Majority:
+        def fit(self, encoder, texts, labels, num_classes, seed):
+            return lambda test: np.full(len(test), np.bincount(labels).argmax())
+
+    register_method("majority")(lambda k, num_classes: Majority())
+    try:
+        assert "majority" in method_names() and isinstance(get_method("majority", 2, 3), Majority)
+        run_experiment(fewshot_data, ["toy"], ["2"], [0], ["majority"], tmp_path / "out", model=str(tiny_text_backbone))
+        assert [r["method"] for r in _lines(tmp_path / "out" / "results.jsonl")] == ["majority"]
+    finally:
+        METHODS.pop("majority")
+    with pytest.raises(UserInputError, match="Unknown few-shot method 'majority'.*linear_probe, protonet, full, lora, contrastive, recommended"):
+        get_method("majority", 2, 3)
+
+
+def test_results_written_before_methods_were_named_so_are_resumed(fewshot_data, tiny_text_backbone, tmp_path, capsys):
+    out = tmp_path / "old"
+    run_experiment(fewshot_data, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
+    results = out / "results.jsonl"
+    results.write_text(results.read_text().replace('"method":', '"strategy":') + '{"dataset": "toy", "k": "2", "se')  # + a line cut by a crash
+    run_experiment(fewshot_data, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
+    assert "all 1 runs already in" in capsys.readouterr().out
+    assert "| 2 | **" in (out / "summary.md").read_text()

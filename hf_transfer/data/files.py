@@ -71,7 +71,7 @@ def _parse_lines(data: bytes, label: str, required: tuple[str, ...] = (), skip_i
             if missing:
                 raise UserInputError(
                     f"{label} line {number} has no '{missing[0]}' key (keys: {', '.join(map(str, value)) or 'none'}).",
-                    f"give every line the keys {', '.join(repr(k) for k in required)}, or name the columns to use.",
+                    f"give every line the keys {' and '.join(repr(k) for k in required)}.",
                 )
         except UserInputError:
             if skip_invalid:

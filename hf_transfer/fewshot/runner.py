@@ -44,7 +44,6 @@ def run_experiment(
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     results = output / RESULTS_FILE
     done = {(row["dataset"], str(row["k"]), int(row["seed"]), row["method"]) for row in read_results(output)}
     plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in methods if (d, str(k), s, m) not in done]
@@ -52,18 +51,19 @@ def run_experiment(
         print(f"all {len(done)} runs already in {results}")
         write_reports(output)
         return results
+    loaded: dict[str, TextSplits] = {}
+    for dataset in dict.fromkeys(d for d, *_ in plan):  # bad data fails before the model loads or the folder exists
+        if sources and dataset in sources:
+            loaded[dataset] = load_source(sources[dataset], max_test)
+        else:
+            loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
+    output.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     encoder = SentenceEncoder(model, max_length=max_length)
-    loaded: dict[str, TextSplits] = {}
     progress = tqdm(plan, desc="few-shot runs", unit="run")
     try:
         for dataset, k, seed, name in progress:
             progress.set_postfix_str(f"{dataset} K={k} seed={seed} {name}")
-            if dataset not in loaded:
-                if sources and dataset in sources:
-                    loaded[dataset] = load_source(sources[dataset], max_test)
-                else:
-                    loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
             splits = loaded[dataset]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore" if name != methods[0] else "default")
