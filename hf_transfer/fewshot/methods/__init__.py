@@ -6,9 +6,10 @@ recipe for K examples per class; a strategy only decides which parameters of a m
 
 from transformers.utils import logging as hf_logging
 
-from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, recommended  # noqa: F401  (registers them, in this order)
+# importing the files registers the methods; this order is the order of method_names()
+from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, recommended  # noqa: F401  # isort: skip
 from hf_transfer.fewshot.methods.base import (
-    METHODS, FewShotMethod, Predictor, get_method, method_names, register_method, tokenized, training_arguments,
+    METHODS, FewShotMethod, Predictor, get_method, method_names, register_method, tokenized, train_on_sample, training_arguments,
 )
 from hf_transfer.fewshot.methods.contrastive import Contrastive
 from hf_transfer.fewshot.methods.finetune import FineTune
@@ -19,5 +20,5 @@ hf_logging.set_verbosity_error()  # the many short trainings of a grid would eac
 
 __all__ = [
     "METHODS", "Contrastive", "FewShotMethod", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "get_method",
-    "method_names", "register_method", "tokenized", "training_arguments",
+    "method_names", "register_method", "tokenized", "train_on_sample", "training_arguments",
 ]

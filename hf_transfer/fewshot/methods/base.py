@@ -9,6 +9,7 @@ one (``full`` and ``lora`` fine-tune through one). A new method is one file: its
 
 from __future__ import annotations
 
+import tempfile
 from typing import Callable, Protocol
 
 import numpy as np
@@ -53,6 +54,14 @@ def get_method(name: str, k: int, num_classes: int) -> FewShotMethod:
             f"Unknown few-shot method '{name}'.{closest(name, METHODS)}", f"use any of: {', '.join(METHODS)}."
         )
     return METHODS[name](k, num_classes)
+
+
+def train_on_sample(trainer_class: type, model, method, dataset, collator, seed: int, **trainer_kwargs) -> None:
+    """Train ``model`` on the K-shot ``dataset`` with ``trainer_class`` and ``method``'s ``epochs``, ``batch_size``
+    and ``learning_rate``, in a temporary folder (nothing is saved)."""
+    with tempfile.TemporaryDirectory() as folder:
+        args = training_arguments(folder, method.epochs, min(method.batch_size, len(dataset)), method.learning_rate, seed)
+        trainer_class(model=model, args=args, train_dataset=dataset, data_collator=collator, **trainer_kwargs).train()
 
 
 def training_arguments(folder: str, epochs: float, batch_size: int, learning_rate: float, seed: int) -> TrainingArguments:

@@ -8,7 +8,6 @@ K and the class count.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +15,7 @@ from transformers import DataCollatorWithPadding
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead
-from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, training_arguments
+from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, train_on_sample
 from hf_transfer.objectives.contrastive import contrastive_loss
 
 
@@ -53,18 +52,12 @@ class Contrastive:
             from peft import LoraConfig, get_peft_model
 
             body = get_peft_model(body, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
-        with tempfile.TemporaryDirectory() as folder:
-            ContrastiveTrainer(
-                model=body,
-                args=training_arguments(folder, self.epochs, min(self.batch_size, len(texts)), self.learning_rate, seed),
-                train_dataset=tokenized(encoder, texts, labels),
-                data_collator=DataCollatorWithPadding(encoder.tokenizer),
-                loss_fn=contrastive_loss(self.loss),
-                pooling=encoder.pooling,
-                temperature=self.temperature,
-                skip_padding=self.skip_padding,
-            ).train()
+        train_on_sample(ContrastiveTrainer, body, self, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer),
+                        seed, **self._loss_options(encoder))
         return body.eval()
+
+    def _loss_options(self, encoder: SentenceEncoder) -> dict:
+        return dict(loss_fn=contrastive_loss(self.loss), pooling=encoder.pooling, temperature=self.temperature, skip_padding=self.skip_padding)
 
     def _fit_top_layers(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
         from hf_transfer.fewshot.top_layers import CachedStates, TopLayers, pad_states
@@ -72,17 +65,7 @@ class Contrastive:
 
         top = TopLayers(encoder.body, self.train_layers).train()
         states = encoder.hidden_states(texts, top.start)
-        with tempfile.TemporaryDirectory() as folder:
-            ContrastiveTrainer(
-                model=top,
-                args=training_arguments(folder, self.epochs, min(self.batch_size, len(texts)), self.learning_rate, seed),
-                train_dataset=CachedStates(states, list(labels)),
-                data_collator=pad_states,
-                loss_fn=contrastive_loss(self.loss),
-                pooling=encoder.pooling,
-                temperature=self.temperature,
-                skip_padding=self.skip_padding,
-            ).train()
+        train_on_sample(ContrastiveTrainer, top, self, CachedStates(states, list(labels)), pad_states, seed, **self._loss_options(encoder))
         head = LogisticRegressionHead(self.C).fit(encoder.encode_top(top, texts), torch.tensor(labels), num_classes)
         return lambda test: head.predict(encoder.encode_top(top, test)).numpy()
 

@@ -7,7 +7,6 @@ move: every weight (``full``) or LoRA adapters (``lora``).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
-from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, training_arguments
+from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, train_on_sample
 
 
 @dataclass
@@ -37,14 +36,8 @@ class FineTune:
         model.backbone = encoder.fresh_body()
         strategy = get_strategy(self.strategy)
         model = strategy.prepare(model)
-        with tempfile.TemporaryDirectory() as folder:
-            TransferTrainer(
-                model=model,
-                args=training_arguments(folder, self.epochs, min(self.batch_size, len(texts)), self.learning_rate, seed),
-                train_dataset=tokenized(encoder, texts, labels),
-                data_collator=DataCollatorWithPadding(encoder.tokenizer),
-                strategy=strategy,
-            ).train()
+        train_on_sample(TransferTrainer, model, self, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer),
+                        seed, strategy=strategy)
         model.eval()
 
         @torch.inference_mode()
