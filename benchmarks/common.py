@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -46,8 +45,10 @@ def bundled_dataset(name: str) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSON-lines file."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Rows of a JSON-lines file (the library's reader: bad lines are errors naming file and line)."""
+    from hf_transfer.data import read_jsonl as read
+
+    return read(path)
 
 
 def require_files(paths: Sequence[Path], hint: str) -> None:

@@ -19,7 +19,7 @@ SetFit arm (setfit 1.2.0, the ``bench`` extra: ``pip install -e ".[bench]"``)
     outside the timing. ``eval seconds`` times ``model.predict(test texts)`` (SetFit's default batch 32).
 
 Ours
-    ``make_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes,
+    ``get_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes,
     seed)`` with one ``SentenceEncoder("default", max_length=--max_length)`` built once, outside any
     timing, and shared by all runs. ``train seconds`` times the whole ``fit()`` (fresh copy of the body,
     tokenisation, all-pairs contrastive body tuning, head fit). The encoder caches frozen-body embeddings by text (part
@@ -194,10 +194,10 @@ def run_ours(encoder, texts: list[str], labels: list[int], num_classes: int, k_p
     """Fit our recommended method; return (predictions, train seconds, eval seconds)."""
     import numpy as np
 
-    from hf_transfer.fewshot.methods import get_method as make_method
+    from hf_transfer.fewshot.methods import get_method
 
     start = time.perf_counter()
-    predict = make_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes, seed)
+    predict = get_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes, seed)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = predict(test_texts)

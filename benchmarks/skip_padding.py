@@ -10,7 +10,7 @@ first, so machine load hits both alike, and the ratio is taken within this run.
    bundled SMS train texts (64 views, token dropout 0.1, max_length 64), ``--batches`` batches per arm and
    repeat. Speedup = median over ``--repeats`` of (padded seconds / padding-free seconds). Dropout draws
    the same masks in both arms (same seed, same tensor shapes), so the losses must agree (printed).
-2. ``fewshot_fit``: ``make_method("recommended", K, classes).fit`` (the few-shot default: contrastive
+2. ``fewshot_fit``: ``get_method("recommended", K, classes).fit`` (the few-shot default: contrastive
    tuning of the top layers, then a logistic-regression head) on the K-shot sample of every
    (dataset, seed), as in ``fewshot_vs_setfit.py``. Speedup = summed padded fit seconds / summed
    padding-free fit seconds. Both arms' predictions on ``--max_test`` test texts are compared.
@@ -42,7 +42,7 @@ from hf_transfer.data import load_text_dataset
 from hf_transfer.data.augment import TextAugmentation, TwoViewTextCollator
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.fewshot.encoder import SentenceEncoder
-from hf_transfer.fewshot.methods import get_method as make_method
+from hf_transfer.fewshot.methods import get_method
 from hf_transfer.objectives.contrastive import nt_xent
 from hf_transfer.models import ProjectionHead
 from hf_transfer.trainers import ContrastiveTrainer
@@ -118,7 +118,7 @@ def fewshot_fit(args: argparse.Namespace) -> tuple[float, int, int]:
             texts, labels = [splits.train_texts[i] for i in chosen], [splits.train_labels[i] for i in chosen]
             predictions = {}
             for skip in common.alternate((True, False), d_index + s_index):
-                method = dataclasses.replace(make_method("recommended", args.k, classes), skip_padding=skip)
+                method = dataclasses.replace(get_method("recommended", args.k, classes), skip_padding=skip)
                 start = time.perf_counter()
                 predict = method.fit(encoder, texts, labels, classes, seed)
                 seconds[skip] += time.perf_counter() - start

@@ -44,6 +44,7 @@ from transformers import TrainingArguments
 from hf_transfer import cards, outputs
 from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
+from hf_transfer.data import read_jsonl
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError
 from hf_transfer.models import TransferModel
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scratch_config = yaml.safe_load(Path(args.source_config).read_text())["backbone_config"]
     done = {}
     if run.continuing and (work / RESULTS_FILE).is_file():  # grid items a killed run of this command finished
-        rows = [json.loads(line) for line in (work / RESULTS_FILE).read_text().splitlines() if line.strip()]
+        rows = read_jsonl(work / RESULTS_FILE, skip_invalid=True)  # a kill may have cut the last line
         done = {(r["arm"], r["shots"], r["seed"]): r for r in rows}
     rows = []
     for k in args.shots:
