@@ -104,21 +104,22 @@ def weights_sha256(name: str | None) -> str | None:
 LOAD_ERRORS = (OSError, ValueError, KeyError, StrictDataclassError, SafetensorError)
 
 
-def _is_size_mismatch(error: BaseException) -> bool:
+def is_size_mismatch(error: BaseException) -> bool:
     """transformers' RuntimeError for weights whose shapes differ from the config (details in its load report)."""
     return "mismatched_sizes" in str(error) or "size mismatch" in str(error)
 
 
-def load_failure(name: str | None, files: str) -> tuple[str, str]:
-    """(problem, fix) for ``user_errors`` when ``--model name``'s ``files`` cannot be loaded."""
+def load_failure(name: str | None, files: str, option: str = "--model") -> tuple[str, str]:
+    """(problem, fix) for ``user_errors`` when the ``files`` of the model named by ``option`` (``name``) cannot be loaded."""
     name = name or DEFAULT_BACKBONE
     if os.path.isdir(os.path.expanduser(name)) or name == DEFAULT_BACKBONE:
-        return (f"--model '{name}': its {files} cannot be loaded",
-                f"repair or re-save the folder with save_pretrained (files that match its config.json), or pass another --model.")
+        return (f"{option} '{name}': its {files} cannot be loaded",
+                f"repair or re-save the folder with save_pretrained (files that match its config.json), or pass another {option}.")
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     reason = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it is neither a local folder nor reachable on the Hub"
-    return (f"Could not load --model '{name}': {reason}",
-            "check the spelling, pass a local folder, or use --model default for the bundled backbone.")
+    return (f"Could not load {option} '{name}': {reason}",
+            f"check the spelling, pass a local folder, or use {option} default for the bundled backbone." if option == "--model"
+            else f"check the spelling or pass a local folder as {option}.")
 
 
 def load_backbone_config(name: str | None, trust_remote_code: bool = False) -> PreTrainedConfig:
@@ -218,7 +219,7 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
             )
     options = dict(trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     with user_errors(RuntimeError, *load_failure(name, "weights (their shapes differ from config.json: see the load report above)"),
-                     when=_is_size_mismatch), \
+                     when=is_size_mismatch), \
             user_errors(LOAD_ERRORS, *load_failure(name, "weights")):
         try:
             try:
@@ -239,12 +240,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
-def load_processor(name: str | None, modality: str, trust_remote_code: bool = False):
-    """The tokenizer (text) or image processor (image) that belongs to the backbone."""
+def load_processor(name: str | None, modality: str, trust_remote_code: bool = False, option: str = "--model"):
+    """The tokenizer (text) or image processor (image) that belongs to the model ``name`` (given as ``option``)."""
     reference = resolve_backbone(name)
     what = "tokenizer" if modality == "text" else "image processor"
     missing = UserInputError(
-        f"Model '{name}' has no {what} files.",
+        f"{option} '{name}' has no {what} files.",
         "add them to the model folder (save_pretrained of the tokenizer/image processor).",
     )
     files = TOKENIZER_FILES if modality == "text" else IMAGE_PROCESSOR_FILES
@@ -252,7 +253,7 @@ def load_processor(name: str | None, modality: str, trust_remote_code: bool = Fa
         raise missing
     loader = AutoTokenizer if modality == "text" else AutoImageProcessor
     # A broken tokenizer.json makes the Rust tokenizers library raise a bare Exception ("data did not match any variant").
-    with user_errors(LOAD_ERRORS, *load_failure(name, f"{what} files"), bare=True):
+    with user_errors(LOAD_ERRORS, *load_failure(name, f"{what} files", option), bare=True):
         processor = loader.from_pretrained(reference, trust_remote_code=trust_remote_code)
     # Without vocabulary files transformers builds a tokenizer that knows only its special tokens
     # (every word becomes [UNK]) instead of failing: refuse it like missing files.
