@@ -104,16 +104,19 @@ def weights_sha256(name: str | None) -> str | None:
 LOAD_ERRORS = (OSError, ValueError, KeyError, StrictDataclassError, SafetensorError)
 
 
+MISMATCH = "do not have the sizes its config.json gives (see the load report above)"
+
+
 def is_size_mismatch(error: BaseException) -> bool:
     """transformers' RuntimeError for weights whose shapes differ from the config (details in its load report)."""
     return "mismatched_sizes" in str(error) or "size mismatch" in str(error)
 
 
-def load_failure(name: str | None, files: str, option: str = "--model") -> tuple[str, str]:
+def load_failure(name: str | None, files: str, option: str = "--model", failure: str = "cannot be loaded") -> tuple[str, str]:
     """(problem, fix) for ``user_errors`` when the ``files`` of the model named by ``option`` (``name``) cannot be loaded."""
     name = name or DEFAULT_BACKBONE
     if os.path.isdir(os.path.expanduser(name)) or name == DEFAULT_BACKBONE:
-        return (f"{option} '{name}': its {files} cannot be loaded",
+        return (f"{option} '{name}': its {files} {failure}",
                 f"repair or re-save the folder with save_pretrained (files that match its config.json), or pass another {option}.")
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     reason = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it is neither a local folder nor reachable on the Hub"
@@ -218,7 +221,7 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
                 "convert them to model.safetensors, or pass --allow_pickle_weights true if you trust their source.",
             )
     options = dict(trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-    with user_errors(RuntimeError, *load_failure(name, "weights (their shapes differ from config.json: see the load report above)"),
+    with user_errors(RuntimeError, *load_failure(name, "weights", failure=MISMATCH),
                      when=is_size_mismatch), \
             user_errors(LOAD_ERRORS, *load_failure(name, "weights")):
         try:

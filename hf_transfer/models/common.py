@@ -83,8 +83,8 @@ def load_saved_model(model_class: type[PreTrainedModel], folder: str | os.PathLi
     if weights and all(name.startswith("pytorch_model.bin") for name in weights):
         raise UserInputError(f"{option} '{folder}' has only pickled weights ({', '.join(sorted(weights))}), which can run code "
                              "when loaded.", "convert them to model.safetensors (load and save_pretrained) from a source you trust.")
-    mismatch = "weights (their shapes differ from config.json: see the load report above)"
-    with user_errors(RuntimeError, *backbones.load_failure(str(folder), mismatch, option), when=backbones.is_size_mismatch), \
+    mismatch = backbones.load_failure(str(folder), "weights", option, failure=backbones.MISMATCH)
+    with user_errors(RuntimeError, *mismatch, when=backbones.is_size_mismatch), \
             user_errors(backbones.LOAD_ERRORS, *backbones.load_failure(str(folder), "saved model", option)):
         return model_class.from_pretrained(folder)
 
