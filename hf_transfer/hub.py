@@ -103,7 +103,12 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
     elif merged:  # only the adapter was saved: merge it now
         from hf_transfer.strategies.lora import load_adapter_model
 
-        model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
+        try:
+            model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
+        except UserInputError as error:  # e.g. the recorded backbone was a local folder that is gone, or a Hub id offline
+            raise UserInputError(f"--merged needs the adapter's base model, which cannot be loaded: {error.problem}",
+                                 "push without --merged (the adapter + head load onto the base), or save the run with "
+                                 "--lora_save merged or both.") from error
         model.save_pretrained(destination)
         _copy_files(adapter, destination, skip={ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, MODEL_CONFIG_FILE, CARD_FILE})
         for name in ROOT_EXTRAS:

@@ -67,7 +67,7 @@ def _truncate(file: str):
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory, tiny_text_backbone, toy_text_data):
+def cases(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_data):
     """name -> (argv for ``hf-transfer``, words the error line must hold); folders built once for the module."""
     root = tmp_path_factory.mktemp("boundary")
     good = Path(tiny_text_backbone)
@@ -136,6 +136,8 @@ def cases(tmp_path_factory, tiny_text_backbone, toy_text_data):
                                     ["--teacher", "config.json is not valid JSON"]),
         "init_model_not_a_classifier": (["domain_adapt", "--init_model", str(good), "--model", str(good), *toy,
                                          "--target_dataset", str(toy_text_data)], ["--init_model", "'bert' model", "earlier hf-transfer run"]),
+        "fewshot_image_model": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet",
+                                 "--model", str(tiny_image_backbone)], ["--model", "image model", "few-shot methods encode text"]),
         "fewshot_model_corrupt_weights": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet",
                                            "--model", str(root / "corrupt_weights")], ["--model", "corrupt_weights", "SafetensorError"]),
     }
@@ -148,7 +150,7 @@ CASES = [
     "lora_rank_above_layer", "peft_modules_to_save_missing", "peft_config_unknown_key", "peft_config_unknown_type",
     "peft_config_rank_above_layer", "llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value", "teacher_not_a_classifier",
     "teacher_corrupt_weights", "teacher_pickled_weights", "teacher_config_not_json", "init_model_not_a_classifier",
-    "fewshot_model_corrupt_weights",
+    "fewshot_image_model", "fewshot_model_corrupt_weights",
 ]
 DURING_TRAINING = {"llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value"}  # the Trainer builds its optimizer in train()
 
@@ -326,3 +328,19 @@ def test_a_dry_run_stays_offline(hub, finished, tmp_path):
     hub.respond = staticmethod(lambda request: pytest.fail(f"--dry_run sent a request: {request.url}"))
     assert main(["push", str(finished), "--repo_id", "me/model", "--dry_run", str(tmp_path / "dry")]) == 0
     assert (tmp_path / "dry" / "config.json").is_file()
+
+
+def test_merged_push_names_the_base_model_that_cannot_be_loaded(tiny_text_backbone, tmp_path, capsys):
+    from hf_transfer.strategies import get_strategy
+    from hf_transfer.strategies.lora import LoraArguments
+
+    folder = tmp_path / "adapter_run"
+    strategy = get_strategy("lora", LoraArguments(lora_r=4, lora_save="adapter"))
+    strategy.save(strategy.prepare(TransferModel.from_backbone(str(tiny_text_backbone), {0: "a", 1: "b"})), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "backbone_name": "gone_backbone"}))  # the base folder was deleted
+    dry = tmp_path / "dry"
+    assert main(["push", str(folder), "--repo_id", "me/model", "--merged", "--dry_run", str(dry)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "--merged needs the adapter's base model" in line and "'gone_backbone'" in line and "push without --merged" in line
+    assert not dry.exists() or not any(dry.iterdir())  # nothing that looks like a prepared upload
