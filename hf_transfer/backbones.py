@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
+from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedConfig
 from transformers.activations import ACT2FN
+from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME
 
 from hf_transfer.errors import UserInputError, closest, user_errors
 
@@ -102,8 +103,6 @@ def weights_sha256(name: str | None) -> str | None:
 # huggingface_hub's HTTP and offline errors are), bad config values (ValueError; StrictDataclassError for a value of
 # the wrong type; KeyError for an unknown name such as hidden_act) and corrupt or truncated weights (SafetensorError).
 LOAD_ERRORS = (OSError, ValueError, KeyError, StrictDataclassError, SafetensorError)
-
-
 MISMATCH = "do not have the sizes its config.json gives (see the load report above)"
 
 
@@ -221,8 +220,7 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
                 "convert them to model.safetensors, or pass --allow_pickle_weights true if you trust their source.",
             )
     options = dict(trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-    with user_errors(RuntimeError, *load_failure(name, "weights", failure=MISMATCH),
-                     when=is_size_mismatch), \
+    with user_errors(RuntimeError, *load_failure(name, "weights", failure=MISMATCH), when=is_size_mismatch), \
             user_errors(LOAD_ERRORS, *load_failure(name, "weights")):
         try:
             try:
@@ -238,11 +236,6 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
             ) from error
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
-                   "sentencepiece.bpe.model", "tokenizer.model")
-IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-
-
 def load_processor(name: str | None, modality: str, trust_remote_code: bool = False, option: str = "--model"):
     """The tokenizer (text) or image processor (image) that belongs to the model ``name`` (given as ``option``)."""
     reference = resolve_backbone(name)
@@ -251,8 +244,8 @@ def load_processor(name: str | None, modality: str, trust_remote_code: bool = Fa
         f"{option} '{name}' has no {what} files.",
         "add them to the model folder (save_pretrained of the tokenizer/image processor).",
     )
-    files = TOKENIZER_FILES if modality == "text" else IMAGE_PROCESSOR_FILES
-    if os.path.isdir(reference) and not any(os.path.isfile(os.path.join(reference, file)) for file in files):
+    if modality == "image" and os.path.isdir(reference) and not any(
+            os.path.isfile(os.path.join(reference, file)) for file in (IMAGE_PROCESSOR_NAME, PROCESSOR_NAME)):
         raise missing
     loader = AutoTokenizer if modality == "text" else AutoImageProcessor
     # A broken tokenizer.json makes the Rust tokenizers library raise a bare Exception ("data did not match any variant").

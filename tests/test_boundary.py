@@ -127,6 +127,7 @@ def cases(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_da
                                              ["'llrd' strategy", "learning rate 0", "--llrd_decay", "--learning_rate"]),
         "optim_args_not_key_value": (["train", "--model", str(good), *toy, "--strategy", "llrd", "--optim_args", "betas"],
                                      ["optimizer", "--optim_args", "KEY=VALUE"]),
+        "optimizer_refuses_a_beta": (["train", "--model", str(good), *toy, "--adam_beta1", "2"], ["--adam_beta1"]),  # Trainer's own optimizer
         # ---- saved hf_transfer models given to recipes
         "teacher_not_a_classifier": (["distill", "--teacher", str(good), *toy], ["--teacher", "'bert' model", "not an hf_transfer TransferModel"]),
         "teacher_corrupt_weights": (["distill", "--teacher", str(_copy(classifier, root / "corrupt_teacher", _write("model.safetensors", b"x" * 64))), *toy],
@@ -148,11 +149,11 @@ CASES = [
     "config_not_json", "config_unknown_model_type", "config_value_of_wrong_type", "config_unknown_activation",
     "backbone_config_unknown_type", "backbone_config_wrong_type", "lora_target_missing", "lora_target_unsupported",
     "lora_rank_above_layer", "peft_modules_to_save_missing", "peft_config_unknown_key", "peft_config_unknown_type",
-    "peft_config_rank_above_layer", "llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value", "teacher_not_a_classifier",
+    "peft_config_rank_above_layer", "llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value", "optimizer_refuses_a_beta", "teacher_not_a_classifier",
     "teacher_corrupt_weights", "teacher_pickled_weights", "teacher_config_not_json", "init_model_not_a_classifier",
     "fewshot_image_model", "fewshot_model_corrupt_weights",
 ]
-DURING_TRAINING = {"llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value"}  # the Trainer builds its optimizer in train()
+DURING_TRAINING = {"llrd_rate_multiplies_out_to_zero", "optim_args_not_key_value", "optimizer_refuses_a_beta"}  # the Trainer builds its optimizer in train()
 
 
 def test_every_case_is_listed(cases):

@@ -33,6 +33,15 @@ from hf_transfer.models.common import unwrap
 from hf_transfer.strategies import Strategy
 
 
+def optimizer_errors(args):
+    """``user_errors`` for building the optimizer: torch.optim's ValueError for a rate, beta, epsilon or weight decay out of
+    its range, and transformers' for ``--optim_args`` it cannot parse."""
+    optim = getattr(args.optim, "value", args.optim)
+    return user_errors(ValueError, f"The optimizer (--optim {optim}) refused its settings",
+                       "check --learning_rate, --weight_decay, --adam_beta1, --adam_beta2, --adam_epsilon and --optim_args "
+                       "(KEY=VALUE pairs, comma-separated).")
+
+
 class TrainerHooks:
     """A trainer's strategy hooks and NaN/inf-loss stop.
 
@@ -70,21 +79,17 @@ class TrainerHooks:
                 {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
             ]
             groups = [group for group in groups if group["params"]]
-        optim = getattr(args.optim, "value", args.optim)
-        refused = lambda: user_errors(ValueError, f"The optimizer (--optim {optim}) refused its settings",  # noqa: E731
-                                      "check --learning_rate, --weight_decay, --adam_beta1, --adam_beta2, --adam_epsilon and --optim_args "
-                                      "(KEY=VALUE pairs, comma-separated).")
-        with refused():
+        with optimizer_errors(args):
             optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(args, model or trainer.model)
         if groups is None:
             if issubclass(optimizer_cls, torch.optim.Optimizer) and optimizer_cls.__module__.startswith("torch.optim"):
-                with refused():  # the Trainer builds this one itself: try its settings on one scalar first
+                with optimizer_errors(args):  # the Trainer builds this one itself: try its settings on one scalar first
                     optimizer_cls([torch.zeros((), requires_grad=True)], **optimizer_kwargs)
             return None
         groups = groups + list(extra_groups)
         self._check_rates(groups, args.learning_rate)
         optimizer_kwargs.pop("lr", None)  # every group carries its own
-        with refused():
+        with optimizer_errors(args):
             return optimizer_cls(groups, lr=args.learning_rate, **optimizer_kwargs)
 
     def _check_rates(self, groups: list[dict], learning_rate: float) -> None:
@@ -93,8 +98,8 @@ class TrainerHooks:
         if still:
             options = " or ".join([f"--{name}" for name in self.strategy.hyperparameters()] + ["--learning_rate"])
             raise UserInputError(
-                f"{len(still)} of {len(groups)} parameter groups of the '{self.strategy.name}' strategy would train at learning "
-                f"rate {still[0].get('lr', learning_rate):g} (--learning_rate {learning_rate:g} times the strategy's factor).",
+                f"{len(still)} of {len(groups)} optimizer parameter groups would train at learning rate "
+                f"{still[0].get('lr', learning_rate):g} (--learning_rate {learning_rate:g} times the '{self.strategy.name}' strategy's factor).",
                 f"change {options} so that every rate is a positive number; to freeze layers use --strategy partial or linear_probe.",
             )
 
