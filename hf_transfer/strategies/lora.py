@@ -92,7 +92,8 @@ class Lora(Strategy):
             raise UserInputError(f"{'--peft_config' if self.args.peft_config else '--lora_r'} gives a LoRA rank of {rank!r}.",
                                  "use a positive integer rank, typically 4 to 64.")
         names = [name for name, _ in model.named_modules()]
-        unknown = [module for module in config.modules_to_save if not any(n == module or n.endswith("." + module) for n in names)]
+        asked = [module for module in config.modules_to_save if module != "classifier"]  # the user's (peft_config); PEFT ignores unknown ones
+        unknown = [module for module in asked if not any(n == module or n.endswith("." + module) for n in names)]
         if unknown:
             raise UserInputError(f"--peft_config: modules_to_save {unknown} name no module of the model.",
                                  "name modules that exist (print(model) lists them), e.g. classifier.")
