@@ -59,6 +59,19 @@ def _peft_config_from(value: str | dict) -> PeftConfig:
         return get_peft_config({**value, "peft_type": peft_type})
 
 
+def default_target_modules(backbone: nn.Module) -> list[str]:
+    """PEFT's default LoRA targets for the backbone's type, else its attention query and value projections (e.g. ViT)."""
+    backbone_type = backbone.config.model_type
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
+    if not targets:
+        names = {name.rsplit(".", 1)[-1] for name, _ in backbone.named_modules()}
+        targets = next((pair for pair in (["query", "value"], ["q_proj", "v_proj"]) if set(pair) <= names), None)
+    if not targets:
+        raise UserInputError(f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",
+                             "name them with --lora_target_modules, e.g. --lora_target_modules q_proj v_proj")
+    return list(targets)
+
+
 @register("lora", LoraArguments)
 class Lora(Strategy):
     """Wrap the model with PEFT; ``classifier`` is in ``modules_to_save`` so the head trains and is saved."""
@@ -67,16 +80,7 @@ class Lora(Strategy):
         if self.args.peft_config:
             config = _peft_config_from(self.args.peft_config)
         else:
-            backbone_type = model.config.backbone.model_type
-            targets = self.args.lora_target_modules or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
-            if not targets:  # no PEFT default (e.g. ViT): adapt the attention query and value projections
-                names = {name.rsplit(".", 1)[-1] for name, _ in model.backbone.named_modules()}
-                targets = next((pair for pair in (["query", "value"], ["q_proj", "v_proj"]) if set(pair) <= names), None)
-            if not targets:
-                raise UserInputError(
-                    f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",
-                    "name them with --lora_target_modules, e.g. --lora_target_modules q_proj v_proj",
-                )
+            targets = self.args.lora_target_modules or default_target_modules(model.backbone)
             config = LoraConfig(
                 r=self.args.lora_r, lora_alpha=self.args.lora_alpha, lora_dropout=self.args.lora_dropout,
                 target_modules=list(targets),
