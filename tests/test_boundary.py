@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import httpx2
+import huggingface_hub
 import pytest
 import torch
 import transformers
@@ -302,7 +303,7 @@ def test_push_without_any_token_says_so(hub, finished, monkeypatch, capsys):
         raise LocalTokenNotFoundError("Token is required (`token=True`), but no token found.")
 
     monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(finished / "no_token_here"))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no saved login either, whatever this machine has
     monkeypatch.setattr(HfApi, "create_repo", no_token)
     assert main(["push", str(finished), "--repo_id", "me/model"]) == 2
     line = _error_line(capsys.readouterr().err)

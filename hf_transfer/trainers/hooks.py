@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from hf_transfer.models.common import unwrap
 from hf_transfer.strategies import Strategy
 
 
-def optimizer_errors(args):
+def optimizer_errors(args) -> AbstractContextManager[None]:
     """``user_errors`` for building the optimizer: torch.optim's ValueError for a rate, beta, epsilon or weight decay out of
     its range, and transformers' for ``--optim_args`` it cannot parse."""
     optim = getattr(args.optim, "value", args.optim)
