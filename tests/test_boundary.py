@@ -10,6 +10,7 @@ every case goes through ``hf_transfer.cli.main`` in-process.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -346,3 +347,17 @@ def test_merged_push_names_the_base_model_that_cannot_be_loaded(tiny_text_backbo
     line = _error_line(capsys.readouterr().err)
     assert "--merged needs the adapter's base model" in line and "'gone_backbone'" in line and "push without --merged" in line
     assert not dry.exists() or not any(dry.iterdir())  # nothing that looks like a prepared upload
+
+
+def test_an_unreadable_target_dataset_fails_before_any_source_training(tmp_path, capsys, monkeypatch):
+    # datasets logs the parquet error too, through a handler bound to the stderr of an earlier test: keep that out
+    monkeypatch.setattr(logging.getLogger("datasets.packaged_modules.parquet.parquet"), "disabled", True)
+    target = tmp_path / "target"
+    target.mkdir()
+    for split in ("train", "test"):
+        (target / f"{split}.parquet").write_bytes(b"not parquet")  # pyarrow's ArrowInvalid
+    work_dir = tmp_path / "work"
+    assert main(["vision_transfer", "--target_dataset", str(target), "--work_dir", str(work_dir)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "--target_dataset" in line and "train.parquet" in line and "ArrowInvalid" in line
+    assert not work_dir.exists() and not staging_dir(work_dir).exists()
