@@ -13,10 +13,14 @@ import os
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedConfig
+from transformers.activations import ACT2FN
+from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME
 
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, closest, user_errors
 
 DEFAULT_BACKBONE = "default"
 DEFAULT_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -95,27 +99,44 @@ def weights_sha256(name: str | None) -> str | None:
     return file_sha256(weights) if weights.is_file() else None
 
 
-def _load_failure(name: str, error: Exception) -> UserInputError:
+# What from_pretrained raises for a folder or Hub repo that cannot be read: missing/unreachable files (OSError, which
+# huggingface_hub's HTTP and offline errors are), bad config values (ValueError; StrictDataclassError for a value of
+# the wrong type; KeyError for an unknown name such as hidden_act) and corrupt or truncated weights (SafetensorError).
+LOAD_ERRORS = (OSError, ValueError, KeyError, StrictDataclassError, SafetensorError)
+MISMATCH = "do not have the sizes its config.json gives (see the load report above)"
+
+
+def is_size_mismatch(error: BaseException) -> bool:
+    """transformers' RuntimeError for weights whose shapes differ from the config (details in its load report)."""
+    return "mismatched_sizes" in str(error) or "size mismatch" in str(error)
+
+
+def load_failure(name: str | None, files: str, option: str = "--model", failure: str = "cannot be loaded") -> tuple[str, str]:
+    """(problem, fix) for ``user_errors`` when the ``files`` of the model named by ``option`` (``name``) cannot be loaded."""
+    name = name or DEFAULT_BACKBONE
+    if os.path.isdir(os.path.expanduser(name)) or name == DEFAULT_BACKBONE:
+        return (f"{option} '{name}': its {files} {failure}",
+                f"repair or re-save the folder with save_pretrained (files that match its config.json), or pass another {option}.")
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     reason = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it is neither a local folder nor reachable on the Hub"
-    return UserInputError(
-        f"Could not load model '{name}': {reason} ({type(error).__name__}: {str(error).splitlines()[0][:200]}).",
-        "check the spelling, pass a local folder, or use --model default for the bundled backbone.",
-    )
+    return (f"Could not load {option} '{name}': {reason}",
+            f"check the spelling, pass a local folder, or use {option} default for the bundled backbone." if option == "--model"
+            else f"check the spelling or pass a local folder as {option}.")
 
 
 def load_backbone_config(name: str | None, trust_remote_code: bool = False) -> PreTrainedConfig:
     """The backbone's config, checked, with a one-line error for unknown names or unreachable Hub ids."""
     reference = resolve_backbone(name)
-    try:
-        config = AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        if "trust_remote_code" in str(error):
+    with user_errors(LOAD_ERRORS, *load_failure(name, "config.json")):
+        try:
+            config = AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code)
+        except ValueError as error:
+            if "trust_remote_code" not in str(error):
+                raise
             raise UserInputError(
                 f"Model '{public_name(name)}' needs its own Python code from the model repository to run.",
                 "read that code first; pass --trust_remote_code true only if you trust it.",
             ) from error
-        raise _load_failure(name or DEFAULT_BACKBONE, error) from error
     validate_backbone_config(config, f"model '{public_name(name)}'")
     return config
 
@@ -139,6 +160,10 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
     image, patch = getattr(config, "image_size", None), getattr(config, "patch_size", None)
     if isinstance(image, int) and isinstance(patch, int) and image % patch:
         bad(f"image_size {image} is not a multiple of patch_size {patch}", "make image_size divisible by patch_size.")
+    activation = getattr(config, "hidden_act", None)
+    if isinstance(activation, str) and activation not in ACT2FN:
+        bad(f"hidden_act is {activation!r}, not an activation transformers knows{closest(activation, ACT2FN)}",
+            f"use one of: {', '.join(sorted(ACT2FN))}.")
     channels = getattr(config, "num_channels", None)
     if channels is not None and channels not in (1, 3):
         bad(f"num_channels is {channels!r}", "use 1 (grey) or 3 (RGB) channels.")
@@ -195,32 +220,37 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
                 "convert them to model.safetensors, or pass --allow_pickle_weights true if you trust their source.",
             )
     options = dict(trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-    try:
+    with user_errors(RuntimeError, *load_failure(name, "weights", failure=MISMATCH), when=is_size_mismatch), \
+            user_errors(LOAD_ERRORS, *load_failure(name, "weights")):
         try:
-            return AutoModel.from_pretrained(reference, add_pooling_layer=False, **options)
-        except TypeError:
-            return AutoModel.from_pretrained(reference, **options)
-    except OSError as error:
-        if not allow_pickle and "safetensors" in str(error):
+            try:
+                return AutoModel.from_pretrained(reference, add_pooling_layer=False, **options)
+            except TypeError:
+                return AutoModel.from_pretrained(reference, **options)
+        except OSError as error:
+            if allow_pickle or "safetensors" not in str(error) or os.path.isdir(reference):
+                raise
             raise UserInputError(
                 f"Model '{public_name(name)}' offers no safetensors weights; pickled weights can run code when loaded.",
                 "use a model with model.safetensors, or pass --allow_pickle_weights true if you trust its source.",
             ) from error
-        raise _load_failure(name or DEFAULT_BACKBONE, error) from error
 
 
-def load_processor(name: str | None, modality: str, trust_remote_code: bool = False):
-    """The tokenizer (text) or image processor (image) that belongs to the backbone."""
+def load_processor(name: str | None, modality: str, trust_remote_code: bool = False, option: str = "--model"):
+    """The tokenizer (text) or image processor (image) that belongs to the model ``name`` (given as ``option``)."""
     reference = resolve_backbone(name)
-    loader = AutoTokenizer if modality == "text" else AutoImageProcessor
+    what = "tokenizer" if modality == "text" else "image processor"
     missing = UserInputError(
-        f"Model '{name}' has no {'tokenizer' if modality == 'text' else 'image processor'} files.",
+        f"{option} '{name}' has no {what} files.",
         "add them to the model folder (save_pretrained of the tokenizer/image processor).",
     )
-    try:
+    if modality == "image" and os.path.isdir(reference) and not any(
+            os.path.isfile(os.path.join(reference, file)) for file in (IMAGE_PROCESSOR_NAME, PROCESSOR_NAME)):
+        raise missing
+    loader = AutoTokenizer if modality == "text" else AutoImageProcessor
+    # A broken tokenizer.json makes the Rust tokenizers library raise a bare Exception ("data did not match any variant").
+    with user_errors(LOAD_ERRORS, *load_failure(name, f"{what} files", option), bare=True):
         processor = loader.from_pretrained(reference, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise missing from error
     # Without vocabulary files transformers builds a tokenizer that knows only its special tokens
     # (every word becomes [UNK]) instead of failing: refuse it like missing files.
     if modality == "text" and len(processor) <= len(set(processor.all_special_tokens)):

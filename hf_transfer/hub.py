@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from hf_transfer import outputs
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, library_message
 from hf_transfer.outputs import (
     ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, ADAPTER_WEIGHTS_FILE, CARD_FILE, CONFIG_FILE, METRICS_FILE, MODEL_CONFIG_FILE,
     STAGING_SUFFIX, WEIGHTS_FILE,
@@ -103,7 +103,12 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
     elif merged:  # only the adapter was saved: merge it now
         from hf_transfer.strategies.lora import load_adapter_model
 
-        model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
+        try:
+            model = load_adapter_model(adapter).merge_and_unload(safe_merge=True)
+        except UserInputError as error:  # e.g. the recorded backbone was a local folder that is gone, or a Hub id offline
+            raise UserInputError(f"--merged needs the adapter's base model, which cannot be loaded: {error.problem}",
+                                 "push without --merged (the adapter + head load onto the base), or save the run with "
+                                 "--lora_save merged or both.") from error
         model.save_pretrained(destination)
         _copy_files(adapter, destination, skip={ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, MODEL_CONFIG_FILE, CARD_FILE})
         for name in ROOT_EXTRAS:
@@ -123,13 +128,15 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
 
 
 def push(output_dir: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
-         merged: bool = False, token: str | None = None, commit_message: str | None = None) -> str:
-    """Create ``repo_id`` (and branch ``revision``) when needed and upload the prepared folder; returns the commit URL."""
+         merged: bool = False, token: str | None = None, commit_message: str | None = None, option: str = "--repo_id") -> str:
+    """Create ``repo_id`` (and branch ``revision``) when needed and upload the prepared folder; returns the commit URL.
+
+    ``option``: how the user named the repository (``--repo_id``, ``--hub_model_id``), for the error messages."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HTTPError
 
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo_id or ""):
-        raise UserInputError(f"--repo_id '{repo_id}' is not a repository name.", "use NAME or USER/NAME, e.g. --repo_id me/my-model.")
+        raise UserInputError(f"{option} '{repo_id}' is not a repository name.", f"use NAME or USER/NAME, e.g. {option} me/my-model.")
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="hf_transfer_upload_") as folder:
         prepare_upload(output_dir, folder, repo_id, revision, merged)
@@ -141,18 +148,63 @@ def push(output_dir: str | os.PathLike, repo_id: str, *, private: bool = False, 
                 repo_id=repo_id, folder_path=folder, revision=revision, repo_type="model",
                 commit_message=commit_message or f"Upload {Path(output_dir).name} with hf_transfer",
             )
-        except OfflineModeIsEnabled as error:
-            raise UserInputError("Cannot push: the Hub is offline (HF_HUB_OFFLINE=1).", "unset HF_HUB_OFFLINE and retry.") from error
-        except ValueError as error:  # the Hub rejected the card's metadata
-            if "README" not in str(error):
+        except (HTTPError, OSError, ValueError) as error:  # HTTP and network errors, offline mode, no token, a bad name
+            refusal = hub_refusal(error, repo_id, option, token, output_dir)
+            if refusal is None:
                 raise
-            raise UserInputError(f"The Hub refused README.md of '{output_dir}': {str(error)[:300]}", "fix the card's metadata block.") from None
-        except HfHubHTTPError as error:
-            status = getattr(error.response, "status_code", None)
-            fix = ("log in with 'hf auth login' or set HF_TOKEN to a token with write access." if status in (401, 403)
-                   else "check --repo_id and your network, then retry.")
-            raise UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP {status}).", fix) from None
+            raise refusal from error
     return str(getattr(info, "commit_url", info))
+
+
+def token_source(token: str | None) -> str:
+    """Where the Hub token came from, in words (never the token itself)."""
+    from huggingface_hub import get_token
+
+    if token:
+        return "the token passed in (hub_token)"
+    if os.environ.get("HF_TOKEN"):
+        return "the token in HF_TOKEN"
+    return "the token saved by 'hf auth login'" if get_token() else "no token (neither HF_TOKEN nor 'hf auth login' is set)"
+
+
+def hub_refusal(error: BaseException, repo_id: str, option: str, token: str | None, output_dir) -> UserInputError | None:
+    """The ``UserInputError`` for a ``huggingface_hub`` failure caused by the user's repo name, token or network; None for others.
+
+    ``huggingface_hub`` raises: ``OfflineModeIsEnabled`` (HF_HUB_OFFLINE), ``LocalTokenNotFoundError`` (no token),
+    ``HFValidationError`` (a name the Hub refuses), ``HfHubHTTPError`` and its subclasses (401 bad token, 403 no write
+    access, 404 ``RepositoryNotFoundError``, 400 ``BadRequestError``, e.g. a card's metadata) and, below them, the
+    HTTP client's transport errors when the Hub cannot be reached."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError, HFValidationError, HTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+    )
+
+    said = library_message(error)
+    login = "log in with 'hf auth login' or set HF_TOKEN to a token with write access."
+    if isinstance(error, OfflineModeIsEnabled):
+        return UserInputError("Cannot push: the Hub is offline (HF_HUB_OFFLINE=1).", "unset HF_HUB_OFFLINE and retry.")
+    if isinstance(error, LocalTokenNotFoundError):
+        return UserInputError(f"Cannot push to '{repo_id}': {token_source(token)}.", login)
+    if isinstance(error, HFValidationError):
+        return UserInputError(f"{option} '{repo_id}' is not a name the Hub accepts ({said}).",
+                              f"use NAME or USER/NAME of letters, digits, '-', '_' and '.', e.g. {option} me/my-model.")
+    if isinstance(error, HfHubHTTPError):
+        status = getattr(error.response, "status_code", None)
+        if status == 400 and "README" in str(error):
+            return UserInputError(f"The Hub refused README.md of '{output_dir}' ({said}).", "fix the card's metadata block.")
+        if status == 401:
+            return UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP 401): it does not accept {token_source(token)}.", login)
+        if status == 403:
+            return UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP 403): {token_source(token)} may not write there.",
+                                  f"push to a namespace you own (USER/NAME), or {login}")
+        if isinstance(error, RepositoryNotFoundError) or status == 404:
+            return UserInputError(f"{option} '{repo_id}': the Hub has no such repository or namespace, or {token_source(token)} "
+                                  f"may not see it (HTTP {status}).", f"check {option} (USER/NAME with your user or organisation name); {login}")
+        return UserInputError(f"The Hub refused the upload to '{repo_id}' (HTTP {status}: {said}).",
+                              f"check {option} and your network, then retry.")
+    if isinstance(error, HTTPError):  # the transport below HTTP: DNS, refused connection, timeout, proxy
+        return UserInputError(f"Cannot reach the Hub to push '{repo_id}' ({said}).",
+                              "check your network connection (and HF_ENDPOINT or proxy settings), then retry.")
+    return None
 
 
 def take_push_request(training) -> bool:
@@ -167,7 +219,7 @@ def push_after_run(training, final_dir: str) -> str:
     repo_id = training.hub_model_id or Path(final_dir).name
     try:
         url = push(final_dir, repo_id, private=bool(training.hub_private_repo),
-                   revision=getattr(training, "hub_revision", None), token=training.hub_token)
+                   revision=getattr(training, "hub_revision", None), token=training.hub_token, option="--hub_model_id")
     except UserInputError as error:
         raise UserInputError(
             f"The model was saved in '{final_dir}' but not pushed: {error.problem}",

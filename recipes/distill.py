@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
-from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-from hf_transfer import cards, outputs
+from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config, recorded_values
 from hf_transfer.data import DataArguments, load_raw_splits, load_splits
@@ -31,7 +31,7 @@ from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models import TransferModel, make_student, parse_layers
-from hf_transfer.outputs import MODEL_CONFIG_FILE
+from hf_transfer.models.common import load_saved_model
 from hf_transfer.redact import command_line, portable_path
 from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import DistillationTrainer
@@ -55,14 +55,13 @@ class DistillArguments:
 
 
 def load_teacher(path: str | None):
+    """(the teacher TransferModel, its tokenizer) from the ``--teacher`` folder, checked: a text classifier saved by hf_transfer."""
     if not path:
         raise UserInputError("No teacher given.", "pass --teacher FOLDER (a model saved by 'hf-transfer train').")
-    if not (Path(path) / MODEL_CONFIG_FILE).is_file():
-        raise UserInputError(f"Teacher folder '{path}' has no config.json.", "pass a folder saved by 'hf-transfer train' (a full model, not an adapter).")
-    try:
-        return TransferModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"Cannot load the teacher from '{path}': {str(error).splitlines()[0]}", "pass a folder saved by 'hf-transfer train'.") from error
+    teacher = load_saved_model(TransferModel, path, "--teacher")
+    if teacher.config.modality != "text":
+        raise UserInputError(f"--teacher '{path}' is an image classifier; this recipe distils text classifiers.", "pass a teacher trained on text.")
+    return teacher, backbones.load_processor(path, "text", option="--teacher")
 
 
 def load_transfer_set(path: str, data_args: DataArguments, tokenizer) -> Dataset:
@@ -91,8 +90,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     set_seed(training.seed)
 
     teacher, tokenizer = load_teacher(args.teacher)
-    if teacher.config.modality != "text":
-        raise UserInputError("This recipe distils text classifiers.", "pass a teacher trained on text.")
     labels = [teacher.config.id2label[i] for i in sorted(teacher.config.id2label)]
     data_args.class_names = data_args.class_names or labels  # label ids must mean what they mean to the teacher
     splits, _ = load_splits(data_args, "text", seed=training.seed)

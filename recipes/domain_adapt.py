@@ -20,7 +20,6 @@ last checkpoint; a NaN/inf training loss stops the run naming the step; ``--push
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,6 @@ from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models.build import build_model, scratch_backbone_config
-from hf_transfer.outputs import MODEL_CONFIG_FILE
 from hf_transfer.redact import portable_path
 from hf_transfer.run import Run, fingerprint, save_classifier, write_config
 from hf_transfer.strategies import STRATEGIES, get_strategy
@@ -113,16 +111,12 @@ class AugmentedImageTransform:
 
 
 def _load_initial_model(folder: str):
-    """(TransferModel, its tokenizer or image processor) saved by an earlier run."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
+    """(TransferModel, its tokenizer or image processor) saved by an earlier run, named by ``--init_model``."""
     from hf_transfer.models import TransferModel
+    from hf_transfer.models.common import load_saved_model
 
-    if not os.path.isfile(os.path.join(folder, MODEL_CONFIG_FILE)):
-        raise UserInputError(f"init_model '{folder}' is not a saved model folder.", "pass the output_dir of an earlier hf-transfer run.")
-    model = TransferModel.from_pretrained(folder)
-    loader = AutoImageProcessor if model.config.modality == "image" else AutoTokenizer
-    return model, loader.from_pretrained(folder)
+    model = load_saved_model(TransferModel, folder, "--init_model", made_by="an earlier hf-transfer run (its output_dir)")
+    return model, backbones.load_processor(folder, model.config.modality, option="--init_model")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:

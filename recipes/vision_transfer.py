@@ -46,7 +46,7 @@ from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
 from hf_transfer.data import read_jsonl
 from hf_transfer.data.sampling import k_shot_indices
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.models import TransferModel
 from hf_transfer.outputs import MODEL_CONFIG_FILE, WEIGHTS_FILE
 from hf_transfer.redact import command_line, last_part, portable_path
@@ -153,10 +153,23 @@ def export_backbone(model_dir: Path, backbone_dir: Path) -> None:
     AutoImageProcessor.from_pretrained(model_dir).save_pretrained(backbone_dir)
 
 
-def write_k_shot(target: str, k: str, seed: int, folder: Path) -> tuple[Path, int]:
-    """``folder/train.parquet`` holding K images per class of the target train split (drawn with ``seed``)."""
+def load_target_train(target: str) -> datasets.Dataset:
+    """The ``--target_dataset`` train split, read before any source training so that a missing or unreadable file fails first."""
+    path = os.path.join(target, "train.parquet")
+    fix = "pass as --target_dataset a folder with train.parquet and test.parquet (image and label columns)."
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(target, "test.parquet")):
+        raise UserInputError(f"--target_dataset '{target}' has no train.parquet and test.parquet.", fix)
+    # pyarrow's ArrowInvalid (a ValueError) for a file that is not parquet; OSError for one that cannot be read.
+    with user_errors((OSError, ValueError), f"--target_dataset: '{path}' cannot be read as parquet", fix):
+        full = datasets.load_dataset("parquet", data_files={"train": path}, split="train")
+    if "label" not in full.column_names:
+        raise UserInputError(f"--target_dataset: '{path}' has no 'label' column (columns: {', '.join(full.column_names)}).", fix)
+    return full
+
+
+def write_k_shot(full: datasets.Dataset, k: str, seed: int, folder: Path) -> tuple[Path, int]:
+    """``folder/train.parquet`` holding K images per class of the target train split ``full`` (drawn with ``seed``)."""
     path = folder / "train.parquet"
-    full = datasets.load_dataset("parquet", data_files={"train": os.path.join(target, "train.parquet")}, split="train")
     indices = k_shot_indices(full["label"], k, seed)
     if not path.is_file():  # written whole or not at all: a resumed run reuses it
         folder.mkdir(parents=True, exist_ok=True)
@@ -211,6 +224,7 @@ def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     outputs.check_output_dir(args.work_dir, args.overwrite_output_dir)
+    target_train = load_target_train(args.target_dataset)
     training = TrainingArguments(  # only where the folder goes and whether it is pushed: the train job runs the grid
         output_dir=args.work_dir, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
         hub_private_repo=args.hub_private_repo, hub_revision=args.hub_revision, report_to="none",
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for k in args.shots:
         for seed in args.seeds:
-            train_file, n_train = write_k_shot(args.target_dataset, k, seed, work / "data" / f"k{k}_seed{seed}")
+            train_file, n_train = write_k_shot(target_train, k, seed, work / "data" / f"k{k}_seed{seed}")
             for arm in args.arms:
                 if (arm, k, seed) in done:
                     print(f"vision_transfer: {arm} K={k} seed {seed} was finished by the interrupted run; kept.", file=sys.stderr)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hf_transfer import backbones
+from hf_transfer.errors import UserInputError
 
 
 class SentenceEncoder:
@@ -20,6 +21,10 @@ class SentenceEncoder:
 
     def __init__(self, model: str | None = "default", max_length: int = 128, batch_size: int = 64, pooling: str = "mean"):
         self.name = model or backbones.DEFAULT_BACKBONE
+        config = backbones.load_backbone_config(model)  # checked first: a broken, foreign or image model is one clear error
+        if backbones.modality_of(config) != "text":
+            raise UserInputError(f"--model '{self.name}' is an image model ({config.model_type}); few-shot methods encode text.",
+                                 "pass a text encoder (BERT-type, e.g. --model default for all-MiniLM-L6-v2).")
         self.tokenizer = backbones.load_processor(model, "text")
         self.body = backbones.load_backbone(model).eval()
         self.max_length, self.batch_size, self.pooling = max_length, batch_size, pooling

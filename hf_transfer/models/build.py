@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 import yaml
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, PretrainedConfig, ViTImageProcessorPil
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from hf_transfer import backbones
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, closest, user_errors
 from hf_transfer.models.classifier import TransferModel
 
 
@@ -22,10 +24,12 @@ def scratch_backbone_config(text: str) -> PretrainedConfig:
         raise UserInputError(f"backbone_config is neither a readable file nor valid JSON/YAML: {str(error).splitlines()[0]}.", example) from error
     if not isinstance(values, dict) or "model_type" not in values:
         raise UserInputError(f"backbone_config must be a mapping with a 'model_type' key, got {str(values)[:80]!r}.", example)
-    try:
+    model_type = values["model_type"]
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise UserInputError(f"--backbone_config: model_type {model_type!r} is not a model type transformers knows."
+                             f"{closest(str(model_type), CONFIG_MAPPING.keys())}", "use e.g. vit, bert, resnet (transformers' model types).")
+    with user_errors((TypeError, ValueError, KeyError, StrictDataclassError), "--backbone_config is not a valid model config", example):
         backbone_config = AutoConfig.for_model(**values)
-    except (TypeError, ValueError, KeyError) as error:
-        raise UserInputError(f"backbone_config is not a valid model config: {str(error).splitlines()[0][:200]}.", example) from error
     backbones.validate_backbone_config(backbone_config, "backbone_config")
     return backbone_config
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from peft import LoraConfig, PeftConfig, PeftModel, get_peft_config, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, PeftType, get_peft_config, get_peft_model
+from peft.tuners.lora import LoraLayer
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, closest, user_errors
 from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, MODEL_CONFIG_FILE
 from hf_transfer.strategies.base import Strategy, register
 
@@ -40,21 +41,35 @@ class LoraArguments:
 
 
 def _peft_config_from(value: str | dict) -> PeftConfig:
+    example = 'e.g. --peft_config \'{"peft_type": "LORA", "r": 8, "target_modules": ["query", "value"]}\''
     if isinstance(value, str):
-        text = Path(value).read_text() if os.path.isfile(value) else value
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise UserInputError(f"peft_config is neither a file nor valid JSON/YAML: {error}.") from error
+        with user_errors((yaml.YAMLError, UnicodeDecodeError), "--peft_config is neither a readable file nor valid JSON/YAML", example):
+            value = yaml.safe_load(Path(value).read_text(encoding="utf-8") if os.path.isfile(value) else value)
     if not isinstance(value, dict) or "peft_type" not in value:
         raise UserInputError(
             "peft_config must be a mapping with a 'peft_type' key.",
             'e.g. --peft_config \'{"peft_type": "IA3", "target_modules": ["key", "value"], "feedforward_modules": []}\'',
         )
-    try:
-        return get_peft_config(dict(value))
-    except (TypeError, ValueError, KeyError) as error:
-        raise UserInputError(f"peft_config is not a valid PEFT config: {error}.") from error
+    peft_type = str(value["peft_type"]).upper()
+    if peft_type not in PeftType.__members__:
+        raise UserInputError(f"--peft_config: peft_type {value['peft_type']!r} is not a PEFT method.{closest(peft_type, PeftType.__members__)}",
+                             f"use one of: {', '.join(PeftType.__members__)}.")
+    # An unknown key is a TypeError of the config class's __init__; a bad value a ValueError of its checks.
+    with user_errors((TypeError, ValueError), f"--peft_config is not a valid {peft_type} config", example):
+        return get_peft_config({**value, "peft_type": peft_type})
+
+
+def default_target_modules(backbone: nn.Module) -> list[str]:
+    """PEFT's default LoRA targets for the backbone's type, else its attention query and value projections (e.g. ViT)."""
+    backbone_type = backbone.config.model_type
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
+    if not targets:
+        names = {name.rsplit(".", 1)[-1] for name, _ in backbone.named_modules()}
+        targets = next((pair for pair in (["query", "value"], ["q_proj", "v_proj"]) if set(pair) <= names), None)
+    if not targets:
+        raise UserInputError(f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",
+                             "name them with --lora_target_modules, e.g. --lora_target_modules q_proj v_proj")
+    return list(targets)
 
 
 @register("lora", LoraArguments)
@@ -65,16 +80,7 @@ class Lora(Strategy):
         if self.args.peft_config:
             config = _peft_config_from(self.args.peft_config)
         else:
-            backbone_type = model.config.backbone.model_type
-            targets = self.args.lora_target_modules or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_type)
-            if not targets:  # no PEFT default (e.g. ViT): adapt the attention query and value projections
-                names = {name.rsplit(".", 1)[-1] for name, _ in model.backbone.named_modules()}
-                targets = next((pair for pair in (["query", "value"], ["q_proj", "v_proj"]) if set(pair) <= names), None)
-            if not targets:
-                raise UserInputError(
-                    f"PEFT has no default LoRA target modules for a '{backbone_type}' backbone.",
-                    "name them with --lora_target_modules, e.g. --lora_target_modules q_proj v_proj",
-                )
+            targets = self.args.lora_target_modules or default_target_modules(model.backbone)
             config = LoraConfig(
                 r=self.args.lora_r, lora_alpha=self.args.lora_alpha, lora_dropout=self.args.lora_dropout,
                 target_modules=list(targets),
@@ -83,7 +89,24 @@ class Lora(Strategy):
         return config
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        return get_peft_model(model, self.peft_config(model))
+        config = self.peft_config(model)
+        option = "--peft_config" if self.args.peft_config else "--lora_target_modules"
+        rank = getattr(config, "r", 1)
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+            raise UserInputError(f"{'--peft_config' if self.args.peft_config else '--lora_r'} gives a LoRA rank of {rank!r}.",
+                                 "use a positive integer rank, typically 4 to 64.")
+        names = [name for name, _ in model.named_modules()]
+        asked = [module for module in config.modules_to_save if module != "classifier"]  # the user's (peft_config); PEFT ignores unknown ones
+        unknown = [module for module in asked if not any(n == module or n.endswith("." + module) for n in names)]
+        if unknown:
+            raise UserInputError(f"--peft_config: modules_to_save {unknown} name no module of the model.",
+                                 "name modules that exist (print(model) lists them), e.g. classifier.")
+        with user_errors(ValueError, f"{option}: PEFT cannot adapt the modules {_shown(config.target_modules)} of this model",
+                         "name Linear/Embedding/Conv modules that exist in the backbone, e.g. --lora_target_modules query value "
+                         "(print(model) lists them), or leave --lora_target_modules unset for PEFT's default."):
+            wrapped = get_peft_model(model, config)
+        _check_rank(wrapped, "--peft_config's r" if self.args.peft_config else "--lora_r")
+        return wrapped
 
     def save(self, model: nn.Module, output_dir: str | Path) -> None:
         output_dir = Path(output_dir)
@@ -95,6 +118,25 @@ class Lora(Strategy):
         if self.args.lora_save in ("merged", "both"):
             merged = model.merge_and_unload(safe_merge=True)
             merged.save_pretrained(output_dir)
+
+
+def _shown(targets) -> str:
+    return repr(sorted(targets)) if isinstance(targets, (set, list, tuple)) else repr(targets)
+
+
+def _check_rank(model: nn.Module, option: str) -> None:
+    """Refuse a LoRA rank above the smaller side of a layer it adapts: such an update has no more directions to learn
+    than a full one, only more parameters (and PEFT accepts it silently)."""
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and isinstance(getattr(module, "in_features", None), int):
+            smaller = min(module.in_features, module.out_features)
+            for rank in module.r.values():
+                if rank > smaller:
+                    raise UserInputError(
+                        f"{option} is {rank}, larger than the {module.in_features}x{module.out_features} layer it adapts "
+                        f"({name.removeprefix('base_model.model.')}).",
+                        f"choose a rank of at most {smaller} (typically 4 to 64, well below the layer size).",
+                    )
 
 
 def point_adapter_at(adapter_dir: str | Path, location: str | None, revision: str | None = None) -> None:

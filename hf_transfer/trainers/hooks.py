@@ -23,14 +23,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 from transformers import Trainer
 
-from hf_transfer.errors import UserInputError
+from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.models.common import unwrap
 from hf_transfer.strategies import Strategy
+
+
+def optimizer_errors(args) -> AbstractContextManager[None]:
+    """``user_errors`` for building the optimizer: torch.optim's ValueError for a rate, beta, epsilon or weight decay out of
+    its range, and transformers' for ``--optim_args`` it cannot parse."""
+    optim = getattr(args.optim, "value", args.optim)
+    return user_errors(ValueError, f"The optimizer (--optim {optim}) refused its settings",
+                       "check --learning_rate, --weight_decay, --adam_beta1, --adam_beta2, --adam_epsilon and --optim_args "
+                       "(KEY=VALUE pairs, comma-separated).")
 
 
 class TrainerHooks:
@@ -70,11 +80,29 @@ class TrainerHooks:
                 {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
             ]
             groups = [group for group in groups if group["params"]]
+        with optimizer_errors(args):
+            optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(args, model or trainer.model)
         if groups is None:
+            if issubclass(optimizer_cls, torch.optim.Optimizer) and optimizer_cls.__module__.startswith("torch.optim"):
+                with optimizer_errors(args):  # the Trainer builds this one itself: try its settings on one scalar first
+                    optimizer_cls([torch.zeros((), requires_grad=True)], **optimizer_kwargs)
             return None
-        optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(args, model or trainer.model)
+        groups = groups + list(extra_groups)
+        self._check_rates(groups, args.learning_rate)
         optimizer_kwargs.pop("lr", None)  # every group carries its own
-        return optimizer_cls(groups + list(extra_groups), lr=args.learning_rate, **optimizer_kwargs)
+        with optimizer_errors(args):
+            return optimizer_cls(groups, lr=args.learning_rate, **optimizer_kwargs)
+
+    def _check_rates(self, groups: list[dict], learning_rate: float) -> None:
+        """Every parameter group must move: a strategy's per-layer factor can multiply a rate out to 0 (or overflow it)."""
+        still = [group for group in groups if not (0 < group.get("lr", learning_rate) < math.inf)]
+        if still:
+            options = " or ".join([f"--{name}" for name in self.strategy.hyperparameters()] + ["--learning_rate"])
+            raise UserInputError(
+                f"{len(still)} of {len(groups)} optimizer parameter groups would train at learning rate "
+                f"{still[0].get('lr', learning_rate):g} (--learning_rate {learning_rate:g} times the '{self.strategy.name}' strategy's factor).",
+                f"change {options} so that every rate is a positive number; to freeze layers use --strategy partial or linear_probe.",
+            )
 
     def training_loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` plus the strategy's penalty, checked to be finite, on training steps; ``loss`` unchanged otherwise."""
