@@ -31,7 +31,9 @@ from hf_transfer.errors import UserInputError, closest
 METADATA_KEY = "hf_transfer_domain"
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # what an integer option may hold unless its domain says otherwise
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
-REPO_ID = r"(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?"  # the Hub's NAME or USER/NAME
+# The Hub's NAME or USER/NAME (huggingface_hub's validate_repo_id): word characters, '-' and '.', at most 96 each,
+# starting and ending with a word character, no '--' or '..', no '.git' ending.
+REPO_ID = r"(?!.*(--|\.\.))(?!.*\.git$)\w([\w.-]{0,94}\w)?(/\w([\w.-]{0,94}\w)?)?"
 PATH_KINDS = {
     "file": "an existing file",
     "dir": "an existing folder",

@@ -208,8 +208,9 @@ def test_push_takes_the_folder_first_or_as_output_dir(tmp_path):
 
     for argv in ([str(tmp_path), "--repo_id", "me/model", "--private"], ["--output_dir", str(tmp_path), "--repo_id", "me/model", "--private"]):
         args = push.parse(argv)
+        assert push.parse([str(tmp_path), "--repo_id", "my_org/model-2.1"]).repo_id == "my_org/model-2.1"
         assert (args.output_dir, args.repo_id, args.private, args.dry_run) == (str(tmp_path), "me/model", True, None)
-    for bad in ("me/two/slashes", "-me", "me/", "a" * 97, "me/x--y"):
+    for bad in ("me/two/slashes", "-me", "me/", "a" * 97, "me/x--y", "me/model-", "me/model.git", "me/a..b"):
         with pytest.raises(UserInputError, match=re.escape(f"--repo_id {bad!r}")):
             push.parse([str(tmp_path), f"--repo_id={bad}"])
 
