@@ -12,9 +12,12 @@ import timeit
 from pathlib import Path
 from unittest import mock
 
+import yaml
+
 import common
 
 RECIPE = common.REPO / "recipes" / "configs" / "text_full.yaml"
+RECIPE_WARMUP = float(yaml.safe_load(RECIPE.read_text(encoding="utf-8")).get("warmup_steps", 0))
 
 
 def flop_counter(model):
@@ -50,6 +53,7 @@ def recipe_argv(args, data: Path, output_dir: str, steps: int, extra: list[str] 
         "--dataset", str(data),
         "--output_dir", output_dir,
         "--max_steps", str(steps),
+        "--warmup_steps", str(min(RECIPE_WARMUP, steps)),  # the config's warmup, never longer than the run (refused)
         "--per_device_train_batch_size", str(args.batch_size),
         "--eval_strategy", "no",  # training throughput only (main still evaluates once, after train())
         "--max_eval_samples", "16",

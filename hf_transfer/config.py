@@ -3,57 +3,47 @@
 A config file is a flat YAML mapping whose keys are fields of the recipe's dataclasses:
 ``ModelArguments``, ``DataArguments``, every registered strategy's arguments, and every
 ``transformers.TrainingArguments`` field. The command line overrides the file with the same keys.
+Every value is checked against its option's domain (``hf_transfer.options``, shown by ``--help``)
+by ``hf_transfer.parsing`` before any dataclass, model, data or output folder is touched.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from hf_transfer import parsing
 from hf_transfer.data.loading import DataArguments
 from hf_transfer.errors import UserInputError, closest
+from hf_transfer.options import option
 from hf_transfer.strategies import STRATEGIES
 
 
 @dataclass
 class ModelArguments:
-    model: str = field(
-        default="default",
-        metadata={"help": "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id, or a local model folder."},
+    model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id, or a local model folder.")
+    backbone_config: str | None = option(
+        None,
+        "Train a backbone from scratch from this config (JSON string or file, e.g. "
+        '\'{"model_type": "vit", "image_size": 28, "patch_size": 4}\'), instead of loading pretrained weights.',
     )
-    backbone_config: str | None = field(
-        default=None,
-        metadata={
-            "help": "Train a backbone from scratch from this config (JSON string or file, e.g. "
-            '\'{"model_type": "vit", "image_size": 28, "patch_size": 4}\'), instead of loading pretrained weights.'
-        },
+    pooling: str = option("mean", "How token states become one vector.", choices=["mean", "cls"])
+    classifier_dropout: float = option(0.1, "Dropout before the classification head.", minimum=0, below=1)
+    trust_remote_code: bool = option(False, "Allow model code from the Hub to run (off unless you ask).")
+    allow_pickle_weights: bool = option(
+        False, "Allow loading pickled pytorch_model.bin backbone weights, which can run code (only for trusted sources)."
     )
-    pooling: str = field(default="mean", metadata={"help": "How token states become one vector.", "choices": ["mean", "cls"]})
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the classification head."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow model code from the Hub to run (off unless you ask)."}
-    )
-    allow_pickle_weights: bool = field(
-        default=False,
-        metadata={"help": "Allow loading pickled pytorch_model.bin backbone weights, which can run code (only for trusted sources)."},
-    )
-    strategy: str = field(
-        default="full", metadata={"help": f"Transfer strategy: {', '.join(sorted(STRATEGIES))}."}
-    )
+    strategy: str = option("full", f"Transfer strategy: {', '.join(sorted(STRATEGIES))}.")
 
 
 @dataclass
 class RunArguments:
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Replace an existing output folder (it is replaced only when the run succeeds)."}
-    )
+    overwrite_output_dir: bool = option(False, "Replace an existing output folder (it is replaced only when the run succeeds).")
 
 
 @dataclass
@@ -83,23 +73,12 @@ TRAIN_DESCRIPTION = (
 
 
 def make_parser(classes: list[type] | None = None, prog: str = TRAIN_PROG, description: str | None = TRAIN_DESCRIPTION) -> HfArgumentParser:
-    """An ``HfArgumentParser`` over ``classes`` whose errors are one-line ``UserInputError``s (not argparse's long usage)."""
-    parser = HfArgumentParser(classes or argument_classes(), allow_abbrev=False)
-    parser.prog = prog
-    parser.description = description
-    for action in parser._actions:  # a plain '%' in a field's help ("100% of the area") would crash --help
-        if action.help:
-            action.help = re.sub(r"%(?!\()", "%%", action.help)
-
-    def error(message: str):
-        raise UserInputError(f"Invalid option: {message}.", f"'{prog} --help' lists every option and its values.")
-
-    parser.error = error
-    return parser
+    """``hf_transfer.parsing.make_parser`` with ``hf-transfer train``'s classes, name and description as defaults."""
+    return parsing.make_parser(classes or argument_classes(), prog, description)
 
 
 def known_keys(classes: list[type] | None = None) -> set[str]:
-    return {f.name for cls in classes or argument_classes() for f in fields(cls) if f.init}
+    return parsing.option_names(classes or argument_classes())
 
 
 def read_yaml(path: str, keys: set[str] | None = None, prog: str = TRAIN_PROG,
@@ -125,20 +104,6 @@ def read_yaml(path: str, keys: set[str] | None = None, prog: str = TRAIN_PROG,
     return values
 
 
-def _as_argv(values: dict[str, Any]) -> list[str]:
-    argv = []
-    for key, value in values.items():
-        if value is None or (isinstance(value, (list, tuple)) and not value):
-            continue  # '--key' with no value is an error: an empty list (e.g. a saved 'report_to: []') keeps the default
-        if isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *map(str, value)]
-        elif isinstance(value, dict):
-            argv += [f"--{key}", json.dumps(value)]
-        else:
-            argv += [f"--{key}", str(value)]
-    return argv
-
-
 def _cli_keys(argv: list[str]) -> dict[str, Any]:
     """The keys set on the command line, as strings (for the saved config)."""
     keys: dict[str, Any] = {}
@@ -158,37 +123,29 @@ def parse_config(argv: list[str] | None, classes: list[type], prog: str, descrip
     """``[CONFIG.yaml] [--key value ...]`` -> the parsed dataclass instances (by class) and the keys the user set.
 
     The one parser of every recipe: a flat YAML mapping of the ``classes``' fields, overridden by the
-    same keys on the command line; unknown keys (with the closest known one) and bad values are
-    one-line ``UserInputError``s; with ``TrainingArguments`` among the classes, ``output_dir`` must
-    be chosen explicitly (its default 'trainer_output' is never what a user meant).
+    same keys on the command line; unknown keys (with the closest known one) and values outside their
+    option's domain (``hf_transfer.options``) are one-line ``UserInputError``s raised before any
+    dataclass is built; with ``TrainingArguments`` among the classes, ``output_dir`` must be chosen
+    explicitly (its default 'trainer_output' is never what a user meant).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     keys = known_keys(classes)
-    file_values = read_yaml(argv.pop(0), keys, prog, example) if argv and not argv[0].startswith("-") else {}
-    parser = make_parser(classes, prog, description)
-    try:
-        *objects, remaining = parser.parse_args_into_dataclasses(args=_as_argv(file_values) + argv, return_remaining_strings=True)
-    except UserInputError:
-        raise
-    except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
-        raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
-    if remaining:
-        unknown = next((token for token in remaining if token.startswith("--")), remaining[0])
-        raise UserInputError(
-            f"Unknown option '{unknown}'.{closest(unknown.lstrip('-'), keys).replace(chr(39), chr(39) + '--', 1)}",
-            f"'{prog} --help' lists every option.",
-        )
-    source = {**file_values, **_cli_keys(argv)}
-    by_class = {type(obj): obj for obj in objects}
-    training = by_class.get(TrainingArguments)
-    if training is not None and (not training.output_dir or not {"output_dir", "output-dir"} & set(source)):
+    config_file = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    file_values = read_yaml(config_file, keys, prog, example) if config_file else {}
+    on_command_line = set(parsing.given_options(make_parser(classes, prog, description), argv))
+    origins = {key: f"config file '{config_file}'" for key in file_values if key not in on_command_line}
+    file_argv = parsing.as_argv({key: value for key, value in file_values.items() if key not in on_command_line})
+    values, given = parsing.parse_values(classes, file_argv + argv, prog, description, origins)
+    if TrainingArguments in classes and (not values.get("output_dir") or "output_dir" not in given):
         raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
-    return by_class, source
+    source = {**file_values, **_cli_keys(argv)}
+    return parsing.build(classes, values), source
 
 
-def parse_recipe_args(argv: list[str] | None = None) -> RecipeConfig:
-    """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig (``hf-transfer train``)."""
-    by_class, source = parse_config(argv, argument_classes(), TRAIN_PROG, TRAIN_DESCRIPTION, "recipes/configs/text_full.yaml")
+def parse_recipe_args(argv: list[str] | None = None, classes: list[type] | None = None) -> RecipeConfig:
+    """``[CONFIG.yaml] [--key value ...]`` -> a checked RecipeConfig (``hf-transfer train``; ``classes``: default
+    ``argument_classes()``)."""
+    by_class, source = parse_config(argv, classes or argument_classes(), TRAIN_PROG, TRAIN_DESCRIPTION, "recipes/configs/text_full.yaml")
     model_args = by_class[ModelArguments]
     if model_args.strategy not in STRATEGIES:
         from hf_transfer.strategies import get_strategy

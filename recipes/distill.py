@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict
@@ -32,6 +32,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models import TransferModel, make_student, parse_layers
 from hf_transfer.models.common import load_saved_model
+from hf_transfer.options import option
 from hf_transfer.redact import command_line, portable_path
 from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import DistillationTrainer
@@ -42,16 +43,23 @@ PROG = "hf-transfer distill"
 
 @dataclass
 class DistillArguments:
-    teacher: str | None = field(default=None, metadata={"help": "Folder of the trained teacher (TransferModel + tokenizer), e.g. an 'hf-transfer train' output."})
-    num_student_layers: int = field(default=2, metadata={"help": "Transformer blocks the student keeps (evenly spaced, first and last included)."})
-    student_layers: str | None = field(default=None, metadata={"help": "Exactly which teacher blocks to keep, e.g. '0,5' (overrides num_student_layers)."})
-    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the soft targets (> 0)."})
-    alpha: float = field(default=0.5, metadata={"help": "Weight of the soft-target term; 1 - alpha weighs hard-label cross-entropy."})
-    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of a cosine loss between the student's and the teacher's pooled "
-                                                                   "embeddings (DistilBERT-style; 0: off)."})
-    cache_teacher_logits: bool = field(default=True, metadata={"help": "Compute the teacher's logits once before training instead of at every step."})
-    transfer_file: str | None = field(default=None, metadata={"help": "Unlabelled text (a .jsonl/.csv/.parquet file with the text column; any labels in it are ignored) "
-                                                                 "that the student learns through the teacher's soft targets only: a transfer set."})
+    teacher: str | None = option(None, "Folder of the trained teacher (TransferModel + tokenizer), e.g. an 'hf-transfer train' output.",
+                                 path="dir")
+    num_student_layers: int = option(2, "Transformer blocks the student keeps (evenly spaced, first and last included).", minimum=1)
+    student_layers: str | None = option(
+        None, "Exactly which teacher blocks to keep, e.g. '0,5' (overrides num_student_layers).",
+        pattern=r"\s*\d+(\s*,\s*\d+)*\s*", text="comma-separated block numbers, e.g. '0,5'")
+    temperature: float = option(2.0, "Softmax temperature of the soft targets.", above=0)
+    alpha: float = option(0.5, "Weight of the soft-target term; 1 - alpha weighs hard-label cross-entropy.", minimum=0, maximum=1)
+    embedding_weight: float = option(0.0, "Weight of a cosine loss between the student's and the teacher's pooled "
+                                     "embeddings (DistilBERT-style; 0: off).", minimum=0)
+    cache_teacher_logits: bool = option(True, "Compute the teacher's logits once before training instead of at every step.")
+    transfer_file: str | None = option(
+        None, "Unlabelled text (a .jsonl/.csv/.parquet file with the text column; any labels in it are ignored) "
+        "that the student learns through the teacher's soft targets only: a transfer set.", path="file")
+
+
+OPTIONS = [DistillArguments, DataArguments, RunArguments, TrainingArguments]
 
 
 def load_teacher(path: str | None):
@@ -77,12 +85,8 @@ def load_transfer_set(path: str, data_args: DataArguments, tokenizer) -> Dataset
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse, build the student, distil, evaluate student and teacher, save; returns the metrics."""
-    by_class, source = parse_config(argv, [DistillArguments, DataArguments, RunArguments, TrainingArguments], PROG)
+    by_class, source = parse_config(argv, OPTIONS, PROG)
     args, data_args, training = by_class[DistillArguments], by_class[DataArguments], by_class[TrainingArguments]
-    if args.temperature <= 0 or not 0 <= args.alpha <= 1:
-        raise UserInputError(f"temperature={args.temperature}, alpha={args.alpha}: need temperature > 0 and 0 <= alpha <= 1.", "fix temperature/alpha.")
-    if args.embedding_weight < 0:
-        raise UserInputError(f"embedding_weight={args.embedding_weight} is negative.", "set embedding_weight >= 0 (0: off).")
     if args.transfer_file and args.alpha == 0 and args.embedding_weight == 0:
         raise UserInputError("transfer_file is given but alpha=0: its unlabelled rows would teach nothing.", "set alpha > 0 or drop transfer_file.")
     final_dir = training.output_dir

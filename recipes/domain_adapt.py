@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
@@ -33,6 +33,7 @@ from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models.build import build_model, scratch_backbone_config
+from hf_transfer.options import option
 from hf_transfer.redact import portable_path
 from hf_transfer.run import Run, fingerprint, save_classifier, write_config
 from hf_transfer.strategies import STRATEGIES, get_strategy
@@ -46,48 +47,38 @@ ADAPTATION_CONFIG_FILE = "adaptation_config.yaml"
 
 @dataclass
 class AdaptationArguments:
-    target_dataset: str | None = field(
-        default=None, metadata={"help": "Target-domain folder (train + test files) or Hub name; its train labels are never used by dann."}
-    )
-    adaptation: str = field(default="dann", metadata={"help": "Which arm to train.", "choices": list(ADAPTATIONS)})
-    domain_weight: float = field(default=1.0, metadata={"help": "dann: weight of the domain loss."})
-    dann_gamma: float = field(default=10.0, metadata={"help": "dann: lambda = max_lambda * (2 / (1 + exp(-gamma p)) - 1)."})
-    dann_max_lambda: float = field(default=1.0, metadata={"help": "dann: final strength of the gradient reversal."})
-    discriminator_hidden_size: int = field(default=256, metadata={"help": "dann: width of the domain discriminator MLP."})
-    discriminator_learning_rate: float | None = field(
-        default=None, metadata={"help": "dann: learning rate of the domain discriminator (default: learning_rate)."}
-    )
-    conditional: bool = field(
-        default=False, metadata={"help": "dann: CDAN, the discriminator sees features x class probabilities (beyond plain DANN)."}
-    )
-    token_level: bool = field(
-        default=False, metadata={"help": "dann: the discriminator sees every last-layer token state (before pooling), not the pooled features."}
-    )
-    entropy_weight: float = field(
-        default=0.0, metadata={"help": "dann: weight of the entropy of the target predictions (entropy minimisation; 0 = off)."}
-    )
-    confusion_weight: float = field(
-        default=0.0, metadata={"help": "dann: weight of the class confusion of the target predictions (MCC; 0 = off)."}
-    )
-    pseudo_label_weight: float = field(
-        default=0.0, metadata={"help": "dann: weight of self-training on confident target predictions (0 = off)."}
-    )
-    pseudo_label_threshold: float = field(
-        default=0.9, metadata={"help": "pseudo_label_weight: only target predictions at least this probable are used."}
-    )
-    target_augment: bool = field(
-        default=False, metadata={"help": "dann + augment: augment the unlabelled target images the same way as the labelled ones."}
-    )
-    init_model: str | None = field(
-        default=None,
-        metadata={"help": "Start from this trained hf_transfer model folder (backbone + head, e.g. a source_only run's "
-            "output) instead of model/backbone_config; its labels must be the source's."},
-    )
-    augment: bool = field(
-        default=False, metadata={"help": "images: random resized crop + brightness/contrast jitter on the labelled training images (every arm)."}
-    )
-    crop_scale_min: float = field(default=0.5, metadata={"help": "augment: the crop keeps this to 100% of the image area."})
-    jitter: float = field(default=0.3, metadata={"help": "augment: brightness and contrast factors drawn from 1 +- jitter."})
+    target_dataset: str | None = option(
+        None, "Target-domain folder (train + test files) or Hub name; its train labels are never used by dann.")
+    adaptation: str = option("dann", "Which arm to train.", choices=list(ADAPTATIONS))
+    domain_weight: float = option(1.0, "dann: weight of the domain loss.", minimum=0)
+    dann_gamma: float = option(10.0, "dann: lambda = max_lambda * (2 / (1 + exp(-gamma p)) - 1).", above=0)
+    dann_max_lambda: float = option(1.0, "dann: final strength of the gradient reversal.", minimum=0)
+    discriminator_hidden_size: int = option(256, "dann: width of the domain discriminator MLP.", minimum=1)
+    discriminator_learning_rate: float | None = option(
+        None, "dann: learning rate of the domain discriminator (default: learning_rate).", above=0)
+    conditional: bool = option(False, "dann: CDAN, the discriminator sees features x class probabilities (beyond plain DANN).")
+    token_level: bool = option(
+        False, "dann: the discriminator sees every last-layer token state (before pooling), not the pooled features.")
+    entropy_weight: float = option(
+        0.0, "dann: weight of the entropy of the target predictions (entropy minimisation; 0 = off).", minimum=0)
+    confusion_weight: float = option(
+        0.0, "dann: weight of the class confusion of the target predictions (MCC; 0 = off).", minimum=0)
+    pseudo_label_weight: float = option(
+        0.0, "dann: weight of self-training on confident target predictions (0 = off).", minimum=0)
+    pseudo_label_threshold: float = option(
+        0.9, "pseudo_label_weight: only target predictions at least this probable are used.", minimum=0, maximum=1)
+    target_augment: bool = option(
+        False, "dann + augment: augment the unlabelled target images the same way as the labelled ones.")
+    init_model: str | None = option(
+        None, "Start from this trained hf_transfer model folder (backbone + head, e.g. a source_only run's "
+        "output) instead of model/backbone_config; its labels must be the source's.", path="dir")
+    augment: bool = option(
+        False, "images: random resized crop + brightness/contrast jitter on the labelled training images (every arm).")
+    crop_scale_min: float = option(0.5, "augment: the crop keeps this to 100% of the image area.", above=0, maximum=1)
+    jitter: float = option(0.3, "augment: brightness and contrast factors drawn from 1 +- jitter.", minimum=0, below=1)
+
+
+OPTIONS = [AdaptationArguments, *argument_classes()]
 
 
 class AugmentedImageTransform:
@@ -122,7 +113,7 @@ def _load_initial_model(folder: str):
 def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:
     """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig), through the suite's one parser."""
     by_class, source = parse_config(
-        argv, [AdaptationArguments, *argument_classes()], PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
+        argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
     )
     adaptation, model_args = by_class[AdaptationArguments], by_class[ModelArguments]
     if not adaptation.target_dataset:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hf_transfer.cli import run_script
@@ -22,6 +22,7 @@ from hf_transfer.data import BUNDLED_DIR
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods import method_names
 from hf_transfer.fewshot.runner import run_experiment
+from hf_transfer.options import SEED_MAX, check_instance, option
 
 PROG = "hf-transfer fewshot"
 DESCRIPTION = (
@@ -40,36 +41,32 @@ def _split(values: list) -> list[str]:
 
 @dataclass
 class FewShotArguments:
-    data: str = field(default=str(BUNDLED_DIR), metadata={"help": "Folder holding <dataset>/{train,test}.jsonl (text, label)."})
-    datasets: list[str] = field(
+    data: str = option(str(BUNDLED_DIR), "Folder holding <dataset>/{train,test}.jsonl (text, label).", path="dir")
+    datasets: list[str] = option(
         default_factory=lambda: ["sms_spam", "banking77_10"],
-        metadata={"help": "Dataset folder names under data (comma- or space-separated); default with sources: their names."},
-    )
-    shots: list[str] = field(default_factory=lambda: ["8"], metadata={"help": "K values (examples per class); 'all' = the whole train split."})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Sampling/training seeds."})
-    methods: list[str] = field(
+        help="Dataset folder names under data (comma- or space-separated); default with sources: their names.")
+    shots: list[str] = option(default_factory=lambda: ["8"], help="K values (examples per class); 'all' = the whole train split.",
+                              integer=True, minimum=1, special=("all",))
+    seeds: list[int] = option(default_factory=lambda: [0, 1, 2], help="Sampling/training seeds.", minimum=0, maximum=SEED_MAX)
+    methods: list[str] = option(
         default_factory=lambda: ["recommended"],
-        metadata={"help": f"Few-shot methods (comma- or space-separated), from: {', '.join(method_names())}. 'recommended' is "
-                  "our default (SetFit's objective over every pair of each batch, 8 encoder passes per sentence, logistic "
-                  "head; settings depend only on K and the class count). With no arguments at all: "
-                  f"{','.join(MAIN_JOB_METHODS)}."},
-    )
-    model: str = field(default="default", metadata={"help": "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder."})
-    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
-    max_test: int | None = field(default=None, metadata={"help": "Evaluate on at most N test examples (a fixed random subset)."})
-    output: str = field(default="fewshot_results", metadata={"help": "Output folder (re-runs skip finished runs)."})
-    sources: dict | str | None = field(
-        default=None,
-        metadata={"help": "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
-                  "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used."},
-    )
+        help=f"Few-shot methods (comma- or space-separated), from: {', '.join(method_names())}. 'recommended' is "
+        "our default (SetFit's objective over every pair of each batch, 8 encoder passes per sentence, logistic "
+        "head; settings depend only on K and the class count). With no arguments at all: "
+        f"{','.join(MAIN_JOB_METHODS)}.")
+    model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder.")
+    max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
+    max_test: int | None = option(None, "Evaluate on at most N test examples (a fixed random subset).", minimum=1)
+    output: str = option("fewshot_results", "Output folder (re-runs skip finished runs).", path="output")
+    sources: dict | str | None = option(
+        None, "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
+        "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used.")
 
     def __post_init__(self):
-        """Comma-separated lists split, K values checked, ``sources`` given as JSON on the command line decoded."""
+        """Every value within its domain; comma-separated lists split, K values normalised ('08' -> '8'), ``sources``
+        given as JSON on the command line decoded."""
+        check_instance(self)
         self.datasets, self.methods = _split(self.datasets), _split(self.methods)
-        for k in self.shots:
-            if str(k) != "all" and not str(k).isdigit():
-                raise UserInputError(f"--shots value '{k}' is not a number of examples per class.", "give integers or 'all'.")
         self.shots = [str(k) if str(k) == "all" else str(int(k)) for k in self.shots]
         if isinstance(self.sources, str):
             try:
@@ -77,7 +74,10 @@ class FewShotArguments:
             except json.JSONDecodeError as error:
                 raise UserInputError(f"sources is not a mapping ({error.msg}).", "give sources as a YAML mapping in the config file.") from None
         if self.sources is not None and not (isinstance(self.sources, dict) and all(isinstance(v, dict) for v in self.sources.values())):
-            raise UserInputError("sources must map each dataset name to its data keys.", "write e.g. 'sources: {my_data: {train_file: a.csv}}'.")
+            raise UserInputError("sources must map each dataset name to its data keys.", "write 'sources: {my_data: {train_file: a.csv}}'.")
+
+
+OPTIONS = [FewShotArguments]
 
 
 def parse(argv: list[str]) -> FewShotArguments:
@@ -87,11 +87,11 @@ def parse(argv: list[str]) -> FewShotArguments:
     if "--config" in argv:  # the older spelling of the config file argument
         i = argv.index("--config")
         argv = [*argv[i + 1 : i + 2], *argv[:i], *argv[i + 2 :]]
-    in_file = argv and not argv[0].startswith("-") and "strategies" in read_yaml(argv[0], known_keys([FewShotArguments]) | {"strategies"}, PROG, None)
+    in_file = argv and not argv[0].startswith("-") and "strategies" in read_yaml(argv[0], known_keys(OPTIONS) | {"strategies"}, PROG, None)
     if in_file or any(token.split("=")[0] == "--strategies" for token in argv):  # the option's name before methods had their own
         raise UserInputError("Few-shot methods are now chosen with --methods (YAML key 'methods'), not --strategies.",
                              "rename the option; transfer strategies (which parameters move) are a different thing.")
-    by_class, source = parse_config(argv, [FewShotArguments], PROG, DESCRIPTION, example=None)
+    by_class, source = parse_config(argv, OPTIONS, PROG, DESCRIPTION, example=None)
     args = by_class[FewShotArguments]
     if args.sources and "datasets" not in source:  # a config file's sources are the datasets unless it names them
         args.datasets = list(args.sources)

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -32,6 +32,7 @@ from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.data.text_splits import read_labelled_jsonl
 from hf_transfer.errors import UserInputError
+from hf_transfer.options import SEED_MAX, option
 from hf_transfer.redact import command_line, last_part
 from hf_transfer.run import Run, fingerprint
 from hf_transfer.strategies import STRATEGIES, get_strategy
@@ -42,27 +43,34 @@ METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "finetune")
 RESULTS_FILE, TABLE_FILE = "results.json", "results.md"
 
 
+CLASS_RANGES = r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*"
+
+
 @dataclass
 class MetaRecipeArguments:
-    model: str = field(default="default", metadata={"help": "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder."})
-    dataset: str = field(default="../shared/datasets/banking77", metadata={"help": "Folder with train.jsonl and test.jsonl (text, label)."})
-    meta_train_classes: str = field(default="0-49", metadata={"help": "Classes for meta-training (from train.jsonl), e.g. '0-49'."})
-    meta_test_classes: str = field(default="50-76", metadata={"help": "Unseen classes for meta-testing (from test.jsonl)."})
-    methods: list[str] = field(default_factory=lambda: ["maml", "fomaml", "protonet", "finetune"], metadata={"help": f"Any of {', '.join(METHODS)}."})
-    test_shots: list[int] = field(default_factory=lambda: [1, 5], metadata={"help": "K of the N-way K-shot test episodes."})
-    test_episodes: int = field(default=200, metadata={"help": "Test episodes per K (the same ones for every method)."})
-    test_seed: int = field(default=1234, metadata={"help": "Seed of the test episodes."})
-    max_length: int = field(default=32, metadata={"help": "Tokens per text."})
-    top_layers: int = field(
-        default=2,
-        metadata={"help": "> 0: the bottom layers stay frozen and their outputs are cached once; fast weights and "
-                  "meta-parameters are the top N layers + head (cheap on CPU). 0: the whole model, shaped by 'strategy'."},
-    )
-    train_per_class: int = field(default=40, metadata={"help": "Meta-train texts kept per class (0: all)."})
-    strategy: str = field(default="full", metadata={"help": f"Which parameters are fast weights / meta-learned: {', '.join(sorted(STRATEGIES))}."})
-    classifier_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
-    finetune_steps: int = field(default=10, metadata={"help": "finetune baseline: gradient steps on each test support set."})
-    finetune_lr: float = field(default=0.1, metadata={"help": "finetune baseline: learning rate of those steps."})
+    model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder.")
+    dataset: str = option("../shared/datasets/banking77", "Folder with train.jsonl and test.jsonl (text, label).", path="dir")
+    meta_train_classes: str = option("0-49", "Classes for meta-training (from train.jsonl), e.g. '0-49'.",
+                                     pattern=CLASS_RANGES, text="class ids and ranges like '0-49' or '1,3,5-9'")
+    meta_test_classes: str = option("50-76", "Unseen classes for meta-testing (from test.jsonl).",
+                                    pattern=CLASS_RANGES, text="class ids and ranges like '50-76' or '1,3,5-9'")
+    methods: list[str] = option(default_factory=lambda: ["maml", "fomaml", "protonet", "finetune"], help="Methods to compare.",
+                                choices=METHODS)
+    test_shots: list[int] = option(default_factory=lambda: [1, 5], help="K of the N-way K-shot test episodes.", minimum=1)
+    test_episodes: int = option(200, "Test episodes per K (the same ones for every method).", minimum=1)
+    test_seed: int = option(1234, "Seed of the test episodes.", minimum=0, maximum=SEED_MAX)
+    max_length: int = option(32, "Tokens per text.", minimum=1)
+    top_layers: int = option(
+        2, "> 0: the bottom layers stay frozen and their outputs are cached once; fast weights and "
+        "meta-parameters are the top N layers + head (cheap on CPU). 0: the whole model, shaped by 'strategy'.", minimum=0)
+    train_per_class: int = option(40, "Meta-train texts kept per class (0: all).", minimum=0)
+    strategy: str = option("full", f"Which parameters are fast weights / meta-learned: {', '.join(sorted(STRATEGIES))}.")
+    classifier_dropout: float = option(0.0, "Dropout before the head.", minimum=0, below=1)
+    finetune_steps: int = option(10, "finetune baseline: gradient steps on each test support set.", minimum=1)
+    finetune_lr: float = option(0.1, "finetune baseline: learning rate of those steps.", above=0)
+
+
+OPTIONS = [MetaRecipeArguments, MetaArguments, RunArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
 
 
 def _classes(text: str) -> list[int]:
@@ -78,12 +86,8 @@ def _classes(text: str) -> list[int]:
 
 def parse(argv: list[str] | None) -> tuple:
     """``[CONFIG.yaml] [--key value ...]`` through the suite's one parser (``hf_transfer.config.parse_config``)."""
-    classes = [MetaRecipeArguments, MetaArguments, RunArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
-    by_class, source = parse_config(argv, classes, PROG, __doc__.splitlines()[0], "recipes/configs/meta_banking77.yaml")
+    by_class, source = parse_config(argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/meta_banking77.yaml")
     recipe, meta, training = by_class[MetaRecipeArguments], by_class[MetaArguments], by_class[TrainingArguments]
-    unknown = sorted(set(recipe.methods) - set(METHODS))
-    if unknown:
-        raise UserInputError(f"Unknown method(s) {unknown}.", f"use any of: {', '.join(METHODS)}.")
     if training.resume_from_checkpoint:
         raise UserInputError("This recipe resumes an unfinished run by itself.",
                              "drop --resume_from_checkpoint and re-run the same command: finished methods are kept, "

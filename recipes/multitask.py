@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
@@ -30,6 +30,7 @@ from hf_transfer.data.multitask import TASK_IDS, load_multitask, parse_tasks
 from hf_transfer.data.sampling import SAMPLING
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models import MultiTaskModel, TransferModel
+from hf_transfer.options import option
 from hf_transfer.redact import command_line, last_part
 from hf_transfer.run import Run, fingerprint, save_record
 from hf_transfer.trainers import MultiTaskTrainer, TransferTrainer
@@ -39,18 +40,21 @@ PROG = "hf-transfer multitask"
 
 @dataclass
 class MultiTaskArguments:
-    tasks: list[str] = field(default_factory=list, metadata={"help": "Tasks as NAME=DATASET, e.g. sst2=../shared/datasets/sst2 trec=../shared/datasets/trec."})
-    model: str = field(default="default", metadata={"help": "Shared backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a local folder."})
-    pooling: str = field(default="mean", metadata={"help": "How token states become one vector.", "choices": ["mean", "cls"]})
-    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before each task head."})
-    task_sampling: str = field(default="proportional", metadata={"help": "How each batch's task is drawn.", "choices": list(SAMPLING)})
-    task_temperature: float = field(default=2.0, metadata={"help": "With task_sampling=temperature: p(task) ~ size^(1/T)."})
-    compare_single_task: bool = field(default=False, metadata={"help": "Also train each task alone with the same settings and compare."})
-    single_task_epochs: float | None = field(
-        default=None,
-        metadata={"help": "Epochs of each single-task run (default: num_train_epochs, i.e. as many examples of its task as the "
-                  "joint run sees; raise it to give each single-task model as many optimizer steps as the joint model)."},
-    )
+    tasks: list[str] = option(
+        default_factory=list, help="Tasks as NAME=DATASET, e.g. sst2=../shared/datasets/sst2 trec=../shared/datasets/trec.",
+        pattern=r"\s*[^=\s][^=]*=\s*\S.*", text="NAME=DATASET")
+    model: str = option("default", "Shared backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a local folder.")
+    pooling: str = option("mean", "How token states become one vector.", choices=["mean", "cls"])
+    classifier_dropout: float = option(0.1, "Dropout before each task head.", minimum=0, below=1)
+    task_sampling: str = option("proportional", "How each batch's task is drawn.", choices=list(SAMPLING))
+    task_temperature: float = option(2.0, "With task_sampling=temperature: p(task) ~ size^(1/T).", above=0)
+    compare_single_task: bool = option(False, "Also train each task alone with the same settings and compare.")
+    single_task_epochs: float | None = option(
+        None, "Epochs of each single-task run (default: num_train_epochs, i.e. as many examples of its task as the "
+        "joint run sees; raise it to give each single-task model as many optimizer steps as the joint model).", above=0)
+
+
+OPTIONS = [MultiTaskArguments, DataArguments, RunArguments, TrainingArguments]
 
 
 def _evaluate(trainer, splits: dict, prefix: str) -> dict[str, float]:
@@ -104,7 +108,7 @@ def comparison_table(tasks: list[str], metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse, load every task, train jointly (and alone), evaluate per task, save; returns the metrics."""
-    by_class, source = parse_config(argv, [MultiTaskArguments, DataArguments, RunArguments, TrainingArguments], PROG)
+    by_class, source = parse_config(argv, OPTIONS, PROG)
     args, data_args, training = by_class[MultiTaskArguments], by_class[DataArguments], by_class[TrainingArguments]
     tasks = parse_tasks(args.tasks)
     final_dir = training.output_dir

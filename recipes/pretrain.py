@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from hf_transfer.data.augment import (
     ImageAugmentation, TextAugmentation, TwoViewImageCollator, TwoViewTextCollator, image_to_tensor,
 )
 from hf_transfer.data.loading import DataArguments
+from hf_transfer.options import option
 from hf_transfer.models.build import backbone_config_of, build_model
 from hf_transfer.probe import linear_probe
 from hf_transfer.redact import command_line
@@ -43,26 +44,28 @@ PROJECTION_FILE = "projection_head.safetensors"
 
 @dataclass
 class PretrainArguments:
-    objective: str = field(default="simclr", metadata={
-        "help": "simclr: NT-Xent on two views, labels unused; supcon: supervised contrastive on two views.",
-        "choices": list(OBJECTIVES)})
-    temperature: float = field(default=0.1, metadata={"help": "Softmax temperature of the contrastive loss."})
-    projection_dim: int = field(default=128, metadata={"help": "Output size of the MLP projection head (0: no head)."})
-    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Hidden size of the head (default: embedding size)."})
-    token_dropout: float = field(default=0.0, metadata={"help": "text: drop each token with this probability."})
-    span_dropout: float = field(default=0.0, metadata={"help": "text: delete one span of up to this fraction of tokens."})
-    shuffle_window: int = field(default=0, metadata={"help": "text: shuffle tokens within windows of this size (0: off)."})
-    mask_prob: float = field(default=0.0, metadata={"help": "text: replace each token by [MASK] with this probability."})
-    crop_scale_min: float = field(default=0.3, metadata={"help": "image: random resized crop keeps this to 100% of the area."})
-    flip_prob: float = field(default=0.5, metadata={"help": "image: horizontal flip probability (0 for digits)."})
-    brightness: float = field(default=0.4, metadata={"help": "image: brightness jitter factor range 1 +- x."})
-    contrast: float = field(default=0.4, metadata={"help": "image: contrast jitter factor range 1 +- x."})
-    saturation: float = field(default=0.4, metadata={"help": "image: saturation jitter factor range 1 +- x."})
-    probe_train_samples: int | None = field(default=None, metadata={"help": "Labelled train examples for the linear probe (default: all)."})
-    probe_C: float = field(default=1.0, metadata={"help": "Inverse L2 strength of the probe's logistic regression."})
-    skip_padding: bool = field(default=True, metadata={
-        "help": "text: linear layers compute real tokens only (hf_transfer.padding): the same loss, ~1.8x faster "
-        "steps on the bundled SMS texts. Checked once on the model; off with a warning if it would change outputs."})
+    objective: str = option("simclr", "simclr: NT-Xent on two views, labels unused; supcon: supervised contrastive on two views.",
+                            choices=list(OBJECTIVES))
+    temperature: float = option(0.1, "Softmax temperature of the contrastive loss.", above=0)
+    projection_dim: int = option(128, "Output size of the MLP projection head (0: no head).", minimum=0)
+    projection_hidden_dim: int | None = option(None, "Hidden size of the head (default: embedding size).", minimum=1)
+    token_dropout: float = option(0.0, "text: drop each token with this probability.", minimum=0, below=1)
+    span_dropout: float = option(0.0, "text: delete one span of up to this fraction of tokens.", minimum=0, below=1)
+    shuffle_window: int = option(0, "text: shuffle tokens within windows of this size (0: off).", minimum=0)
+    mask_prob: float = option(0.0, "text: replace each token by [MASK] with this probability.", minimum=0, below=1)
+    crop_scale_min: float = option(0.3, "image: random resized crop keeps this to 100% of the area.", above=0, maximum=1)
+    flip_prob: float = option(0.5, "image: horizontal flip probability (0 for digits).", minimum=0, below=1)
+    brightness: float = option(0.4, "image: brightness jitter factor range 1 +- x.", minimum=0, below=1)
+    contrast: float = option(0.4, "image: contrast jitter factor range 1 +- x.", minimum=0, below=1)
+    saturation: float = option(0.4, "image: saturation jitter factor range 1 +- x.", minimum=0, below=1)
+    probe_train_samples: int | None = option(None, "Labelled train examples for the linear probe (default: all).", minimum=2)
+    probe_C: float = option(1.0, "Inverse L2 strength of the probe's logistic regression.", above=0)
+    skip_padding: bool = option(
+        True, "text: linear layers compute real tokens only (hf_transfer.padding): the same loss, ~1.8x faster "
+        "steps on the bundled SMS texts. Checked once on the model; off with a warning if it would change outputs.")
+
+
+OPTIONS = argument_classes(PretrainArguments)
 
 
 @dataclass
@@ -80,7 +83,7 @@ class PretrainConfig:
 
 def parse_pretrain_args(argv: list[str] | None = None) -> PretrainConfig:
     """``[CONFIG.yaml] [--key value ...]`` -> a checked PretrainConfig (the command line wins over the file)."""
-    by_class, source = parse_config(argv, argument_classes(PretrainArguments), "hf-transfer pretrain",
+    by_class, source = parse_config(argv, OPTIONS, "hf-transfer pretrain",
                                     "Contrastive pre-training with a linear probe before and after.",
                                     "recipes/configs/pretrain_text_simclr.yaml")
     model_args = by_class[ModelArguments]

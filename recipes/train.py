@@ -1,6 +1,6 @@
 """The classification recipe: parse, build, train, evaluate, save, write the card.
 
-    hf-transfer train recipes/configs/text_full.yaml --max_steps 3 --output_dir out
+    hf-transfer train recipes/configs/text_full.yaml --max_steps 20 --output_dir out
     python recipes/train.py recipes/configs/text_full.yaml --max_steps 20
     accelerate launch --num_processes 2 -m hf_transfer train recipes/configs/text_lora.yaml
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/train.py recipes/configs/text_full.yaml
@@ -16,7 +16,7 @@ from transformers import set_seed
 
 from hf_transfer import backbones, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import parse_recipe_args
+from hf_transfer.config import argument_classes, parse_recipe_args
 from hf_transfer.data import load_splits, prepare_splits
 from hf_transfer.metrics import compute_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
@@ -24,9 +24,12 @@ from hf_transfer.run import Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import TransferTrainer
 
+OPTIONS = argument_classes()  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the final metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
-    config = parse_recipe_args(argv)
+    config = parse_recipe_args(argv, OPTIONS)
     training = config.training
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)

@@ -34,7 +34,7 @@ import math
 import os
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
@@ -48,6 +48,7 @@ from hf_transfer.data import read_jsonl
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.models import TransferModel
+from hf_transfer.options import REPO_ID, SEED_MAX, option
 from hf_transfer.outputs import MODEL_CONFIG_FILE, WEIGHTS_FILE
 from hf_transfer.redact import command_line, last_part, portable_path
 from hf_transfer.run import Run, fingerprint
@@ -67,44 +68,47 @@ ARM_OPTIONS = {
     "lora": ["--learning_rate", "3e-3", "--lora_r", "8", "--lora_alpha", "16", "--lora_save", "merged"],
     "l2sp": ["--learning_rate", "5e-4", "--l2sp_alpha", "0.01", "--l2sp_beta", "0.01"],
 }
+WARMUP_STEPS = 10  # (fewer in a run shorter than that: warmup never outlasts the run)
 COMMON = [
     "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "256", "--weight_decay", "0.01",
-    "--warmup_steps", "10", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50",
+    "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50",
     "--report_to", "none", "--disable_tqdm", "true", "--overwrite_output_dir", "true",
 ]
 
 
 @dataclass
 class VisionTransferArguments:
-    source_dataset: str = field(default=str(SHARED / "mnist5k"), metadata={"help": "Source-domain folder (train/test parquet)."})
-    target_dataset: str = field(default=str(SHARED / "usps"), metadata={"help": "Target-domain folder (train/test parquet)."})
-    source_config: str = field(default=str(SOURCE_CONFIG), metadata={"help": "hf-transfer train config of the source pre-training."})
-    source_objective: str = field(default="supervised", metadata={"help": "How the source ViT is pre-trained.", "choices": ["supervised", "simclr"]})
-    simclr_epochs: float = field(default=10.0, metadata={"help": "Epochs of SimCLR source pre-training."})
-    source_model: str | None = field(default=None, metadata={"help": "Skip pre-training: transfer this Hub id or ViT folder instead."})
-    work_dir: str = field(default="outputs/vision_transfer", metadata={"help": "Output folder (built as WORK.incomplete)."})
-    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Methods to compare: {', '.join(ARMS)}."})
-    shots: list[str] = field(default_factory=lambda: ["10", "100", "all"], metadata={"help": "Target images per class ('all' = every one)."})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Sampling and training seeds."})
-    epochs: float = field(default=8.0, metadata={"help": "Epochs over the K-shot set..."})
-    min_steps: int = field(default=150, metadata={"help": "...but at least this many optimizer steps..."})
-    max_steps: int = field(default=500, metadata={"help": "...and at most this many (batch 32)."})
-    source_epochs: float | None = field(default=None, metadata={"help": "Override num_train_epochs of the source config."})
-    quick: bool = field(default=False, metadata={"help": "1 seed, K = 10 and 100, fewer steps."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace a finished work_dir (only once the new run succeeds)."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished work_dir (card, results, source model sub-folders) to the Hub."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "USER/NAME of the repository (default: the work_dir's name)."})
-    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repository as private."})
-    hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    source_dataset: str = option(str(SHARED / "mnist5k"), "Source-domain folder (train/test parquet).", path="dir")
+    target_dataset: str = option(str(SHARED / "usps"), "Target-domain folder (train/test parquet).", path="dir")
+    source_config: str = option(str(SOURCE_CONFIG), "hf-transfer train config of the source pre-training.", path="file")
+    source_objective: str = option("supervised", "How the source ViT is pre-trained.", choices=["supervised", "simclr"])
+    simclr_epochs: float = option(10.0, "Epochs of SimCLR source pre-training.", above=0)
+    source_model: str | None = option(None, "Skip pre-training: transfer this Hub id or ViT folder instead.")
+    work_dir: str = option("outputs/vision_transfer", "Output folder (built as WORK.incomplete).", path="output")
+    arms: list[str] = option(default_factory=lambda: list(ARMS), help="Methods to compare.", choices=ARMS)
+    shots: list[str] = option(default_factory=lambda: ["10", "100", "all"], help="Target images per class ('all' = every one).",
+                              integer=True, minimum=1, special=("all",))
+    seeds: list[int] = option(default_factory=lambda: [0, 1, 2], help="Sampling and training seeds.", minimum=0, maximum=SEED_MAX)
+    epochs: float = option(8.0, "Epochs over the K-shot set...", above=0)
+    min_steps: int = option(150, "...but at least this many optimizer steps...", minimum=0)
+    max_steps: int = option(500, "...and at most this many (batch 32).", minimum=1)
+    source_epochs: float | None = option(None, "Override num_train_epochs of the source config.", above=0)
+    quick: bool = option(False, "1 seed, K = 10 and 100, fewer steps.")
+    overwrite_output_dir: bool = option(False, "Replace a finished work_dir (only once the new run succeeds).")
+    push_to_hub: bool = option(False, "Upload the finished work_dir (card, results, source model sub-folders) to the Hub.")
+    hub_model_id: str | None = option(None, "USER/NAME of the repository (default: the work_dir's name).",
+                                      pattern=REPO_ID, text="NAME or USER/NAME of a Hub repository")
+    hub_private_repo: bool | None = option(None, "Create the repository as private.")
+    hub_revision: str | None = option(None, "Branch to push to (created when missing).")
+
+
+OPTIONS = [VisionTransferArguments]
 
 
 def parse_args(argv: list[str] | None = None) -> VisionTransferArguments:
     """``[CONFIG.yaml] [--key value ...]`` through the suite's one parser; ``--quick`` shrinks the grid."""
-    by_class, _ = parse_config(argv, [VisionTransferArguments], PROG, __doc__.splitlines()[0])
+    by_class, _ = parse_config(argv, OPTIONS, PROG, __doc__.splitlines()[0])
     args = by_class[VisionTransferArguments]
-    unknown = sorted(set(args.arms) - set(ARMS))
-    if unknown:
-        raise UserInputError(f"Unknown arm(s) {unknown} in --arms.", f"choose from: {', '.join(ARMS)}.")
     if args.push_to_hub and args.source_model:
         raise UserInputError(
             "--push_to_hub publishes the source model this recipe pre-trains, but --source_model skips pre-training.",
@@ -185,7 +189,8 @@ def run_arm(arm: str, backbone: str, scratch_config: str, train_file: Path, n_tr
     argv = [
         *model, "--pooling", "mean", "--train_file", str(train_file),
         "--validation_file", os.path.join(args.target_dataset, "test.parquet"),
-        "--output_dir", str(out), "--seed", str(seed), "--max_steps", str(steps), *COMMON, *ARM_OPTIONS[arm],
+        "--output_dir", str(out), "--seed", str(seed), "--max_steps", str(steps),
+        "--warmup_steps", str(min(WARMUP_STEPS, steps)), *COMMON, *ARM_OPTIONS[arm],
     ]
     metrics = job("train")(argv)
     return {"accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"], "steps": steps, "train_seconds": metrics["train_runtime"]}

@@ -315,7 +315,7 @@ def test_a_repo_id_the_hub_refuses_names_the_option(hub, finished, capsys):
     hub.respond = staticmethod(lambda request: pytest.fail(f"no request should be sent: {request.url}"))
     assert main(["push", str(finished), "--repo_id", "me/a--b"]) == 2
     line = _error_line(capsys.readouterr().err)
-    assert "--repo_id 'me/a--b'" in line and "HFValidationError" in line
+    assert "--repo_id 'me/a--b'" in line and "NAME or USER/NAME" in line  # the option schema knows the Hub's rule
 
 
 def test_an_unexpected_hub_error_is_not_converted(hub, finished, monkeypatch):

@@ -254,11 +254,13 @@ def test_recipe_transfer_file_is_distilled_and_its_labels_are_never_used(teacher
                              "--output_dir", str(tmp_path / "y")])
 
 
-def test_distill_config_file_parses():
+def test_distill_config_file_parses(tmp_path, monkeypatch):
     from hf_transfer.config import parse_config
 
     config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "distill_sms_spam.yaml"
     classes = [distill_recipe.DistillArguments, distill_recipe.DataArguments, distill_recipe.RunArguments, distill_recipe.TrainingArguments]
+    (tmp_path / "outputs" / "text_full").mkdir(parents=True)  # the teacher the config names must be a folder
+    monkeypatch.chdir(tmp_path)
     by_class, source = parse_config([str(config), "--alpha", "0.9"], classes, "distill")
     args = by_class[distill_recipe.DistillArguments]
     assert (args.num_student_layers, args.temperature, args.alpha, args.teacher) == (2, 2.0, 0.9, "outputs/text_full")

@@ -2,43 +2,61 @@
 
     hf-transfer push OUTPUT_DIR --repo_id NAME [--private] [--revision BRANCH] [--merged] [--dry_run DIR]
 
-The token comes from ``HF_TOKEN`` or ``hf auth login``; the command takes no token option, so one never
-lands in shell history.
+``OUTPUT_DIR`` may also be given as ``--output_dir``. The options are ``PushArguments``, parsed and
+checked by the suite's one parser (``hf_transfer.config.parse_config``). The token comes from
+``HF_TOKEN`` or ``hf auth login``; the command takes no token option, so one never lands in shell history.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from hf_transfer import hub
+from hf_transfer.config import parse_config
 from hf_transfer.errors import UserInputError
+from hf_transfer.options import REPO_ID, option
+
+PROG = "hf-transfer push"
+DESCRIPTION = (
+    "Upload a finished output folder (model or adapter + head, card, metrics, config) to the Hub. "
+    "Usage: hf-transfer push OUTPUT_DIR --repo_id NAME [--key value ...]. "
+    "The token is read from HF_TOKEN or 'hf auth login', never from the command line."
+)
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hf-transfer push",
-        description="Upload a finished output folder (model or adapter + head, card, metrics, config) to the Hub. "
-        "The token is read from HF_TOKEN or 'hf auth login', never from the command line.",
-    )
-    parser.add_argument("output_dir", help="the output_dir of a finished 'hf-transfer train' run")
-    parser.add_argument("--repo_id", required=True, help="NAME or USER/NAME of the model repository")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--revision", help="branch to upload to (created when missing)")
-    parser.add_argument("--merged", action="store_true", help="PEFT runs: upload merged weights instead of adapter + head")
-    parser.add_argument("--commit_message", help="message of the upload commit")
-    parser.add_argument("--dry_run", metavar="DIR", help="write the folder that would be uploaded to DIR; no network")
+@dataclass
+class PushArguments:
+    output_dir: str = option(
+        help="The output_dir of a finished run (or give it first, without --output_dir).", path="dir",
+        text="a finished output folder",
+        fix="pass the output_dir of a run that completed (an '.incomplete' folder is an unfinished run: re-run it to finish)")
+    repo_id: str = option(help="NAME or USER/NAME of the model repository.", pattern=REPO_ID,
+                          text="a repository name (NAME or USER/NAME)", fix="use NAME or USER/NAME, e.g. --repo_id me/my-model")
+    private: bool = option(False, "Create the repository as private.")
+    revision: str | None = option(None, "Branch to upload to (created when missing).")
+    merged: bool = option(False, "PEFT runs: upload merged weights instead of adapter + head.")
+    commit_message: str | None = option(None, "Message of the upload commit.")
+    dry_run: str | None = option(None, "Write the folder that would be uploaded to this new or empty folder; no network.",
+                                 path="output")
 
-    def error(message: str):
-        raise UserInputError(f"Invalid option: {message}.", "'hf-transfer push --help' lists the options.")
 
-    parser.error = error
-    return parser
+OPTIONS = [PushArguments]
+
+
+def parse(argv: list[str]) -> PushArguments:
+    """``OUTPUT_DIR --repo_id NAME ...`` (or ``--output_dir OUTPUT_DIR``) -> checked ``PushArguments``."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-"):
+        argv = ["--output_dir", argv[0], *argv[1:]]
+    by_class, _ = parse_config(argv, OPTIONS, PROG, DESCRIPTION)
+    return by_class[PushArguments]
 
 
 def main(argv: list[str] | None = None) -> str:
     """``hf-transfer push``: prints the commit URL (or the dry-run folder)."""
-    args = parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     if args.dry_run:
         if Path(args.dry_run).exists() and any(Path(args.dry_run).iterdir()):
             raise UserInputError(f"--dry_run folder '{args.dry_run}' is not empty.", "give a new or empty folder.")
@@ -46,6 +64,6 @@ def main(argv: list[str] | None = None) -> str:
         print(f"Would upload {sorted(p.name for p in folder.iterdir())} to {args.repo_id}.")
         return str(folder)
     url = hub.push(args.output_dir, args.repo_id, private=args.private, revision=args.revision, merged=args.merged,
-               commit_message=args.commit_message)
+                   commit_message=args.commit_message)
     print(f"Uploaded to {url}")
     return url

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_transfer.errors import UserInputError
+from hf_transfer.options import check_instance, option
 
 
 def _rng(seed: int | None) -> random.Random:
@@ -28,25 +29,17 @@ def _rng(seed: int | None) -> random.Random:
     return random.Random(int(torch.randint(2**31 - 1, ()).item()) if seed is None else seed)
 
 
-def _check_probability(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise UserInputError(f"{name} is {value}, but must be in [0, 1).", f"set {name} to e.g. 0.1 (0 turns it off).")
-
-
 @dataclass
 class TextAugmentation:
     """Random edits of a token-id sequence; all off (= SimCSE dropout-only views) by default."""
 
-    token_dropout: float = 0.0  # drop each token with this probability
-    span_dropout: float = 0.0  # delete one contiguous span of up to this fraction of the tokens
-    shuffle_window: int = 0  # shuffle tokens within consecutive windows of this many tokens (< 2: off)
-    mask_prob: float = 0.0  # replace each token by the mask token with this probability
+    token_dropout: float = option(0.0, "Drop each token with this probability.", minimum=0, below=1)
+    span_dropout: float = option(0.0, "Delete one contiguous span of up to this fraction of the tokens.", minimum=0, below=1)
+    shuffle_window: int = option(0, "Shuffle tokens within consecutive windows of this many tokens (< 2: off).", minimum=0)
+    mask_prob: float = option(0.0, "Replace each token by the mask token with this probability.", minimum=0, below=1)
 
     def __post_init__(self):
-        for name in ("token_dropout", "span_dropout", "mask_prob"):
-            _check_probability(name, getattr(self, name))
-        if self.shuffle_window < 0:
-            raise UserInputError(f"shuffle_window is {self.shuffle_window}.", "use 0 (off) or a window of 2 or more tokens.")
+        check_instance(self)
 
     @property
     def is_identity(self) -> bool:
@@ -114,18 +107,14 @@ class TwoViewTextCollator:
 class ImageAugmentation:
     """SimCLR's image views: random resized crop, horizontal flip, colour jitter."""
 
-    crop_scale_min: float = 0.3  # the crop keeps this to 100% of the area (1 = no crop)
-    flip_prob: float = 0.5  # horizontal flip probability (0 for digits and text)
-    brightness: float = 0.4  # jitter factors drawn from [1 - x, 1 + x]
-    contrast: float = 0.4
-    saturation: float = 0.4
+    crop_scale_min: float = option(0.3, "The crop keeps this to 100% of the area (1 = no crop).", above=0, maximum=1)
+    flip_prob: float = option(0.5, "Horizontal flip probability (0 for digits and text).", minimum=0, below=1)
+    brightness: float = option(0.4, "Brightness factors drawn from [1 - x, 1 + x].", minimum=0, below=1)
+    contrast: float = option(0.4, "Contrast factors drawn from [1 - x, 1 + x].", minimum=0, below=1)
+    saturation: float = option(0.4, "Saturation factors drawn from [1 - x, 1 + x].", minimum=0, below=1)
 
     def __post_init__(self):
-        if not 0.0 < self.crop_scale_min <= 1.0:
-            raise UserInputError(f"crop_scale_min is {self.crop_scale_min}.", "use a value in (0, 1]; 1 turns cropping off.")
-        _check_probability("flip_prob", self.flip_prob)
-        for name in ("brightness", "contrast", "saturation"):
-            _check_probability(name, getattr(self, name))
+        check_instance(self)
 
     def __call__(self, image: torch.Tensor, rng: random.Random) -> torch.Tensor:
         """One augmented copy of a (C, H, W) image in [0, 1]."""

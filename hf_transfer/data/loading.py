@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -16,6 +16,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 from hf_transfer.data.files import check_text_file
 from hf_transfer.errors import UserInputError, closest
+from hf_transfer.options import option
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLIT_NAMES = ("train", "validation", "test")
@@ -34,33 +35,25 @@ def bundled_dataset(name: str) -> Path:
 
 @dataclass
 class DataArguments:
-    dataset: str | None = field(
-        default=None,
-        metadata={"help": "A folder holding train/validation/test .jsonl/.csv/.parquet files, a Hub dataset name, "
-            "or 'bundled:sms_spam' / 'bundled:banking77_10' (shipped with the package)."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    train_file: str | None = field(default=None, metadata={"help": "Training data (.jsonl, .json, .csv, .parquet)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation data; carved from train if absent."})
-    test_file: str | None = field(default=None, metadata={"help": "Test data, evaluated once after training."})
-    text_column: str = field(default="text", metadata={"help": "Column with the input text."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column (pairs)."})
-    image_column: str = field(default="image", metadata={"help": "Column with the input image."})
-    label_column: str = field(default="label", metadata={"help": "Column with the class label (int or string)."})
-    class_names: list[str] | None = field(
-        default=None, metadata={"help": "Class names in id order; default: from the data."}
-    )
-    validation_fraction: float = field(
-        default=0.1, metadata={"help": "Share of train carved out as validation when none is given."}
-    )
-    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation/test examples."})
-    validate_images: bool = field(
-        default=True,
-        metadata={"help": "Decode every image once before training, so a corrupt one is named by row instead of stopping "
-                  "the run later (about 0.4 ms per small image; turn off for very large image sets)."},
-    )
+    dataset: str | None = option(
+        None, "A folder holding train/validation/test .jsonl/.csv/.parquet files, a Hub dataset name, "
+        "or 'bundled:sms_spam' / 'bundled:banking77_10' (shipped with the package).")
+    dataset_config: str | None = option(None, "Hub dataset configuration name.")
+    train_file: str | None = option(None, "Training data (.jsonl, .json, .csv, .parquet).", path="file")
+    validation_file: str | None = option(None, "Validation data; carved from train if absent.", path="file")
+    test_file: str | None = option(None, "Test data, evaluated once after training.", path="file")
+    text_column: str = option("text", "Column with the input text.")
+    text_pair_column: str | None = option(None, "Optional second text column (pairs).")
+    image_column: str = option("image", "Column with the input image.")
+    label_column: str = option("label", "Column with the class label (int or string).")
+    class_names: list[str] | None = option(None, "Class names in id order; default: from the data.")
+    validation_fraction: float = option(0.1, "Share of train carved out as validation when none is given.", above=0, below=1)
+    max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
+    max_train_samples: int | None = option(None, "Use only the first N training examples.", minimum=1)
+    max_eval_samples: int | None = option(None, "Use only the first N validation/test examples.", minimum=1)
+    validate_images: bool = option(
+        True, "Decode every image once before training, so a corrupt one is named by row instead of stopping "
+        "the run later (about 0.4 ms per small image; turn off for very large image sets).")
 
 
 def _builder_for(path: str) -> str:

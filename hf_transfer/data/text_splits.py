@@ -15,6 +15,7 @@ import numpy as np
 from hf_transfer.data.files import read_jsonl
 from hf_transfer.data.loading import DataArguments, load_splits
 from hf_transfer.errors import UserInputError
+from hf_transfer.parsing import parse_mapping
 
 
 @dataclass
@@ -60,7 +61,7 @@ def load_source(spec: dict, max_test: int | None = None) -> TextSplits:
     unknown = set(spec) - known
     if unknown:
         raise UserInputError(f"Unknown key(s) {sorted(unknown)} in a few-shot source.", f"use data keys such as: {', '.join(sorted(known))}.")
-    args = DataArguments(**spec)
+    args = parse_mapping(DataArguments, spec, "a few-shot source")  # the same parser and checks as the command line
     splits, id2label = load_splits(args, "text")
     test_name = "test" if "test" in splits else "validation"
     test = splits[test_name]

@@ -4,18 +4,19 @@ penalty = alpha * ||w - w0||^2 over backbone parameters (w0: the pretrained star
         + beta * ||w_head||^2 over the new head's weights.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from hf_transfer.options import option
 from hf_transfer.strategies.base import Strategy, register
 
 
 @dataclass
 class L2spArguments:
-    l2sp_alpha: float = field(default=0.01, metadata={"help": "l2sp: weight of ||w - w0||^2 on the backbone."})
-    l2sp_beta: float = field(default=0.01, metadata={"help": "l2sp: weight of ||w||^2 on the new head."})
+    l2sp_alpha: float = option(0.01, "l2sp: weight of ||w - w0||^2 on the backbone.", minimum=0)
+    l2sp_beta: float = option(0.01, "l2sp: weight of ||w||^2 on the new head.", minimum=0)
 
 
 @register("l2sp", L2spArguments)

@@ -1,18 +1,17 @@
 """Layer-wise learning-rate decay: lower layers move less (ULMFiT / BEiT style discriminative rates)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
 from hf_transfer.backbones import encoder_layers
+from hf_transfer.options import option
 from hf_transfer.strategies.base import Strategy, register
 
 
 @dataclass
 class LlrdArguments:
-    llrd_decay: float = field(
-        default=0.8, metadata={"help": "llrd: learning-rate factor per layer going down (head lr x decay^depth)."}
-    )
+    llrd_decay: float = option(0.8, "llrd: learning-rate factor per layer going down (head lr x decay^depth).", above=0, maximum=1)
 
 
 @register("llrd", LlrdArguments)

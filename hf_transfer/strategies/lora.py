@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -14,30 +14,23 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
 from hf_transfer.errors import UserInputError, closest, user_errors
+from hf_transfer.options import option
 from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, MODEL_CONFIG_FILE
 from hf_transfer.strategies.base import Strategy, register
 
 
 @dataclass
 class LoraArguments:
-    lora_r: int = field(default=8, metadata={"help": "lora: rank of the low-rank update."})
-    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling numerator (update x alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "lora: dropout on the adapter input."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "lora: module names to adapt (default: PEFT's choice for the backbone type)."}
-    )
-    peft_config: str | None = field(
-        default=None,
-        metadata={"help": "lora: any PEFT config as a JSON string or a .json/.yaml file (overrides the lora_* keys)."},
-    )
-    lora_save: str = field(
-        default="both",
-        metadata={
-            "help": "lora: 'merged' (full model, adapters folded in), 'adapter' (adapter + head only) or 'both' "
-            "(merged model, adapter in the 'adapter/' subfolder).",
-            "choices": ["merged", "adapter", "both"],
-        },
-    )
+    lora_r: int = option(8, "lora: rank of the low-rank update.", minimum=1)
+    lora_alpha: int = option(16, "lora: scaling numerator (update x alpha / r).", minimum=1)
+    lora_dropout: float = option(0.1, "lora: dropout on the adapter input.", minimum=0, below=1)
+    lora_target_modules: list[str] | None = option(
+        None, "lora: module names to adapt (default: PEFT's choice for the backbone type).")
+    peft_config: str | None = option(
+        None, "lora: any PEFT config as a JSON string or a .json/.yaml file (overrides the lora_* keys).")
+    lora_save: str = option(
+        "both", "lora: 'merged' (full model, adapters folded in), 'adapter' (adapter + head only) or 'both' "
+        "(merged model, adapter in the 'adapter/' subfolder).", choices=["merged", "adapter", "both"])
 
 
 def _peft_config_from(value: str | dict) -> PeftConfig:

@@ -1,17 +1,18 @@
 """Partial unfreezing: train the top N transformer layers and the head, freeze the rest."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
 from hf_transfer.backbones import encoder_layers
 from hf_transfer.errors import UserInputError
+from hf_transfer.options import option
 from hf_transfer.strategies.base import Strategy, freeze, register
 
 
 @dataclass
 class PartialArguments:
-    unfreeze_layers: int = field(default=2, metadata={"help": "partial: how many top transformer layers to train."})
+    unfreeze_layers: int = option(2, "partial: how many top transformer layers to train.", minimum=0)
 
 
 @register("partial", PartialArguments)

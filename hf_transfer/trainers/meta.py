@@ -10,7 +10,7 @@ LoRA only the adapters and the head are fast weights; with ``partial`` only the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from transformers import EvalPrediction, Trainer
 from hf_transfer.errors import UserInputError
 from hf_transfer.models.common import input_to
 from hf_transfer.objectives import meta as objectives
+from hf_transfer.options import check_instance, option
 from hf_transfer.padding import PaddingSkipper
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.hooks import TrainerHooks
@@ -30,44 +31,25 @@ HEAD = "classifier"
 
 @dataclass
 class MetaArguments:
-    meta_method: str = field(
-        default="maml", metadata={"help": "Meta-learning algorithm.", "choices": list(objectives.META_METHODS)}
-    )
-    n_way: int = field(default=5, metadata={"help": "Classes per episode (the head's outputs)."})
-    k_shot: int = field(default=1, metadata={"help": "Support examples per class in meta-training episodes."})
-    n_query: int = field(default=5, metadata={"help": "Query examples per class in every episode."})
-    inner_steps: int = field(default=1, metadata={"help": "Inner-loop gradient steps on the support set while meta-training."})
-    inner_lr: float = field(default=0.01, metadata={"help": "Inner-loop (fast weight) learning rate."})
-    eval_inner_steps: int | None = field(default=None, metadata={"help": "Inner steps at evaluation (default: inner_steps)."})
-    eval_inner_lr: float | None = field(default=None, metadata={"help": "Inner learning rate at evaluation (default: inner_lr)."})
-    skip_padding: bool = field(
-        default=True,
-        metadata={
-            "help": "Linear layers compute real tokens only (hf_transfer.padding): the same losses and gradients, "
-            "less compute on padding. Checked once on the first episode; turned off with a warning if the "
-            "model's outputs change (a model that mixes positions other than by masked attention); off under "
-            "gradient checkpointing."
-        },
-    )
-    head_init: str = field(
-        default="zero",
-        metadata={
-            "help": "'zero': every episode's head starts at zero (frozen, not meta-learned; labels are permuted "
-            "per episode anyway); 'learned': the head's initialisation is meta-learned too.",
-            "choices": ["zero", "learned"],
-        },
-    )
+    meta_method: str = option("maml", "Meta-learning algorithm.", choices=list(objectives.META_METHODS))
+    n_way: int = option(5, "Classes per episode (the head's outputs).", minimum=2)
+    k_shot: int = option(1, "Support examples per class in meta-training episodes.", minimum=1)
+    n_query: int = option(5, "Query examples per class in every episode.", minimum=1)
+    inner_steps: int = option(1, "Inner-loop gradient steps on the support set while meta-training.", minimum=1)
+    inner_lr: float = option(0.01, "Inner-loop (fast weight) learning rate.", above=0)
+    eval_inner_steps: int | None = option(None, "Inner steps at evaluation (default: inner_steps; 0: no adaptation).", minimum=0)
+    eval_inner_lr: float | None = option(None, "Inner learning rate at evaluation (default: inner_lr).", above=0)
+    skip_padding: bool = option(
+        True, "Linear layers compute real tokens only (hf_transfer.padding): the same losses and gradients, "
+        "less compute on padding. Checked once on the first episode; turned off with a warning if the "
+        "model's outputs change (a model that mixes positions other than by masked attention); off under "
+        "gradient checkpointing.")
+    head_init: str = option(
+        "zero", "'zero': every episode's head starts at zero (frozen, not meta-learned; labels are permuted "
+        "per episode anyway); 'learned': the head's initialisation is meta-learned too.", choices=["zero", "learned"])
 
     def __post_init__(self):
-        if self.meta_method not in objectives.META_METHODS:
-            raise UserInputError(
-                f"Unknown meta_method '{self.meta_method}'.", f"use one of: {', '.join(objectives.META_METHODS)}."
-            )
-        for name in ("n_way", "k_shot", "n_query"):
-            if getattr(self, name) < 1:
-                raise UserInputError(f"{name} must be at least 1 (got {getattr(self, name)}).", f"set --{name} 1 or more.")
-        if self.n_way < 2:
-            raise UserInputError(f"n_way must be at least 2 (got {self.n_way}).", "set --n_way 2 or more.")
+        check_instance(self)  # the same domains as on the command line, for instances built in Python
 
 
 def episode_metrics(prediction: EvalPrediction, per_episode: int) -> dict[str, float]:
