@@ -9,6 +9,7 @@ with a ``RowSource`` and hands each column to ``check_texts`` / ``check_labels``
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -151,14 +152,20 @@ def check_label_column(dataset: Dataset, source: RowSource, column: str) -> None
         return
     if not (isinstance(feature, (datasets.Value, datasets.Json))):
         raise label_error(source.at(0), column, f"holds {_kind(feature)} values, not class ids or names")
-    if _kind(feature).startswith("float"):  # pandas reads an int column with an empty cell as floats: name the empty cell
+    if _kind(feature).startswith("float"):  # pandas reads an int column with an empty cell as floats: name that cell
         for start, values in _batches(dataset, column):
-            empty = next((i for i, v in enumerate(values) if v is None or v != v), None)
-            if empty is not None:
-                raise label_error(source.at(start + empty), column, "is empty")
+            bad = next((i for i, v in enumerate(values) if v is None or not float(v).is_integer()), None)
+            if bad is not None:
+                value = values[bad]
+                raise label_error(source.at(start + bad), column, "is empty" if value is None or value != value else f"holds the float {value!r}")
     first = None
     for start, values in _batches(dataset, column):
         first = check_labels(values, source, column, start, first)
+
+
+def _reason(error: BaseException) -> str:
+    """The error's message without the in-memory file object PIL names (``<_io.BytesIO object at 0x...>``)."""
+    return re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(error))[:120]
 
 
 def check_images(source: RowSource, dataset: Dataset, column: str, decode: bool = True) -> None:
@@ -191,7 +198,7 @@ def check_images(source: RowSource, dataset: Dataset, column: str, decode: bool 
             # what PIL raises for a broken, truncated, missing or oversized file (and ValueError above for none)
             except (OSError, ValueError, SyntaxError, struct.error, PILImage.DecompressionBombError) as error:
                 raise UserInputError(
-                    f"Image in {where} cannot be read ({type(error).__name__}: {str(error)[:120]}).", "replace or remove that image.",
+                    f"Image in {where} cannot be read ({type(error).__name__}: {_reason(error)}).", "replace or remove that image.",
                 ) from None
             if mode in WIDE_MODES:
                 raise UserInputError(
