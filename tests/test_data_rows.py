@@ -134,6 +134,13 @@ def test_csv_label_column_of_numbers_names_the_first_fraction_or_empty_cell(tmp_
         lambda: load_splits(DataArguments(train_file=str(train)), "text"))
 
 
+def test_csv_texts_that_pandas_would_read_as_missing_stay_texts(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\nNA,0\nnull,1\nNone,0\nn/a,1\nNaN,0\n#N/A,1\n", encoding="utf-8")
+    splits, _ = load_splits(DataArguments(train_file=str(train), validation_file=str(train)), "text")
+    assert list(splits["train"]["text"]) == ["NA", "null", "None", "n/a", "NaN", "#N/A"]
+
+
 def test_csv_text_column_of_numbers_is_not_text(tmp_path):
     train = tmp_path / "train.csv"
     train.write_text("text,label\n1,0\n2,1\n3,1\n")
@@ -213,7 +220,7 @@ def test_carved_validation_that_takes_a_whole_class_is_refused(tmp_path):
 
 def test_class_id_far_above_the_classes_present_is_refused(tmp_path):
     train = _jsonl(tmp_path / "train.jsonl", [{"text": "a", "label": 0}, {"text": "b", "label": 1}, {"text": "c", "label": 10**9}])
-    assert "class id 1000000000" in _error(lambda: load_splits(DataArguments(train_file=str(train)), "text"))
+    assert "line 3: column 'label' holds the class id 1000000000" in _error(lambda: load_splits(DataArguments(train_file=str(train)), "text"))
 
 
 # ---- the few-shot readers and the unlabelled (transfer) file

@@ -110,7 +110,9 @@ def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[Da
     builder = builders.pop()
     loaded = {}
     for split, path in files.items():  # one split at a time: a split whose columns differ from train's gets the column check
-        options = {"delimiter": "\t"} if Path(path).suffix.lower() == ".tsv" else {}
+        suffix = Path(path).suffix.lower()
+        # csv: only an empty cell is missing (pandas would also read texts such as "NA" or "null" as missing)
+        options = {"keep_default_na": False, "na_values": [""], **({"delimiter": "\t"} if suffix == ".tsv" else {})} if builder == "csv" else {}
         try:
             loaded[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, **options)
         # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors; datasets wraps others in DatasetGenerationError
@@ -180,7 +182,7 @@ def load_texts(path: str, columns: list[str], option: str) -> Dataset:
     return dataset.select_columns(columns)
 
 
-def _class_names(splits: DatasetDict, args: DataArguments) -> list[str]:
+def _class_names(splits: DatasetDict, args: DataArguments, train: RowSource) -> list[str]:
     """Class names in id order: declared, from a ``ClassLabel``, sorted strings, or ids named by ``<label>_text``.
 
     The rows were checked already: every label is a class id or name, of one kind per split.
@@ -193,7 +195,7 @@ def _class_names(splits: DatasetDict, args: DataArguments) -> list[str]:
     values = list(splits["train"][args.label_column])
     if isinstance(values[0], str):
         return sorted(set(values))
-    check_class_ids(values, "The train split", args.label_column)
+    check_class_ids(values, train, args.label_column)
     text_column = f"{args.label_column}_text"
     names = {v: str(v) for v in range(max(values) + 1)}
     if text_column in splits["train"].column_names:
@@ -278,7 +280,7 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
             check_images(sources[split], dataset, args.image_column, decode=args.validate_images)
     train_labels = set(splits["train"][args.label_column])
     check_classes(train_labels, "The train split", "add examples of a second class (a classifier needs two or more).")
-    names = _class_names(splits, args)
+    names = _class_names(splits, args, sources["train"])
     for split in splits:
         if split != "train" and not args.class_names:
             unseen = set(splits[split][args.label_column]) - train_labels

@@ -278,11 +278,10 @@ def mixed_kinds(records: Sequence[dict], source: RowSource) -> UserInputError | 
     return None
 
 
-def check_class_ids(ids: Sequence[int], what: str, column: str) -> None:
+def check_class_ids(ids: Sequence[int], source: RowSource, column: str) -> None:
     """Integer labels are class ids 0..N-1: one far above the number of classes present is a mistake (and an N-wide head)."""
-    top, present = max(ids), len(set(ids))
-    if top >= max(1000, 10 * present):
-        raise UserInputError(
-            f"{what} has the class id {top} in column '{column}' but only {present} distinct classes.",
-            "number the classes 0..N-1 (or use class-name strings).",
-        )
+    top = max(range(len(ids)), key=ids.__getitem__)
+    present = len(set(ids))
+    if ids[top] >= max(1000, 10 * present):
+        raise label_error(source.at(top), column, f"holds the class id {ids[top]}, but the split has only {present} distinct classes "
+                          "(ids are 0..N-1)")
