@@ -72,7 +72,7 @@ def bad_labels(kind: str):
     other = CLASSES["str" if kind == "int" else "int"]
     return st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2),
                      st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.sampled_from(other),
-                     st.integers(max_value=-1), st.just(""), st.just(MISSING))
+                     st.integers(max_value=-1), st.integers(min_value=10**6), st.just(""), st.just(MISSING))
 
 
 def good_label(kind: str):

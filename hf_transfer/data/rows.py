@@ -25,6 +25,7 @@ MIN_IMAGE_SIDE = 4
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's convert("L"/"RGB") clips them to 0..255
 STRING_TYPES = {"string", "large_string"}
 BATCH = 10_000
+MAX_CLASS_ID = 2**31
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def label_problem(value: object) -> str | None:
         return f"holds {describe(value)}, not a class id or name"
     if isinstance(value, int) and value < 0:
         return f"holds the negative class id {value}"
+    if isinstance(value, int) and value >= MAX_CLASS_ID:  # before datasets turns a column of such ints into floats
+        return f"holds the class id {value}, far above any number of classes"
     if isinstance(value, str) and not value.strip():
         return "is an empty class name"
     return None

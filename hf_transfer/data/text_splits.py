@@ -14,7 +14,7 @@ import numpy as np
 
 from hf_transfer.data.files import read_numbered_jsonl
 from hf_transfer.data.loading import DataArguments, load_splits
-from hf_transfer.data.rows import Columns, check_classes, check_records
+from hf_transfer.data.rows import Columns, check_class_ids, check_classes, check_records
 from hf_transfer.errors import UserInputError
 from hf_transfer.parsing import parse_mapping
 
@@ -40,7 +40,10 @@ def read_labelled_jsonl(path: str | Path, split: str | None = None, text_column:
     if not rows:
         raise UserInputError(f"{split or 'Data'} file '{path}' holds no examples.", "add labelled examples.")
     check_records(rows, source, Columns(((text_column, "text_column"),), label_column))
-    return [row[text_column] for row in rows], [row[label_column] for row in rows]
+    labels = [row[label_column] for row in rows]
+    if isinstance(labels[0], int):  # one kind per file (checked): ids
+        check_class_ids(labels, source, label_column)
+    return [row[text_column] for row in rows], labels
 
 
 def load_text_dataset(folder: Path, text_column: str = "text", label_column: str = "label", max_test: int | None = None) -> TextSplits:
