@@ -44,7 +44,7 @@ class RowSource:
 
 
 def describe(value: object) -> str:
-    """A short description of a JSON-like value: 'the number 5', 'a list', 'true (a bool)'."""
+    """A short description of a JSON-like value: 'the integer 5', 'a list', 'true (a bool)'."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -128,9 +128,10 @@ def _kind(feature) -> str:
 
 
 def _batches(dataset: Dataset, column: str) -> Iterable[tuple[int, list]]:
-    """(start index, values) of ``column`` in batches, so a large split is never one Python list."""
-    for start in range(0, len(dataset), BATCH):
-        yield start, dataset[start : start + BATCH][column]
+    """(start index, values) of ``column`` in batches, so a large split is never one Python list (other columns unread)."""
+    part = dataset.select_columns([column])
+    for start in range(0, len(part), BATCH):
+        yield start, part[start : start + BATCH][column]
 
 
 def check_text_column(dataset: Dataset, source: RowSource, column: str, option: str = "text_column") -> None:
@@ -148,7 +149,7 @@ def check_label_column(dataset: Dataset, source: RowSource, column: str) -> None
     """A loaded split's label column holds class ids or names of one kind in every row (named by ``source``)."""
     feature = dataset.features[column]
     if isinstance(feature, datasets.ClassLabel):
-        values = dataset[column]
+        values = list(dataset.select_columns([column])[column])
         missing = next((i for i, v in enumerate(values) if v is None or v < 0), None)
         if missing is not None:
             raise label_error(source.at(missing), column, f"holds {values[missing]!r}, the value datasets uses for 'no label'")
