@@ -141,6 +141,13 @@ def test_csv_texts_that_pandas_would_read_as_missing_stay_texts(tmp_path):
     assert list(splits["train"]["text"]) == ["NA", "null", "None", "n/a", "NaN", "#N/A"]
 
 
+def test_tsv_is_split_on_tabs(tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"{r['text']}, with a comma\t{r['label']}\n" for r in GOOD))
+    splits, id2label = load_splits(DataArguments(train_file=str(train), validation_file=str(train)), "text")
+    assert id2label == {0: "cat", 1: "dog"} and list(splits["train"]["text"])[0] == "cat number 0, with a comma"
+
+
 def test_csv_text_column_of_numbers_is_not_text(tmp_path):
     train = tmp_path / "train.csv"
     train.write_text("text,label\n1,0\n2,1\n3,1\n")

@@ -309,7 +309,7 @@ def _carve_validation(splits: DatasetDict, fraction: float, seed: int, names: li
     if not 0 < fraction < 1 or int(len(train) * fraction) < 1:
         raise UserInputError(
             f"Cannot carve a validation split of {fraction:.0%} from {len(train)} training examples.",
-            "give a validation_file, or a validation_fraction that leaves at least one example.",
+            "give a validation_file, or a validation_fraction (or --max_train_samples) that holds out at least one example.",
         )
     try:
         parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="labels")
