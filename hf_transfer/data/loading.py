@@ -18,7 +18,7 @@ from datasets.exceptions import DatasetsError
 
 from hf_transfer.data.files import check_text_file
 from hf_transfer.data.rows import (
-    Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, mixed_kinds,
+    Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
 )
 from hf_transfer.errors import UserInputError, closest
 from hf_transfer.options import option
@@ -110,6 +110,11 @@ def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[Da
     builder = builders.pop()
     loaded = {}
     for split, path in files.items():  # one split at a time: a split whose columns differ from train's gets the column check
+        if split in records:  # JSON, parsed and checked already: no second parse (pyarrow's JSON reader can crash the process)
+            if not records[split]:
+                raise UserInputError(f"The {split} split is empty: {split} file '{path}' has no rows.", "add labelled examples to it.")
+            loaded[split] = dataset_from_records(records[split], sources[split])
+            continue
         suffix = Path(path).suffix.lower()
         # csv: only an empty cell is missing (pandas would also read texts such as "NA" or "null" as missing)
         options = {"keep_default_na": False, "na_values": [""], **({"delimiter": "\t"} if suffix == ".tsv" else {})} if builder == "csv" else {}
@@ -119,9 +124,6 @@ def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[Da
         except (ValueError, OSError, DatasetsError) as error:
             if re.search(r'Instruction "(\w+)" corresponds to no data', str(error)):  # a header-only CSV, a blank JSONL, a zero-row parquet
                 raise UserInputError(f"The {split} split is empty: {split} file '{path}' has no rows.", "add labelled examples to it.") from error
-            mixed = mixed_kinds(records[split], sources[split]) if split in records else None
-            if mixed is not None:
-                raise mixed from error
             cause = error.__cause__ or error
             reason = str(cause).splitlines()[0][:300] if str(cause).strip() else "no details"
             raise UserInputError(

@@ -2,8 +2,9 @@
 
 A bad value is named where the user can find it: the file and line (JSON lines) or row (csv,
 parquet, a Hub split, counting from 1), and the column. A loader describes where its rows come from
-with a ``RowSource`` and hands each column to ``check_texts`` / ``check_labels`` / ``check_images``;
-``check_classes`` refuses a label set that cannot train a classifier.
+with a ``RowSource`` and hands each column to ``check_texts`` / ``check_labels`` / ``check_images``
+(parsed JSON objects: ``check_records``, then ``dataset_from_records``); ``check_classes`` and
+``check_class_ids`` refuse a label set that cannot train a classifier.
 """
 
 from __future__ import annotations
@@ -251,35 +252,41 @@ def check_records(records: Sequence[dict], source: RowSource, columns: Columns) 
         check_labels((record[columns.label] for record in records), source, columns.label)
 
 
-def _json_kind(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+def dataset_from_records(records: Sequence[dict], source: RowSource) -> Dataset:
+    """A ``Dataset`` of parsed JSON objects (columns: every key of any record, None where a record lacks it).
 
-
-def mixed_kinds(records: Sequence[dict], source: RowSource) -> UserInputError | None:
-    """The first record whose value in some column is of another JSON kind than that column's first value (None if none).
-
-    ``datasets`` needs one type per column and otherwise fails without naming the line.
+    A column whose values do not fit one Arrow type (a string after numbers, a bool among ints, an
+    integer beyond 64 bits) is named with the first row that does not fit.
     """
-    first: dict[str, tuple[int, str]] = {}
-    for index, record in enumerate(records):
-        for column, value in record.items():
-            kind = _json_kind(value)
-            if kind is None:
-                continue
-            seen = first.setdefault(column, (index, kind))
-            if seen[1] != kind:
-                return UserInputError(
-                    f"{source.at(index)}: column '{column}' holds a {kind} but "
-                    f"{source.at(seen[0]).removeprefix(source.name + ' ')} a {seen[1]}; a column needs one type.",
-                    f"give column '{column}' values of one type in every row (or remove the column).",
-                )
-    return None
+    import pyarrow as pa
+
+    keys = list(dict.fromkeys(key for record in records for key in record))
+    columns = {key: [record.get(key) for record in records] for key in keys}
+    try:
+        return Dataset.from_dict(columns)
+    except (pa.ArrowException, OverflowError) as error:
+        for key, values in columns.items():
+            if not _fits(values):
+                low, high = 0, len(values) - 1  # the shortest prefix that does not fit ends at the offending row
+                while low < high:
+                    middle = (low + high) // 2
+                    low, high = (low, middle) if not _fits(values[: middle + 1]) else (middle + 1, high)
+                raise UserInputError(
+                    f"{source.at(low)}: column '{key}' holds {describe(values[low])}, which does not fit the type of that column in the rows "
+                    f"before it.", f"give column '{key}' values of one type in every row (or remove the column).",
+                ) from error
+        raise UserInputError(f"{source.name} cannot be turned into a table ({type(error).__name__}: {str(error)[:200]}).",
+                             "give every column values of one type.") from error
+
+
+def _fits(values: list) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.array(values)
+    except (pa.ArrowException, OverflowError):
+        return False
+    return True
 
 
 def check_class_ids(ids: Sequence[int], source: RowSource, column: str) -> None:
