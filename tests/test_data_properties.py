@@ -164,7 +164,7 @@ def _assert_valid(texts: list, labels: list, num_classes: int) -> None:
 
 # ---- the properties
 
-@settings(max_examples=examples(150), **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(jsonl_files())
 def test_read_labelled_jsonl_reads_good_files_and_names_the_bad_line(generated):
     data, kind, verdicts = generated
@@ -183,7 +183,7 @@ def test_read_labelled_jsonl_reads_good_files_and_names_the_bad_line(generated):
     assert set(labels) <= set(CLASSES[kind])
 
 
-@settings(max_examples=examples(80), **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(jsonl_files())
 def test_load_text_dataset_gives_valid_splits_or_names_the_bad_line(generated):
     data, kind, verdicts = generated
@@ -207,7 +207,7 @@ def _validation(folder: Path, kind: str) -> Path:
     return path
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(jsonl_files(extra_column=True))
 def test_load_splits_on_json_lines_gives_valid_splits_or_names_the_bad_line(generated):
     data, kind, verdicts = generated
@@ -267,7 +267,7 @@ def csv_files(draw):
     return buffer.getvalue(), kind, bad
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=examples(80), **SETTINGS)
 @given(csv_files())
 def test_load_splits_on_csv_gives_valid_splits_or_names_a_bad_row(generated):
     content, kind, bad = generated
@@ -309,7 +309,7 @@ def pair_files(draw):
     return "".join(json.dumps(row) + "\n" for row in lines), bad, lines
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=examples(100), **SETTINGS)
 @given(pair_files())
 def test_pair_loader_gives_texts_or_names_the_bad_line(generated):
     content, bad, rows = generated
@@ -332,7 +332,7 @@ def test_pair_loader_gives_texts_or_names_the_bad_line(generated):
     assert all(isinstance(t, str) and t.strip() for column in ("text", "pair") for t in loaded[column])
 
 
-@settings(max_examples=examples(25), **SETTINGS)
+@settings(max_examples=examples(40), **SETTINGS)
 @given(jsonl_files())
 def test_fewshot_command_refuses_bad_rows_with_one_error_line_before_the_model_loads(generated):
     data, kind, verdicts = generated
