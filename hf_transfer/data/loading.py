@@ -20,7 +20,7 @@ from hf_transfer.data.files import check_text_file
 from hf_transfer.data.rows import (
     Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
 )
-from hf_transfer.errors import UserInputError, closest
+from hf_transfer.errors import UserInputError, closest, library_message, user_errors
 from hf_transfer.options import option
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -124,25 +124,18 @@ def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[Da
         except (ValueError, OSError, DatasetsError) as error:
             if re.search(r'Instruction "(\w+)" corresponds to no data', str(error)):  # a header-only CSV, a blank JSONL, a zero-row parquet
                 raise UserInputError(f"The {split} split is empty: {split} file '{path}' has no rows.", "add labelled examples to it.") from error
-            cause = error.__cause__ or error
-            reason = str(cause).splitlines()[0][:300] if str(cause).strip() else "no details"
-            raise UserInputError(
-                f"Could not read {split} file '{path}' ({type(cause).__name__}: {reason}).",
+            raise UserInputError(  # datasets' own wrapper says less than what it wraps (pandas' ParserError, ...)
+                f"Could not read {split} file '{path}' ({library_message(error.__cause__ or error, 300)}).",
                 "check that every line/row is valid for its format.",
             ) from error
     return DatasetDict(loaded), sources, checked
 
 
 def _load_hub(name: str, config: str | None) -> tuple[DatasetDict, dict[str, RowSource], set[str]]:
-    try:
-        loaded = datasets.load_dataset(name, config)
     # offline/not found: OSError (DatasetNotFoundError, huggingface_hub's HTTP errors); a bad config name: ValueError
-    except (OSError, ValueError, DatasetsError) as error:
-        reason = str(error).splitlines()[0][:200] if str(error).strip() else "no details"
-        raise UserInputError(
-            f"Could not load dataset '{name}' ({type(error).__name__}: {reason}).",
-            "check the name, or pass local files with --train_file/--test_file (the Hub may be offline).",
-        ) from error
+    with user_errors((OSError, ValueError, DatasetsError), f"Could not load dataset '{name}'",
+                     "check the name, or pass local files with --train_file/--test_file (the Hub may be offline)."):
+        loaded = datasets.load_dataset(name, config)
     splits = DatasetDict({("validation" if split in ("valid", "dev") else split): ds for split, ds in loaded.items()})
     what = f"Hub dataset '{name}'" + (f" ({config})" if config else "")
     return splits, {split: RowSource(f"{what} {split} split") for split in splits}, set()
