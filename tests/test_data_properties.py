@@ -220,8 +220,12 @@ def test_load_splits_on_json_lines_gives_valid_splits_or_names_the_bad_line(gene
     except UserInputError as error:
         event("refused: " + _what(str(error)))
         message = str(error)
-        if _first(verdicts, BAD) is None:  # only the free-form extra column can be refused here, by line
-            assert str(path) in message and re.search(r" line \d+: column 'extra' holds ", message), message
+        extra = re.search(r" line (\d+): column 'extra' holds ", message)
+        if extra:  # the free-form extra column: a value that does not fit the type of the rows before it
+            assert str(path) in message
+            line = data.split(b"\n")[int(extra.group(1)) - 1]
+            assert json.loads(line).get("extra") is not None, (message, line)
+            assert _first(verdicts, ("raw",)) is None  # lines that are not objects are named first
         else:
             _assert_names_a_bad_line(message, path, verdicts)
         return
