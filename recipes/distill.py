@@ -26,7 +26,7 @@ from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config, recorded_values
-from hf_transfer.data import DataArguments, load_raw_splits, load_splits
+from hf_transfer.data import DataArguments, load_splits, load_texts
 from hf_transfer.data.preprocess import tokenize_splits
 from hf_transfer.errors import UserInputError
 from hf_transfer.metrics import classification_metrics, compute_metrics
@@ -74,13 +74,8 @@ def load_teacher(path: str | None):
 
 def load_transfer_set(path: str, data_args: DataArguments, tokenizer) -> Dataset:
     """The transfer file's text, tokenised like the training split, without labels."""
-    raw = load_raw_splits(DataArguments(train_file=path))["train"]
-    columns = [c for c in (data_args.text_column, data_args.text_pair_column) if c]
-    missing = [c for c in columns if c not in raw.column_names]
-    if missing:
-        raise UserInputError(f"transfer_file '{path}' has no column '{missing[0]}' (columns: {', '.join(raw.column_names)}).",
-                             "give it the same text column as the training data.")
-    return tokenize_splits(DatasetDict(train=raw.select_columns(columns)), tokenizer, data_args)["train"]
+    texts = load_texts(path, [c for c in (data_args.text_column, data_args.text_pair_column) if c], "transfer_file")
+    return tokenize_splits(DatasetDict(train=texts), tokenizer, data_args)["train"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

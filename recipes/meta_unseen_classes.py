@@ -100,11 +100,10 @@ def read_split(folder: Path, split: str) -> tuple[list[str], list[int]]:
     """Texts and integer class ids of ``folder/<split>.jsonl`` (the class ranges are those ids)."""
     path = folder / f"{split}.jsonl"
     texts, labels = read_labelled_jsonl(path, split, missing_fix="set --dataset to a folder with train.jsonl and test.jsonl.")
-    try:
-        return texts, [int(label) for label in labels]
-    except (TypeError, ValueError) as error:
-        raise UserInputError(f"{split} file '{path}' has a label that is not a class id ({error}).",
-                             "use integer labels: meta_train_classes / meta_test_classes are ranges of them.") from None
+    if isinstance(labels[0], str):  # the rows were checked: every label is of one kind
+        raise UserInputError(f"{split} file '{path}' has class names ({labels[0]!r}), not class ids.",
+                             "use integer labels: meta_train_classes / meta_test_classes are ranges of them.")
+    return texts, labels
 
 
 def build_model(recipe: MetaRecipeArguments, n_way: int, strategy):

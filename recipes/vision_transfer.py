@@ -45,7 +45,8 @@ from hf_transfer import cards, outputs
 from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
 from hf_transfer.data import read_jsonl
-from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.data.rows import RowSource, check_label_column
+from hf_transfer.data.sampling import check_k_shot, k_shot_indices
 from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.models import TransferModel
 from hf_transfer.options import REPO_ID, SEED_MAX, option
@@ -168,6 +169,7 @@ def load_target_train(target: str) -> datasets.Dataset:
         full = datasets.load_dataset("parquet", data_files={"train": path}, split="train")
     if "label" not in full.column_names:
         raise UserInputError(f"--target_dataset: '{path}' has no 'label' column (columns: {', '.join(full.column_names)}).", fix)
+    check_label_column(full, RowSource(f"--target_dataset train file '{path}'"), "label")
     return full
 
 
@@ -230,6 +232,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     outputs.check_output_dir(args.work_dir, args.overwrite_output_dir)
     target_train = load_target_train(args.target_dataset)
+    for k in args.shots:  # a K larger than a class can supply would silently give an unbalanced sample
+        check_k_shot(target_train["label"], k, args.target_dataset)
     training = TrainingArguments(  # only where the folder goes and whether it is pushed: the train job runs the grid
         output_dir=args.work_dir, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
         hub_private_repo=args.hub_private_repo, hub_revision=args.hub_revision, report_to="none",

@@ -139,9 +139,9 @@ def cases(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_da
                                     ["--teacher", "config.json is not valid JSON"]),
         "init_model_not_a_classifier": (["domain_adapt", "--init_model", str(good), "--model", str(good), *toy,
                                          "--target_dataset", str(toy_text_data)], ["--init_model", "'bert' model", "earlier hf-transfer run"]),
-        "fewshot_image_model": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet",
+        "fewshot_image_model": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet", "--shots", "2",
                                  "--model", str(tiny_image_backbone)], ["--model", "image model", "few-shot methods encode text"]),
-        "fewshot_model_corrupt_weights": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet",
+        "fewshot_model_corrupt_weights": (["fewshot", "--data", str(fewshot_data.parent), "--datasets", "toy", "--methods", "protonet", "--shots", "2",
                                            "--model", str(root / "corrupt_weights")], ["--model", "corrupt_weights", "SafetensorError"]),
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hf_transfer.data.rows import RowSource
 from hf_transfer.errors import UserInputError
 
 OBJECT_EXAMPLE = '{"text": "...", "label": 0}'
@@ -45,14 +46,20 @@ def read_jsonl(path: str | Path, split: str | None = None, required: tuple[str, 
     ``UserInputError`` naming the file (as the ``split`` file when given) and the line; with
     ``skip_invalid`` such lines are skipped instead (for a results file whose last line a crash cut).
     """
+    return read_numbered_jsonl(path, split, required, skip_invalid, missing_fix)[0]
+
+
+def read_numbered_jsonl(path: str | Path, split: str | None = None, required: tuple[str, ...] = (), skip_invalid: bool = False,
+                        missing_fix: str = "check the path.") -> tuple[list[dict], RowSource]:
+    """Like ``read_jsonl``, with the ``RowSource`` that names each object's line for the row checks."""
     label = _label(path, split)
     if not Path(path).is_file():
         raise UserInputError(f"{label} does not exist.", missing_fix)
     return _parse_lines(Path(path).read_bytes(), label, required, skip_invalid)
 
 
-def _parse_lines(data: bytes, label: str, required: tuple[str, ...] = (), skip_invalid: bool = False) -> list[dict]:
-    rows = []
+def _parse_lines(data: bytes, label: str, required: tuple[str, ...] = (), skip_invalid: bool = False) -> tuple[list[dict], RowSource]:
+    rows, lines = [], []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             text = _decode(raw, label, number)
@@ -62,6 +69,9 @@ def _parse_lines(data: bytes, label: str, required: tuple[str, ...] = (), skip_i
                 value = json.loads(text)
             except json.JSONDecodeError as error:
                 raise _not_json(label, number, error) from None
+            except (RecursionError, ValueError) as error:  # thousands of nested brackets; an integer of > 4300 digits
+                raise UserInputError(f"{label} line {number} cannot be read as JSON ({str(error)[:100]}).",
+                                     "fix or delete that line.") from None
             if not isinstance(value, dict):
                 raise UserInputError(
                     f"{label} line {number} holds a JSON {type(value).__name__}, not an object.",
@@ -78,22 +88,33 @@ def _parse_lines(data: bytes, label: str, required: tuple[str, ...] = (), skip_i
                 continue
             raise
         rows.append(value)
-    return rows
+        lines.append(number)
+    return rows, RowSource(label, lines)
 
 
-def check_text_file(split: str, path: str) -> None:
-    """Find the first line that is not UTF-8 (any text format) or not a JSON object (JSON lines), by number."""
+def check_text_file(split: str, path: str) -> tuple[list[dict], RowSource] | None:
+    """Find the first line that is not UTF-8 (any text format) or not a JSON object (JSON lines), by number.
+
+    Returns the objects of a JSON (lines or array) file and their ``RowSource``, for the row checks.
+    """
     suffix = Path(path).suffix.lower()
     if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
-        return
+        return None
     label, data = _label(path, split), Path(path).read_bytes()
     if suffix == ".json" and data.lstrip()[:1] == b"[":  # one JSON array: checked as a whole
         try:
-            json.loads(_decode(data, label, 1))
+            values = json.loads(_decode(data, label, 1))
         except json.JSONDecodeError as error:
             raise _not_json(label, error.lineno, error) from None
-    elif suffix in (".jsonl", ".json"):
-        _parse_lines(data, label)
-    else:
-        for number, raw in enumerate(data.split(b"\n"), start=1):
-            _decode(raw, label, number)
+        except (RecursionError, ValueError) as error:  # thousands of nested brackets; an integer of > 4300 digits
+            raise UserInputError(f"{label} cannot be read as JSON ({str(error)[:100]}).", "fix the file.") from None
+        bad = next((i for i, v in enumerate(values) if not isinstance(v, dict)), None)
+        if bad is not None:
+            raise UserInputError(f"{label} row {bad + 1} holds a JSON {type(values[bad]).__name__}, not an object.",
+                                 f"make every element an object such as {OBJECT_EXAMPLE}.")
+        return values, RowSource(label)
+    if suffix in (".jsonl", ".json"):
+        return _parse_lines(data, label)
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        _decode(raw, label, number)
+    return None

@@ -1,7 +1,8 @@
 """Load labelled splits from local files or the Hub, check them, and map labels to ids.
 
 Everything a user can get wrong about their data is caught here, before any output is written:
-missing files or columns, empty splits, labels that only appear outside train, unknown label names.
+missing files or columns, empty splits, a bad text, image or label in any row (``rows.py``, named by
+file and line or row), a label set that cannot train a classifier, unknown label names.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from pathlib import Path
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
+from datasets.exceptions import DatasetsError
 
 from hf_transfer.data.files import check_text_file
-from hf_transfer.errors import UserInputError, closest
+from hf_transfer.data.rows import (
+    Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
+)
+from hf_transfer.errors import UserInputError, closest, library_message, user_errors
 from hf_transfer.options import option
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -82,101 +87,115 @@ def _files_in_folder(folder: str) -> dict[str, str]:
     return found
 
 
-def _load_files(files: dict[str, str]) -> DatasetDict:
+def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[DatasetDict, dict[str, RowSource], set[str]]:
+    """The splits, each split's ``RowSource``, and the splits whose rows were checked already (JSON: before loading)."""
+    sources, checked, records = {}, set(), {}
     for split, path in files.items():
         if not os.path.isfile(path):
             raise UserInputError(f"{split} file '{path}' does not exist.", f"check the path given for {split}_file.")
         if os.path.getsize(path) == 0:
             raise UserInputError(f"{split} file '{path}' is empty.", "add labelled examples to it.")
-        check_text_file(split, path)
+        parsed = check_text_file(split, path)
+        if parsed is not None:
+            records[split], sources[split] = parsed
+            check_records(*parsed, columns)
+            checked.add(split)
+        else:
+            sources[split] = RowSource(f"{split} file '{path}'", after_header=Path(path).suffix.lower() in (".csv", ".tsv"))
     builders = {_builder_for(path) for path in files.values()}
     if len(builders) > 1:
         raise UserInputError(
             f"Data files mix formats ({', '.join(sorted(builders))}).", "use one format for train/validation/test."
         )
     builder = builders.pop()
-    try:  # one split at a time: a split whose columns differ from train's gets the column check below
-        return DatasetDict(
-            {split: datasets.load_dataset(builder, data_files={split: path}, split=split) for split, path in files.items()}
-        )
-    except Exception as error:  # datasets wraps parse errors in several exception types
-        empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(error))
-        if empty and empty.group(1) in files:  # a header-only CSV, a blank JSONL, a zero-row parquet
-            split = empty.group(1)
-            raise UserInputError(
-                f"The {split} split is empty: {split} file '{files[split]}' has no rows.", "add labelled examples to it."
+    loaded = {}
+    for split, path in files.items():  # one split at a time: a split whose columns differ from train's gets the column check
+        if split in records:  # JSON, parsed and checked already: no second parse (pyarrow's JSON reader can crash the process)
+            if not records[split]:
+                raise UserInputError(f"The {split} split is empty: {split} file '{path}' has no rows.", "add labelled examples to it.")
+            loaded[split] = dataset_from_records(records[split], sources[split])
+            continue
+        suffix = Path(path).suffix.lower()
+        # csv: only an empty cell is missing (pandas would also read texts such as "NA" or "null" as missing)
+        options = {"keep_default_na": False, "na_values": [""], **({"delimiter": "\t"} if suffix == ".tsv" else {})} if builder == "csv" else {}
+        try:
+            loaded[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, **options)
+        # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors; datasets wraps others in DatasetGenerationError
+        except (ValueError, OSError, DatasetsError) as error:
+            if re.search(r'Instruction "(\w+)" corresponds to no data', str(error)):  # a header-only CSV, a blank JSONL, a zero-row parquet
+                raise UserInputError(f"The {split} split is empty: {split} file '{path}' has no rows.", "add labelled examples to it.") from error
+            raise UserInputError(  # datasets' own wrapper says less than what it wraps (pandas' ParserError, ...)
+                f"Could not read {split} file '{path}' ({library_message(error.__cause__ or error, 300)}).",
+                "check that every line/row is valid for its format.",
             ) from error
-        raise UserInputError(
-            f"Could not read data files {', '.join(files.values())}: {str(error).splitlines()[0][:300]}",
-            "check that every line/row is valid for its format.",
-        ) from error
+    return DatasetDict(loaded), sources, checked
 
 
-def _load_hub(name: str, config: str | None) -> DatasetDict:
-    try:
+def _load_hub(name: str, config: str | None) -> tuple[DatasetDict, dict[str, RowSource], set[str]]:
+    # offline/not found: OSError (DatasetNotFoundError, huggingface_hub's HTTP errors); a bad config name: ValueError
+    with user_errors((OSError, ValueError, DatasetsError), f"Could not load dataset '{name}'",
+                     "check the name, or pass local files with --train_file/--test_file (the Hub may be offline)."):
         loaded = datasets.load_dataset(name, config)
-    except Exception as error:
-        raise UserInputError(
-            f"Could not load dataset '{name}' ({type(error).__name__}: {str(error).splitlines()[0][:200]}).",
-            "check the name, or pass local files with --train_file/--test_file (the Hub may be offline).",
-        ) from error
-    return DatasetDict({("validation" if split in ("valid", "dev") else split): ds for split, ds in loaded.items()})
+    splits = DatasetDict({("validation" if split in ("valid", "dev") else split): ds for split, ds in loaded.items()})
+    what = f"Hub dataset '{name}'" + (f" ({config})" if config else "")
+    return splits, {split: RowSource(f"{what} {split} split") for split in splits}, set()
 
 
-def load_raw_splits(args: DataArguments) -> DatasetDict:
-    """Raw splits from ``train_file``/... or a ``dataset`` folder or Hub name."""
+def _load(args: DataArguments, columns: Columns = Columns()) -> tuple[DatasetDict, dict[str, RowSource], set[str]]:
     if args.train_file:
         files = {s: getattr(args, f"{s}_file") for s in SPLIT_NAMES if getattr(args, f"{s}_file")}
-        return _load_files(files)
+        return _load_files(files, columns)
     if args.dataset and args.dataset.startswith(BUNDLED_PREFIX):
-        return _load_files(_files_in_folder(str(bundled_dataset(args.dataset[len(BUNDLED_PREFIX) :]))))
+        return _load_files(_files_in_folder(str(bundled_dataset(args.dataset[len(BUNDLED_PREFIX) :]))), columns)
     if args.dataset and os.path.isdir(args.dataset):
-        return _load_files(_files_in_folder(args.dataset))
+        return _load_files(_files_in_folder(args.dataset), columns)
     if args.dataset:
         return _load_hub(args.dataset, args.dataset_config)
     raise UserInputError("No training data given.", "set 'dataset' (folder or Hub name) or 'train_file' in the config.")
 
 
-def _class_names(splits: DatasetDict, args: DataArguments) -> list[str]:
+def load_raw_splits(args: DataArguments) -> DatasetDict:
+    """Raw splits from ``train_file``/... or a ``dataset`` folder or Hub name (files checked, rows not)."""
+    return _load(args)[0]
+
+
+def load_texts(path: str, columns: list[str], option: str) -> Dataset:
+    """The text ``columns`` of one data file (e.g. unlabelled text for distillation), every row checked.
+
+    ``option`` names the file in errors (e.g. ``transfer_file``).
+    """
+    spec, split = Columns(tuple((column, option) for column in columns)), option.removesuffix("_file")
+    splits, sources, checked = _load_files({split: path}, spec)
+    dataset = splits[split]
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise UserInputError(f"{option} '{path}' has no column '{missing[0]}' (columns: {', '.join(dataset.column_names)}).",
+                             "give it the same text column as the training data.")
+    if split not in checked:
+        for column in columns:
+            check_text_column(dataset, sources[split], column, option)
+    return dataset.select_columns(columns)
+
+
+def _class_names(splits: DatasetDict, args: DataArguments, train: RowSource) -> list[str]:
+    """Class names in id order: declared, from a ``ClassLabel``, sorted strings, or ids named by ``<label>_text``.
+
+    The rows were checked already: every label is a class id or name, of one kind per split.
+    """
     feature = splits["train"].features[args.label_column]
     if args.class_names:
         return list(args.class_names)
     if isinstance(feature, ClassLabel):
         return list(feature.names)
     values = list(splits["train"][args.label_column])
-    for split, dataset in splits.items():  # a missing label anywhere is a mistake, not a class
-        column = dataset[args.label_column] if split != "train" else values
-        missing = next((i for i, v in enumerate(column) if v is None), None)
-        if missing is not None:
-            raise UserInputError(
-                f"Row {missing + 1} of the {split} split has no value in label column '{args.label_column}'.",
-                "give every example a label, or remove the unlabelled rows.",
-            )
-    if all(isinstance(v, str) for v in values):
+    if isinstance(values[0], str):
         return sorted(set(values))
-    kinds = {type(v) for v in values}
-    if kinds == {int, str}:
-        raise UserInputError(
-            f"Label column '{args.label_column}' mixes class-name strings and integer ids "
-            f"(e.g. {next(v for v in values if isinstance(v, str))!r} and {next(v for v in values if isinstance(v, int))!r}).",
-            "use one kind: all integer class ids, or all class names.",
-        )
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if min(values) < 0:
-            raise UserInputError(
-                f"Label column '{args.label_column}' holds the negative class id {min(values)}.",
-                "use class ids 0..N-1 (or class-name strings).",
-            )
-        text_column = f"{args.label_column}_text"
-        names = {v: str(v) for v in range(max(values) + 1)}
-        if text_column in splits["train"].column_names:
-            names.update(zip(values, map(str, splits["train"][text_column])))
-        return [names[i] for i in range(max(values) + 1)]
-    example = next(v for v in values if not isinstance(v, (str, int)) or isinstance(v, bool))
-    raise UserInputError(
-        f"Label column '{args.label_column}' holds {type(example).__name__} values such as {example!r}.",
-        "use integer class ids or class-name strings.",
-    )
+    check_class_ids(values, train, args.label_column)
+    text_column = f"{args.label_column}_text"
+    names = {v: str(v) for v in range(max(values) + 1)}
+    if text_column in splits["train"].column_names:
+        names.update(zip(values, map(str, splits["train"][text_column])))
+    return [names[i] for i in range(max(values) + 1)]
 
 
 def _to_ids(split: str, dataset: Dataset, args: DataArguments, names: list[str]) -> Dataset:
@@ -198,11 +217,8 @@ def _to_ids(split: str, dataset: Dataset, args: DataArguments, names: list[str])
     return dataset.add_column("labels", ids).cast_column("labels", ClassLabel(names=names))
 
 
-def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[DatasetDict, dict[int, str]]:
-    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column."""
-    splits = load_raw_splits(args)
-    if "train" not in splits:
-        raise UserInputError(f"The data has no 'train' split (found: {', '.join(splits)}).", "provide a train split.")
+def _check_columns(splits: DatasetDict, args: DataArguments, modality: str) -> None:
+    """Every split has the input and label columns; a text/image mismatch with the model says so."""
     input_column = args.text_column if modality == "text" else args.image_column
     for split, dataset in splits.items():
         if len(dataset) == 0:
@@ -223,11 +239,43 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
                     f"(columns: {', '.join(dataset.column_names)}).{closest(column, dataset.column_names)}",
                     f"set {option} to one of the columns.",
                 )
-    if modality == "image":
-        for split, dataset in splits.items():
-            check_images(split, dataset, args.image_column, decode=args.validate_images)
-    names = _class_names(splits, args)
+
+
+def _columns(args: DataArguments, modality: str) -> Columns:
+    texts = (((args.text_column, "text_column"),) + (((args.text_pair_column, "text_pair_column"),) if args.text_pair_column else ())
+             if modality == "text" else ())
+    return Columns(texts, args.label_column)
+
+
+def _at_least_one(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise UserInputError(f"--{option} {value} leaves no examples.", f"set --{option} to at least 1, or leave it out (no limit).")
+
+
+def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[DatasetDict, dict[int, str]]:
+    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column.
+
+    Every row's text (or image) and label is checked where it is read; the label set must be able to
+    train a classifier (two classes or more in train, nothing only in validation/test), also after
+    ``max_train_samples`` and a carved validation split.
+    """
+    _at_least_one(args.max_train_samples, "max_train_samples")
+    _at_least_one(args.max_eval_samples, "max_eval_samples")
+    columns = _columns(args, modality)
+    splits, sources, checked = _load(args, columns)
+    if "train" not in splits:
+        raise UserInputError(f"The data has no 'train' split (found: {', '.join(splits)}).", "provide a train split.")
+    _check_columns(splits, args, modality)
+    for split, dataset in splits.items():
+        if split not in checked:  # JSON files were checked line by line before loading
+            for column, option in columns.texts:
+                check_text_column(dataset, sources[split], column, option)
+            check_label_column(dataset, sources[split], args.label_column)
+        if modality == "image":
+            check_images(sources[split], dataset, args.image_column, decode=args.validate_images)
     train_labels = set(splits["train"][args.label_column])
+    check_classes(train_labels, "The train split", "add examples of a second class (a classifier needs two or more).")
+    names = _class_names(splits, args, sources["train"])
     for split in splits:
         if split != "train" and not args.class_names:
             unseen = set(splits[split][args.label_column]) - train_labels
@@ -237,74 +285,38 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
                     "add training examples of those classes, or remove them from the evaluation split.",
                 )
     splits = DatasetDict({split: _to_ids(split, ds, args, names) for split, ds in splits.items()})
-    if args.max_train_samples:
+    if args.max_train_samples is not None:
         splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
+        check_classes((names[i] for i in splits["train"]["labels"]), f"The train split cut to its first {len(splits['train'])} rows by --max_train_samples",
+                      "raise --max_train_samples, or shuffle the train file (the first N rows are used).")
     if "validation" not in splits:
-        splits = _carve_validation(splits, args.validation_fraction, seed)
-    if args.max_eval_samples:
+        splits = _carve_validation(splits, args.validation_fraction, seed, names)
+    if args.max_eval_samples is not None:
         for split in ("validation", "test"):
             if split in splits:
                 splits[split] = splits[split].select(range(min(args.max_eval_samples, len(splits[split]))))
     return splits, dict(enumerate(names))
 
 
-MIN_IMAGE_SIDE = 4
-WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's convert("L"/"RGB") clips them to 0..255
-
-
-def check_images(split: str, dataset: Dataset, column: str, decode: bool = True) -> None:
-    """The column holds images; with ``decode``, every image decodes and is big enough (names the first bad row).
-
-    Images are decoded lazily during training, so a corrupt file would otherwise stop the run with a
-    traceback hours in (or be skipped silently by some loaders).
-    """
-    import io
-
-    from PIL import Image as PILImage
-
-    feature = dataset.features[column]
-    if not isinstance(feature, datasets.Image):
-        raise UserInputError(
-            f"Column '{column}' of the {split} split holds {getattr(feature, 'dtype', type(feature).__name__)} values, not images.",
-            "point image_column at a column of images (datasets.Image), or use a text backbone for text data.",
-        )
-    if not decode:
-        return
-    raw = dataset.cast_column(column, datasets.Image(decode=False))[column]
-    for row, value in enumerate(raw, start=1):
-        try:
-            if value is None:
-                raise ValueError("no image")
-            source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
-            with PILImage.open(source) as image:
-                image.load()
-                width, height, mode = *image.size, image.mode
-        except Exception as error:  # PIL raises many types for broken files
-            raise UserInputError(
-                f"Image in row {row} of the {split} split cannot be read ({type(error).__name__}: {str(error)[:120]}).",
-                "replace or remove that image.",
-            ) from None
-        if mode in WIDE_MODES:
-            raise UserInputError(
-                f"Image in row {row} of the {split} split has {mode} pixels (16/32-bit); converting them to 8-bit would clip them.",
-                "rescale the images to 8-bit (L or RGB) yourself, choosing the intensity range.",
-            )
-        if min(width, height) < MIN_IMAGE_SIDE:
-            raise UserInputError(
-                f"Image in row {row} of the {split} split is {width}x{height} pixels, too small to classify.",
-                f"remove images smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, or check the image column.",
-            )
-
-
-def _carve_validation(splits: DatasetDict, fraction: float, seed: int) -> DatasetDict:
+def _carve_validation(splits: DatasetDict, fraction: float, seed: int, names: list[str]) -> DatasetDict:
+    """Train minus a ``fraction`` held out as validation (stratified when every class can be); train keeps every class."""
     train = splits["train"]
     if not 0 < fraction < 1 or int(len(train) * fraction) < 1:
         raise UserInputError(
             f"Cannot carve a validation split of {fraction:.0%} from {len(train)} training examples.",
-            "give a validation_file, or a validation_fraction that leaves at least one example.",
+            "give a validation_file, or a validation_fraction (or --max_train_samples) that holds out at least one example.",
         )
     try:
         parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="labels")
     except ValueError:  # a class too small to stratify
         parts = train.train_test_split(test_size=fraction, seed=seed)
+    lost = set(parts["test"]["labels"]) - set(parts["train"]["labels"])
+    if lost:
+        raise UserInputError(
+            f"Carving a {fraction:.0%} validation split from {len(train)} training examples leaves class "
+            f"{names[min(lost)]!r} only in validation.",
+            "give a validation_file, add training examples of that class, or lower validation_fraction.",
+        )
+    check_classes((names[i] for i in parts["train"]["labels"]), "The train split left after carving validation",
+                  "give a validation_file, or add training examples.")
     return DatasetDict({**splits, "train": parts["train"], "validation": parts["test"]})

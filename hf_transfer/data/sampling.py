@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,40 @@ def k_shot_indices(labels: Sequence[int], k: int | str, seed: int) -> list[int]:
     if short:
         warnings.warn(f"classes with fewer than K={k} examples keep all of theirs: {', '.join(short)}", stacklevel=2)
     return chosen
+
+
+def check_k_shot(labels: Sequence[int], k: int | str, dataset: str, min_per_class: int = 1, min_classes: int = 2,
+                 method: str | None = None, name_of: Callable[[int], str] = str) -> None:
+    """Refuse, before any work, a K-shot sample that ``k_shot_indices`` would draw unbalanced or too small.
+
+    Unbalanced: a class has fewer than K examples (the sample would silently hold fewer of it). Too
+    small: fewer than ``min_per_class`` examples of a class or fewer than ``min_classes`` classes,
+    what ``method`` (named in the error) needs. ``name_of`` turns a class id into the name the user knows.
+    """
+    if k != "all" and (not str(k).isdigit() or int(k) < 1):
+        raise UserInputError(f"K={k!r} is not a number of examples per class.", "give --shots as integers >= 1 or 'all'.")
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    smallest = int(np.argmin(counts))
+    where = f"Dataset '{dataset}'"
+    if len(classes) < min_classes:
+        raise UserInputError(
+            f"{where} has {len(classes)} class(es) in train; {'method ' + repr(method) if method else 'a classifier'} needs at least {min_classes}.",
+            "add examples of more classes.",
+        )
+    if k != "all" and counts[smallest] < int(k):
+        short = int((counts < int(k)).sum())
+        raise UserInputError(
+            f"{where}: K={k} examples per class, but class {name_of(int(classes[smallest]))} has only {counts[smallest]} in train"
+            f"{f' ({short} classes have fewer than {k})' if short > 1 else ''}; the sample would be unbalanced.",
+            f"lower --shots to at most {counts[smallest]}, use --shots all, or add examples of that class.",
+        )
+    per_class = min(int(counts[smallest]), int(k)) if k != "all" else int(counts[smallest])
+    if per_class < min_per_class:
+        raise UserInputError(
+            f"{where} at K={k}: method {method!r} needs at least {min_per_class} examples per class, "
+            f"but class {name_of(int(classes[smallest]))} has {per_class}.",
+            f"use --shots {min_per_class} or more (or add examples of that class), or leave {method!r} out of --methods.",
+        )
 
 
 def shots_per_class(labels: Sequence[int]) -> int:

@@ -2,18 +2,19 @@
 
 ``load_text_dataset`` reads a ``FOLDER/{train,test}.jsonl`` pair through the one JSON-lines reader;
 ``load_source`` takes any source the train recipe's data keys describe (a Hub name, csv/parquet files,
-other column names) through ``load_splits``.
+other column names) through ``load_splits``. Every row is checked as it is read (``rows.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hf_transfer.data.files import read_jsonl
+from hf_transfer.data.files import read_numbered_jsonl
 from hf_transfer.data.loading import DataArguments, load_splits
+from hf_transfer.data.rows import Columns, check_class_ids, check_classes, check_records
 from hf_transfer.errors import UserInputError
 from hf_transfer.parsing import parse_mapping
 
@@ -25,15 +26,24 @@ class TextSplits:
     test_texts: list[str]
     test_labels: list[int]
     num_classes: int
+    class_names: list[str] = field(default_factory=list)  # in id order; empty when unknown
+
+    def name_of(self, label: int) -> str:
+        """The class ``label`` as the user knows it: its name when known, else its id."""
+        return repr(self.class_names[label]) if label < len(self.class_names) else str(label)
 
 
 def read_labelled_jsonl(path: str | Path, split: str | None = None, text_column: str = "text", label_column: str = "label",
                         missing_fix: str = "check the path.") -> tuple[list[str], list]:
-    """Texts (as strings) and raw labels of a JSON-lines file; a file without examples is an error."""
-    rows = read_jsonl(path, split, required=(text_column, label_column), missing_fix=missing_fix)
+    """Texts and labels (class ids or names, of one kind) of a JSON-lines file; a bad row or a file without examples is an error."""
+    rows, source = read_numbered_jsonl(path, split, required=(text_column, label_column), missing_fix=missing_fix)
     if not rows:
         raise UserInputError(f"{split or 'Data'} file '{path}' holds no examples.", "add labelled examples.")
-    return [str(row[text_column]) for row in rows], [row[label_column] for row in rows]
+    check_records(rows, source, Columns(((text_column, "text_column"),), label_column))
+    labels = [row[label_column] for row in rows]
+    if isinstance(labels[0], int):  # one kind per file (checked): ids
+        check_class_ids(labels, source, label_column)
+    return [row[text_column] for row in rows], labels
 
 
 def load_text_dataset(folder: Path, text_column: str = "text", label_column: str = "label", max_test: int | None = None) -> TextSplits:
@@ -44,28 +54,42 @@ def load_text_dataset(folder: Path, text_column: str = "text", label_column: str
             raise UserInputError(f"Dataset folder '{folder}' has no {split}.jsonl.", "give --data DIR where DIR/<name>/{train,test}.jsonl exist.")
     train_texts, train_labels = read_labelled_jsonl(folder / "train.jsonl", "train", text_column, label_column)
     test_texts, test_labels = read_labelled_jsonl(folder / "test.jsonl", "test", text_column, label_column)
+    check_classes(train_labels, f"{folder}/train.jsonl", "add examples of a second class (a classifier needs two or more).")
     names = sorted(set(train_labels), key=str)
     index = {name: i for i, name in enumerate(names)}
     unseen = set(test_labels) - set(index)
     if unseen:
         raise UserInputError(f"{folder}/test.jsonl has labels never seen in train: {sorted(unseen, key=str)[:5]}.", "remove them or add training examples.")
-    if max_test and len(test_texts) > max_test:
-        keep = np.random.default_rng(0).permutation(len(test_texts))[:max_test]
-        test_texts, test_labels = [test_texts[i] for i in keep], [test_labels[i] for i in keep]
-    return TextSplits(train_texts, [index[l] for l in train_labels], test_texts, [index[l] for l in test_labels], len(names))
+    test_texts, test_labels = _at_most(test_texts, test_labels, max_test)
+    return TextSplits(train_texts, [index[l] for l in train_labels], test_texts, [index[l] for l in test_labels], len(names),
+                      [str(name) for name in names])
+
+
+def _check_max_test(max_test: int | None) -> None:
+    if max_test is not None and max_test < 1:
+        raise UserInputError(f"--max_test {max_test} leaves no test examples.", "set --max_test to at least 1, or leave it out (no limit).")
+
+
+def _at_most(texts: list[str], labels: list, max_test: int | None) -> tuple[list[str], list]:
+    """A fixed random subset of at most ``max_test`` test examples (all when None)."""
+    _check_max_test(max_test)
+    if max_test is None or len(texts) <= max_test:
+        return texts, labels
+    keep = np.random.default_rng(0).permutation(len(texts))[:max_test]
+    return [texts[i] for i in keep], [labels[i] for i in keep]
 
 
 def load_source(spec: dict, max_test: int | None = None) -> TextSplits:
     """Any ``datasets`` source described like a train recipe's data keys (Hub name, files, columns)."""
+    _check_max_test(max_test)
     known = set(DataArguments.__dataclass_fields__)
     unknown = set(spec) - known
     if unknown:
         raise UserInputError(f"Unknown key(s) {sorted(unknown)} in a few-shot source.", f"use data keys such as: {', '.join(sorted(known))}.")
     args = parse_mapping(DataArguments, spec, "a few-shot source")  # the same parser and checks as the command line
     splits, id2label = load_splits(args, "text")
-    test_name = "test" if "test" in splits else "validation"
-    test = splits[test_name]
-    if max_test and len(test) > max_test:
+    test = splits["test" if "test" in splits else "validation"]
+    if max_test is not None and len(test) > max_test:
         test = test.shuffle(seed=0).select(range(max_test))
     return TextSplits(list(splits["train"][args.text_column]), list(splits["train"]["labels"]),
-                      list(test[args.text_column]), list(test["labels"]), len(id2label))
+                      list(test[args.text_column]), list(test["labels"]), len(id2label), [id2label[i] for i in sorted(id2label)])

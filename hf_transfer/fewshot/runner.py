@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
-from hf_transfer.fewshot.methods import get_method
+from hf_transfer.fewshot.methods import check_shots, get_method
 from hf_transfer.fewshot.report import RESULTS_FILE, read_results, write_reports
 from hf_transfer.metrics import classification_metrics
 
@@ -57,6 +57,7 @@ def run_experiment(
             loaded[dataset] = load_source(sources[dataset], max_test)
         else:
             loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
+        check_shots(dataset, loaded[dataset], shots, methods)  # an unbalanced or too small K-shot sample, before the model loads
     output.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     encoder = SentenceEncoder(model, max_length=max_length)

@@ -9,7 +9,7 @@ from transformers.utils import logging as hf_logging
 # importing the files registers the methods; this order is the order of method_names()
 from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, recommended  # noqa: F401  # isort: skip
 from hf_transfer.fewshot.methods.base import (
-    METHODS, FewShotMethod, Predictor, get_method, method_names, register_method, tokenized, train_on_sample, training_arguments,
+    METHODS, FewShotMethod, Predictor, check_shots, get_method, method_names, register_method, tokenized, train_on_sample, training_arguments,
 )
 from hf_transfer.fewshot.methods.contrastive import Contrastive
 from hf_transfer.fewshot.methods.finetune import FineTune
@@ -19,6 +19,6 @@ from hf_transfer.fewshot.methods.protonet import ProtoNet
 hf_logging.set_verbosity_error()  # the many short trainings of a grid would each repeat transformers' notices
 
 __all__ = [
-    "METHODS", "Contrastive", "FewShotMethod", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "get_method",
+    "METHODS", "Contrastive", "FewShotMethod", "check_shots", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "get_method",
     "method_names", "register_method", "tokenized", "train_on_sample", "training_arguments",
 ]

@@ -4,7 +4,9 @@ A few-shot method fits on K labelled examples per class and returns a predictor;
 transfer *strategy* (``hf_transfer.strategies``, which parameters move), though a method may use
 one (``full`` and ``lora`` fine-tune through one). A new method is one file: its class with
 ``fit(encoder, texts, labels, num_classes, seed) -> predictor``, and a factory
-``(k, num_classes) -> method`` decorated with ``@register_method("name")``.
+``(k, num_classes) -> method`` decorated with ``@register_method("name")``. A method that needs more
+than one example per class (pairs of a class) or more than two classes says so with the class
+attributes ``min_per_class`` / ``min_classes``; ``check_shots`` refuses a grid that cannot give them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 from datasets import Dataset
 from transformers import TrainingArguments
 
+from hf_transfer.data.sampling import check_k_shot, shots_per_class
+from hf_transfer.data.text_splits import TextSplits
 from hf_transfer.errors import UserInputError, closest
 from hf_transfer.fewshot.encoder import SentenceEncoder
 
@@ -54,6 +58,19 @@ def get_method(name: str, k: int, num_classes: int) -> FewShotMethod:
             f"Unknown few-shot method '{name}'.{closest(name, METHODS)}", f"use any of: {', '.join(METHODS)}."
         )
     return METHODS[name](k, num_classes)
+
+
+MIN_PER_CLASS, MIN_CLASSES = 1, 2  # what a method needs unless it declares more
+
+
+def check_shots(dataset: str, splits: TextSplits, shots: list[str], methods: list[str]) -> None:
+    """Before any model loads: every K of ``shots`` gives a balanced sample of ``dataset`` that each method can fit."""
+    for k in shots:
+        per_class = shots_per_class(splits.train_labels) if k == "all" else int(k)
+        for name in methods:
+            method = get_method(name, per_class, splits.num_classes)
+            check_k_shot(splits.train_labels, k, dataset, getattr(method, "min_per_class", MIN_PER_CLASS),
+                         getattr(method, "min_classes", MIN_CLASSES), name, splits.name_of)
 
 
 def train_on_sample(trainer_class: type, model, method, dataset, collator, seed: int, **trainer_kwargs) -> None:

@@ -9,6 +9,7 @@ K and the class count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from transformers import DataCollatorWithPadding
@@ -33,6 +34,7 @@ class Contrastive:
     lora: bool = False
     train_layers: int | None = None  # train only the top N layers, on cached states of the frozen rest
     skip_padding: bool = True  # linear layers on real tokens only (hf_transfer.padding): same results, faster
+    min_per_class: ClassVar[int] = 2  # a same-class pair in every class: with one example a class has no positive pair
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
         if self.train_layers:
