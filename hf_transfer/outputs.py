@@ -38,15 +38,26 @@ def staging_dir(output_dir: str | os.PathLike) -> Path:
     return path.with_name(path.name + STAGING_SUFFIX)
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse to clobber a finished folder unless asked; called before anything is written."""
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, option: str = "output_dir") -> None:
+    """Refuse to clobber a finished folder unless asked; called before anything is written.
+
+    A run publishes by renaming its staging folder onto ``output_dir``, so the working folder (or one
+    holding it) is refused whatever ``overwrite`` says: replacing it would take the run's inputs with it.
+    ``option``: the option's name in the messages.
+    """
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
-        raise UserInputError(f"output_dir '{path}' is a file.", "choose a folder path for output_dir.")
+        raise UserInputError(f"--{option} '{path}' is a file.", f"choose a folder path for --{option}.")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):
+        raise UserInputError(
+            f"--{option} '{path}' is the working folder or holds it; a finished run replaces its output folder as a whole.",
+            f"choose a new sub-folder for --{option}, e.g. 'outputs/my_run'.",
+        )
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise UserInputError(
-            f"output_dir '{path}' already exists and is not empty.",
-            "choose another output_dir, or pass --overwrite_output_dir true to replace it when the new run succeeds.",
+            f"--{option} '{path}' already exists and is not empty.",
+            f"choose another --{option}, or pass --overwrite_output_dir true to replace it when the new run succeeds.",
         )
 
 
