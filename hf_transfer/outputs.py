@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from hf_transfer.errors import UserInputError
@@ -159,6 +160,24 @@ def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         staging.rename(output_dir)
+
+
+def build_then_publish(output_dir: str | os.PathLike, build: Callable[[Path], object]) -> Path:
+    """``build(staging)`` into a fresh ``OUTPUT.incomplete``, then publish it as ``output_dir``: for outputs written
+    in one go (nothing to resume), so a failure never leaves a half-written ``output_dir``; its staging folder goes too."""
+    staging = staging_dir(output_dir)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    published = False
+    try:
+        build(staging)
+        publish(staging, output_dir)
+        published = True
+    finally:
+        if not published:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Path(output_dir)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
