@@ -150,12 +150,14 @@ def finish_run(staging: str | os.PathLike) -> None:
 
 
 def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
-    """Move the finished staging folder into place (the old folder is removed only now)."""
+    """Move the finished staging folder into place (the old folder is removed only now).
+
+    The old folder is first moved into a new hidden folder of its own (never onto a name such as
+    ``OUTPUT.old`` that may hold the user's files), and deleted once the new one is in place."""
     staging, output_dir = Path(staging), Path(output_dir)
     if output_dir.exists():
-        trash = output_dir.with_name(output_dir.name + ".old")
-        shutil.rmtree(trash, ignore_errors=True)
-        output_dir.rename(trash)
+        trash = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.replaced-"))
+        output_dir.rename(trash / output_dir.name)
         staging.rename(output_dir)
         shutil.rmtree(trash, ignore_errors=True)
     else:

@@ -155,6 +155,19 @@ def test_a_refused_dry_run_push_leaves_no_folder(workspace, capsys):
     shutil.rmtree(workspace / "dry")
 
 
+def test_publishing_replaces_only_the_output_folder(tmp_path):
+    """The replaced folder goes into a hidden folder of its own: a user's 'out.old' (a backup, say) is not touched."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.safetensors").write_text("old run")
+    (tmp_path / "out.old").mkdir()
+    (tmp_path / "out.old" / "notes.txt").write_text("my backup")
+    outputs.staging_dir(tmp_path / "out").mkdir()
+    (outputs.staging_dir(tmp_path / "out") / "model.safetensors").write_text("new run")
+    outputs.publish(outputs.staging_dir(tmp_path / "out"), tmp_path / "out")
+    assert digest(tmp_path) == {"out": "dir", "out/model.safetensors": hashlib.sha256(b"new run").hexdigest(),
+                                "out.old": "dir", "out.old/notes.txt": hashlib.sha256(b"my backup").hexdigest()}
+
+
 def test_sigterm_unwinds_like_ctrl_c_and_the_handler_is_restored(capsys):
     """In-process: SIGTERM becomes an exception where the job is (``finally`` blocks run), exit 143, one line."""
     unwound = []
