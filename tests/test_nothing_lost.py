@@ -4,10 +4,12 @@
   overwrite, the working folder as output), through ``hf_transfer.cli.main``, each with a fresh output folder and with
   ``--overwrite_output_dir true`` aimed at an existing finished one: every file of the workspace (config YAML, data
   files, model folder, the finished output folders) is byte-identical afterwards (hashed), nothing new appears, exit 2.
-* Real ``python -m hf_transfer train`` runs stopped with SIGINT, SIGTERM and SIGKILL once they are training exit with
-  130 / 143 / -9, leave only ``OUTPUT.incomplete`` (an older finished ``OUTPUT`` they were to replace stays as it was),
-  and the same command run again resumes from the last checkpoint and publishes ``OUTPUT``.
-  (tests/test_resume_kill.py proves that a resumed run ends exactly like an uninterrupted one; not repeated here.)
+* Real ``python -m hf_transfer train`` runs stopped with SIGINT and SIGTERM once they are training exit with 130 / 143
+  and one line, leave only ``OUTPUT.incomplete`` (an older finished ``OUTPUT`` they were to replace stays as it was),
+  and the same command run again resumes from the last checkpoint and publishes ``OUTPUT``; so does a torchrun run
+  whose processes all get SIGTERM (as from a scheduler). SIGKILL is checked here only where it replaces a finished
+  folder; tests/test_resume_kill.py proves the rest (exit -9, nothing published, the re-run ends exactly like an
+  uninterrupted run).
 * ``hf-transfer fewshot`` stopped with SIGTERM during the grid leaves only ``OUTPUT.incomplete``; the re-run skips the
   finished runs. A larger grid on a finished folder that fails half-way leaves the folder as it was.
 """
@@ -18,7 +20,9 @@ import hashlib
 import json
 import os
 import shutil
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -206,7 +210,16 @@ class Stopped:
     returncode: int
     stderr: str
     before: dict[str, str] | None  # digest of the finished OUTPUT the run was to replace, when there was one
-    staged_rows: list[dict] | None = None
+    staged_rows: list[dict]  # few-shot: the grid items in OUTPUT.incomplete when the run stopped
+
+
+@dataclass
+class Plan:
+    signal: int
+    argv: list[str]
+    output: Path
+    launcher: list[str]  # how the process is started ('python -m hf_transfer', or torchrun over two processes)
+    group: bool = False  # signal the whole process group, as a scheduler or `timeout` does
 
 
 def _train_argv(root: Path, output: Path, overwrite: bool) -> list[str]:
@@ -214,6 +227,18 @@ def _train_argv(root: Path, output: Path, overwrite: bool) -> list[str]:
             "--max_steps", str(STEPS), "--save_steps", str(SAVE_EVERY), "--per_device_train_batch_size", "4", "--seed", "3",
             "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--output_dir", str(output),
             *(["--overwrite_output_dir", "true"] if overwrite else [])]
+
+
+def _train_output(workspace: Path, output: Path, replaces_finished: bool) -> Path:
+    if replaces_finished:  # an older finished run that the new one is to replace
+        shutil.copytree(workspace / "finished", output)
+    return output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _default_sigint() -> None:
@@ -225,58 +250,60 @@ def stopped(workspace, tmp_path_factory):
     """name -> Stopped: all runs start together (their time is mostly imports); each train run gets its signal once its
     first checkpoint is complete, the few-shot run once its first grid item is written."""
     root = tmp_path_factory.mktemp("stopped")
-    plans = {  # name -> (signal, argv, output, replaces a finished folder)
-        "sigint": (signal.SIGINT, *_train_plan(workspace, root / "sigint", overwrite=False)),
-        "sigterm": (signal.SIGTERM, *_train_plan(workspace, root / "sigterm", overwrite=True)),
-        "sigkill": (signal.SIGKILL, *_train_plan(workspace, root / "sigkill", overwrite=True)),
-        "fewshot": (signal.SIGTERM, ["fewshot", *fewshot_argv(workspace, [str(s) for s in range(GRID)], ["protonet"]),
-                                     "--output", str(root / "fewshot")], root / "fewshot", False),
+    python = [sys.executable, "-m", "hf_transfer"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port()), "-m", "hf_transfer"]
+    outs = {"sigint": False, "sigterm": True, "sigkill": True, "torchrun": False}
+    outs = {name: _train_output(workspace, root / name, replaces) for name, replaces in outs.items()}
+    plans = {
+        "sigint": Plan(signal.SIGINT, _train_argv(workspace, outs["sigint"], False), outs["sigint"], python),
+        "sigterm": Plan(signal.SIGTERM, _train_argv(workspace, outs["sigterm"], True), outs["sigterm"], python),
+        "sigkill": Plan(signal.SIGKILL, _train_argv(workspace, outs["sigkill"], True), outs["sigkill"], python),
+        "torchrun": Plan(signal.SIGTERM, _train_argv(workspace, outs["torchrun"], False), outs["torchrun"], torchrun, group=True),
+        "fewshot": Plan(signal.SIGTERM, ["fewshot", *fewshot_argv(workspace, [str(s) for s in range(GRID)], ["protonet"]),
+                                         "--output", str(root / "fewshot")], root / "fewshot", python),
     }
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    befores = {name: digest(output) if output.exists() else None for name, (_, _, output, _) in plans.items()}
-    processes = {name: subprocess.Popen([sys.executable, "-m", "hf_transfer", *argv], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
-                 for name, (_, argv, _, _) in plans.items()}
-    staged = {}
+    befores = {name: digest(plan.output) if plan.output.exists() else None for name, plan in plans.items()}
+    (root / "logs").mkdir()
+    logs = {name: open(root / "logs" / name, "w") for name in plans}  # files, not pipes: nothing blocks on a full pipe
+    processes = {name: subprocess.Popen([*plan.launcher, *plan.argv], env=env, stdout=subprocess.DEVNULL, stderr=logs[name],
+                                        preexec_fn=_default_sigint, start_new_session=plan.group)
+                 for name, plan in plans.items()}
     deadline = time.monotonic() + START_TIMEOUT
     try:
         waiting = set(plans)
         while waiting:
             for name in sorted(waiting):
-                sent, argv, output, _ = plans[name]
-                staging = outputs.staging_dir(output)
-                ready = read_results(staging) if name == "fewshot" else outputs.complete_checkpoints(staging)
-                if ready:
-                    processes[name].send_signal(sent)
-                    processes[name].wait(timeout=120)
-                    waiting.discard(name)
-                elif processes[name].poll() is not None:
-                    pytest.fail(f"{name}: the run ended (rc {processes[name].returncode}) before its signal: "
-                                f"{processes[name].stderr.read()[-2000:]}")
+                plan, process = plans[name], processes[name]
+                staging = outputs.staging_dir(plan.output)
+                if read_results(staging) if name == "fewshot" else outputs.complete_checkpoints(staging):
+                    os.killpg(process.pid, plan.signal) if plan.group else process.send_signal(plan.signal)
+                    waiting.discard(name)  # no waiting here: the other runs must not finish meanwhile
+                elif process.poll() is not None:
+                    pytest.fail(f"{name}: the run ended (rc {process.returncode}) before its signal: "
+                                f"{(root / 'logs' / name).read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"no checkpoint or grid item appeared in time for {sorted(waiting)}")
             time.sleep(0.02)
-    finally:
         for process in processes.values():
+            process.wait(timeout=120)
+    finally:
+        for name, process in processes.items():
             if process.poll() is None:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL) if plans[name].group else process.kill()
                 process.wait()
-    staged["fewshot"] = read_results(outputs.staging_dir(plans["fewshot"][2]))
-    return {name: Stopped(argv, output, processes[name].returncode, processes[name].stderr.read(), befores[name], staged.get(name))
-            for name, (_, argv, output, _) in plans.items()}
-
-
-def _train_plan(workspace: Path, output: Path, overwrite: bool) -> tuple[list[str], Path, bool]:
-    if overwrite:  # an older finished run the new one is to replace
-        shutil.copytree(workspace / "finished", output)
-    return _train_argv(workspace, output, overwrite), output, overwrite
+            logs[name].close()
+    return {name: Stopped(plan.argv, plan.output, processes[name].returncode, (root / "logs" / name).read_text(),
+                          befores[name], read_results(outputs.staging_dir(plan.output)))
+            for name, plan in plans.items()}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, returncode, message", [
     ("sigint", 130, "interrupted: finished work is kept"),
     ("sigterm", 143, "terminated (SIGTERM): finished work is kept"),
-    ("sigkill", -signal.SIGKILL, None),  # cannot be caught: the staging design alone keeps OUTPUT right
+    ("sigkill", -signal.SIGKILL, None),  # cannot be caught: the staging design alone keeps the older OUTPUT intact
 ])
 def test_an_interrupted_train_run_publishes_nothing_and_the_same_command_finishes(name, returncode, message, stopped, capsys):
     run = stopped[name]
@@ -298,6 +325,22 @@ def test_an_interrupted_train_run_publishes_nothing_and_the_same_command_finishe
     assert not staging.exists() and (run.output / "model.safetensors").is_file()
     assert json.loads((run.output / "metrics.json").read_text())["epoch"] > 1  # the new run's, not the 2-step one it replaced
     assert not any(p.name.startswith("checkpoint-") for p in run.output.iterdir())
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_of_a_torchrun_run_stops_each_rank_cleanly(stopped, capsys):
+    """A scheduler's SIGTERM reaches the launcher and both ranks (and torchrun forwards it again): each rank unwinds
+    through the CLI (one line each, no traceback of ours), nothing is published, the same command then finishes."""
+    run = stopped["torchrun"]
+    staging = outputs.staging_dir(run.output)
+    assert run.stderr.count("terminated (SIGTERM): finished work is kept") == 2, run.stderr[-3000:]
+    launcher_tracebacks = re.findall(r"^torch\.distributed\.elastic\.multiprocessing\.api\.SignalException", run.stderr, re.M)
+    assert run.stderr.count("Traceback (most recent call last)") == len(launcher_tracebacks), run.stderr[-3000:]  # torchrun's own
+    assert not run.output.exists() and outputs.complete_checkpoints(staging)
+
+    assert main(run.argv) == 0  # the same command (here on one process)
+    assert "Resuming from checkpoint-" in capsys.readouterr().err
+    assert (run.output / "model.safetensors").is_file() and not staging.exists()
 
 
 @pytest.mark.slow

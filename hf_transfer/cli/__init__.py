@@ -76,7 +76,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM during clean-up ends the process at once
+    # Ignore further SIGTERMs while unwinding: a scheduler signals every process and torchrun then signals its
+    # children again; a process that hangs is ended by the SIGKILL that launchers and schedulers send next.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 
