@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,7 +36,7 @@ import yaml
 
 from hf_transfer import outputs, testing
 from hf_transfer.cli import main, run_main
-from hf_transfer.fewshot.report import RESULTS_FILE, read_results
+from hf_transfer.fewshot.report import read_results
 
 FAST = {"max_steps": 2, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "use_cpu": True}
 START_TIMEOUT = 240  # imports on a loaded 2-core machine

@@ -84,9 +84,11 @@ def run_experiment(
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
     output = Path(output)
-    outputs.check_output_dir(output, overwrite=True, option="output")  # a file, or the working folder, is refused; a finished grid is extended
+    outputs.check_output_dir(output, overwrite=True, option="output")  # a file or the working folder is refused;
+    # a finished grid is not: it is extended (a copy of it is the staging folder's start), and replaced once done
     staging = outputs.staging_dir(output)
-    settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir), "sources": sources or {}}
+    settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),  # what a row depends on
+                "sources": sources or {}}
     continuing = outputs.same_run(staging, settings)
     finished = _finished_runs(output, staging, continuing)
     done = {_key(row) for row in finished}
