@@ -115,6 +115,29 @@ def test_a_refused_train_run_leaves_every_file_as_it_was(case, over_finished, wo
     assert digest(workspace) == before  # inputs, the finished folder, and no new folder (not even OUTPUT.incomplete)
 
 
+def _outside_staging(tree: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in tree.items() if outputs.STAGING_SUFFIX not in name}
+
+
+@pytest.mark.parametrize("job", ["pretrain", "distill", "domain_adapt", "multitask", "meta_unseen_classes", "vision_transfer"])
+def test_a_refused_run_of_every_other_job_leaves_the_finished_folder_and_inputs_as_they_were(job, workspace, capsys):
+    """With --overwrite_output_dir true aimed at a finished folder; an unfinished OUTPUT.incomplete is the most a
+    refusal found during the work may leave (it cannot pass for a result)."""
+    missing, model, data = str(workspace / "no_such_model"), str(workspace / "model"), str(workspace / "data")
+    argv = {
+        "pretrain": ["--model", missing, "--dataset", data],
+        "distill": ["--teacher", missing, "--dataset", data],
+        "domain_adapt": ["--model", model, "--dataset", data],  # no target_dataset
+        "multitask": ["--model", model],  # no tasks
+        "meta_unseen_classes": ["--model", missing],
+        "vision_transfer": ["--arms", "no_such_arm"],
+    }[job]
+    output = "--work_dir" if job == "vision_transfer" else "--output_dir"
+    before = digest(workspace)
+    _refused([job, *argv, output, str(workspace / "finished"), "--overwrite_output_dir", "true"], capsys)
+    assert _outside_staging(digest(workspace)) == before
+
+
 def test_a_refused_overwrite_leaves_the_finished_folder_as_it_was(workspace, capsys):
     before = digest(workspace)
     err = _refused(["train", str(workspace / "config.yaml"), "--dataset", str(workspace / "data"),
