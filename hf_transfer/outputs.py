@@ -132,6 +132,9 @@ def begin_run(training, fingerprint: dict, keep_same_run: bool = False) -> str |
     staging = staging_dir(final_dir)
     resume = resume_point(staging, fingerprint, training.resume_from_checkpoint)
     keep = resume is not None or (keep_same_run and same_run(staging, fingerprint))
+    if not keep and training.process_index == 0 and staging.is_dir() and complete_checkpoints(staging):
+        print(f"Starting afresh: the checkpoints in {staging.name} are of a run with other settings; they are discarded.",
+              file=sys.stderr)
     with training.main_process_first(desc="staging folder"):
         if training.process_index == 0:
             prepare_staging(staging, fingerprint, keep=keep)

@@ -55,9 +55,11 @@ def _start_staging(output: Path, staging: Path, settings: dict, continuing: bool
     if staging.is_dir() and not continuing and read_results(staging):
         print(f"fewshot: {staging} was left by a run with other settings (model, max_length, max_test or data); "
               "starting afresh.", file=sys.stderr)
-    outputs.prepare_staging(staging, settings, keep=continuing)
-    if not continuing and output.is_dir():
-        shutil.copytree(output, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(outputs.FINGERPRINT_FILE))
+    if not continuing:
+        shutil.rmtree(staging, ignore_errors=True)
+        if output.is_dir():
+            shutil.copytree(output, staging, ignore=shutil.ignore_patterns(outputs.FINGERPRINT_FILE))
+    outputs.prepare_staging(staging, settings, keep=True)  # the fingerprint last: a kill while copying starts afresh
     outputs.write_text(staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
 
 
