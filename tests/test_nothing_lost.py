@@ -182,6 +182,19 @@ def test_a_refused_dry_run_push_leaves_no_folder(workspace, capsys):
     shutil.rmtree(workspace / "dry")
 
 
+def test_a_different_command_says_it_discards_the_checkpoints_it_finds(workspace, tmp_path, capsys):
+    """The staging folder of a killed run with other settings is not resumed (that would mix two runs): said, not silent."""
+    staging = outputs.staging_dir(tmp_path / "out")
+    outputs.prepare_staging(staging, {"learning_rate": "9"}, keep=False)
+    (staging / "checkpoint-5").mkdir()
+    for name in outputs.CHECKPOINT_FILES:
+        (staging / "checkpoint-5" / name).write_text("{}")
+    assert main(["train", str(workspace / "config.yaml"), "--dataset", str(workspace / "data"),
+                 "--output_dir", str(tmp_path / "out")]) == 0
+    assert "Starting afresh: the checkpoints in out.incomplete are of a run with other settings" in capsys.readouterr().err
+    assert (tmp_path / "out" / "model.safetensors").is_file() and not staging.exists()
+
+
 def test_publishing_replaces_only_the_output_folder(tmp_path):
     """The replaced folder goes into a hidden folder of its own: a user's 'out.old' (a backup, say) is not touched."""
     (tmp_path / "out").mkdir()
