@@ -11,8 +11,8 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hf_transfer.errors import UserInputError
