@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,26 @@ def staging_dir(output_dir: str | os.PathLike) -> Path:
     return path.with_name(path.name + STAGING_SUFFIX)
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse to clobber a finished folder unless asked; called before anything is written."""
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, option: str = "output_dir") -> None:
+    """Refuse to clobber a finished folder unless asked; called before anything is written.
+
+    A run publishes by renaming its staging folder onto ``output_dir``, so the working folder (or one
+    holding it) is refused whatever ``overwrite`` says: replacing it would take the run's inputs with it.
+    ``option``: the option's name in the messages.
+    """
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
-        raise UserInputError(f"output_dir '{path}' is a file.", "choose a folder path for output_dir.")
+        raise UserInputError(f"--{option} '{path}' is a file.", f"choose a folder path for --{option}.")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):
+        raise UserInputError(
+            f"--{option} '{path}' is the working folder or holds it; a finished run replaces its output folder as a whole.",
+            f"choose a new sub-folder for --{option}, e.g. 'outputs/my_run'.",
+        )
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise UserInputError(
-            f"output_dir '{path}' already exists and is not empty.",
-            "choose another output_dir, or pass --overwrite_output_dir true to replace it when the new run succeeds.",
+            f"--{option} '{path}' already exists and is not empty.",
+            f"choose another --{option}, or pass --overwrite_output_dir true to replace it when the new run succeeds.",
         )
 
 
@@ -120,6 +132,9 @@ def begin_run(training, fingerprint: dict, keep_same_run: bool = False) -> str |
     staging = staging_dir(final_dir)
     resume = resume_point(staging, fingerprint, training.resume_from_checkpoint)
     keep = resume is not None or (keep_same_run and same_run(staging, fingerprint))
+    if not keep and training.process_index == 0 and staging.is_dir() and complete_checkpoints(staging):
+        print(f"Starting afresh: the checkpoints in {staging.name} are of a run with other settings; they are discarded.",
+              file=sys.stderr)
     with training.main_process_first(desc="staging folder"):
         if training.process_index == 0:
             prepare_staging(staging, fingerprint, keep=keep)
@@ -138,16 +153,36 @@ def finish_run(staging: str | os.PathLike) -> None:
 
 
 def publish(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
-    """Move the finished staging folder into place (the old folder is removed only now)."""
+    """Move the finished staging folder into place (the old folder is removed only now).
+
+    The old folder is first moved into a new hidden folder of its own (never onto a name such as
+    ``OUTPUT.old`` that may hold the user's files), and deleted once the new one is in place."""
     staging, output_dir = Path(staging), Path(output_dir)
     if output_dir.exists():
-        trash = output_dir.with_name(output_dir.name + ".old")
-        shutil.rmtree(trash, ignore_errors=True)
-        output_dir.rename(trash)
+        trash = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.replaced-"))
+        output_dir.rename(trash / output_dir.name)
         staging.rename(output_dir)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         staging.rename(output_dir)
+
+
+def build_then_publish(output_dir: str | os.PathLike, build: Callable[[Path], object]) -> Path:
+    """``build(staging)`` into a fresh ``OUTPUT.incomplete``, then publish it as ``output_dir``: for outputs written
+    in one go (nothing to resume), so a failure never leaves a half-written ``output_dir``; its staging folder goes too."""
+    staging = staging_dir(output_dir)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    published = False
+    try:
+        build(staging)
+        publish(staging, output_dir)
+        published = True
+    finally:
+        if not published:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Path(output_dir)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -5,8 +5,9 @@
     hf-transfer fewshot my.yaml --seeds 0 1               # any option in a YAML file (command line wins), plus 'sources'
 
 For every dataset x K x seed, the same K-shot sample goes to every method; each run appends one line
-to ``OUTPUT/results.jsonl`` as soon as it finishes (so Ctrl-C keeps every finished run and a re-run
-skips them), then ``summary.md`` and ``accuracy_vs_k.png`` are rebuilt from all lines.
+to ``OUTPUT.incomplete/results.jsonl`` as soon as it finishes (so Ctrl-C keeps every finished run and a
+re-run skips them); when the grid is done, ``summary.md`` and ``accuracy_vs_k.png`` are written and the
+folder is renamed to ``OUTPUT``.
 """
 
 from __future__ import annotations

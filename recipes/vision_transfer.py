@@ -230,7 +230,7 @@ def card(rows: list[dict], args: VisionTransferArguments, name: str, argv: list[
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    outputs.check_output_dir(args.work_dir, args.overwrite_output_dir)
+    outputs.check_output_dir(args.work_dir, args.overwrite_output_dir, option="work_dir")
     target_train = load_target_train(args.target_dataset)
     for k in args.shots:  # a K larger than a class can supply would silently give an unbalanced sample
         check_k_shot(target_train["label"], k, args.target_dataset)

@@ -1,14 +1,19 @@
 """``hf-transfer`` / ``python -m hf_transfer``: one entry point, a sub-command per job.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix and exit status 2;
-``--debug`` (anywhere on the line) shows the traceback instead.
+``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C and SIGTERM (what ``kill``, job
+schedulers and ``torchrun``/``accelerate launch`` send their children) stop a job the same way: its
+finished work stays in ``OUTPUT.incomplete``, nothing is published, one line says so, and the exit
+status is 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 from typing import Any, Callable
 
@@ -66,14 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(lambda job_argv: job(command)(job_argv), rest, debug, relaunch_arguments=argv)  # imported after any relaunch
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the job is so it unwinds like Ctrl-C (``finally`` blocks run, nothing is published)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    # Ignore further SIGTERMs while unwinding: a scheduler signals every process and torchrun then signals its
+    # children again; a process that hangs is ended by the SIGKILL that launchers and schedulers send next.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
 def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: bool = False,
              relaunch_arguments: list[str] | None = None, script: str | None = None) -> int:
-    """Run a job's ``main(argv)`` with the CLI's contract: one-line errors (exit 2), Ctrl-C (exit 130),
-    and several CPU processes when ``accelerate launch --cpu --num_processes N`` asked for them."""
+    """Run a job's ``main(argv)`` with the CLI's contract: one-line errors (exit 2), Ctrl-C (exit 130), SIGTERM
+    (exit 143), and several CPU processes when ``accelerate launch --cpu --num_processes N`` asked for them."""
     from hf_transfer.launch import relaunch_on_cpu_if_needed
 
     relaunch = relaunch_arguments if relaunch_arguments is not None else argv
     relaunch_on_cpu_if_needed(relaunch + (["--debug"] if debug else []), script)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         main_fn(argv)
     except UserInputError as error:
@@ -81,10 +99,16 @@ def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: boo
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is kept, unfinished output was not published.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, Terminated)
+        if debug:
+            traceback.print_exc()
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: finished work is kept, unfinished output was "
+              "not published; run the same command again to continue.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         end_distributed()
     return 0
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_transfer import hub
+from hf_transfer import hub, outputs
 from hf_transfer.config import parse_config
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import REPO_ID, option
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.dry_run:
         if Path(args.dry_run).exists() and any(Path(args.dry_run).iterdir()):
             raise UserInputError(f"--dry_run folder '{args.dry_run}' is not empty.", "give a new or empty folder.")
-        folder = hub.prepare_upload(args.output_dir, args.dry_run, args.repo_id, args.revision, args.merged)
+        folder = outputs.build_then_publish(  # DIR.incomplete, renamed to DIR once complete
+            args.dry_run, lambda staging: hub.prepare_upload(args.output_dir, staging, args.repo_id, args.revision, args.merged))
         print(f"Would upload {sorted(p.name for p in folder.iterdir())} to {args.repo_id}.")
         return str(folder)
     url = hub.push(args.output_dir, args.repo_id, private=args.private, revision=args.revision, merged=args.merged,

@@ -1,14 +1,20 @@
 """The few-shot grid: every (dataset, K, seed, method), the same K-shot sample for every method.
 
-Each finished run appends one line to ``OUTPUT/results.jsonl`` at once (so Ctrl-C keeps every
-finished run and a re-run skips them); ``summary.md`` and ``accuracy_vs_k.png`` are rebuilt from
-all lines at the end.
+The grid is built in the staging folder ``OUTPUT.incomplete`` (``hf_transfer.outputs``, as every recipe's
+run): each finished run appends one line to its ``results.jsonl`` at once, and only when the whole grid
+is done are ``summary.md`` and ``accuracy_vs_k.png`` written and the folder renamed to ``OUTPUT``. So a
+folder named ``OUTPUT`` always holds a finished grid; Ctrl-C, SIGTERM or SIGKILL keep every finished run
+in ``OUTPUT.incomplete``, and re-running the same command continues there, skipping them. A larger grid
+(more seeds, K values, methods or datasets) on a finished ``OUTPUT`` starts from its runs, and replaces
+it only when the new grid is done.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from hf_transfer import outputs
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
 from hf_transfer.fewshot.methods import check_shots, get_method
@@ -30,27 +37,72 @@ def _append(path: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def _key(row: dict) -> tuple[str, str, int, str]:
+    return row["dataset"], str(row["k"]), int(row["seed"]), row["method"]
+
+
+def _finished_runs(output: Path, staging: Path, continuing: bool) -> list[dict]:
+    """The runs already done: those of an unfinished run of the same settings first, then the published folder's."""
+    rows: dict[tuple, dict] = {}
+    for row in [*(read_results(staging) if continuing else []), *read_results(output)]:
+        rows.setdefault(_key(row), row)
+    return list(rows.values())
+
+
+def _start_staging(output: Path, staging: Path, settings: dict, continuing: bool, rows: list[dict]) -> None:
+    """Prepare ``staging``: keep an unfinished run of the same settings, else start from a copy of the finished folder;
+    ``results.jsonl`` is rewritten with ``rows`` (a line cut by a kill goes, so appended lines stay whole)."""
+    if staging.is_dir() and not continuing and read_results(staging):
+        print(f"fewshot: {staging} was left by a run with other settings (model, max_length, max_test or data); "
+              "starting afresh.", file=sys.stderr)
+    if not continuing:
+        shutil.rmtree(staging, ignore_errors=True)
+        if output.is_dir():
+            shutil.copytree(output, staging, ignore=shutil.ignore_patterns(outputs.FINGERPRINT_FILE))
+    outputs.prepare_staging(staging, settings, keep=True)  # the fingerprint last: a kill while copying starts afresh
+    outputs.write_text(staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """The grid is done: reports into ``staging``, then rename it to ``output`` (replacing the smaller finished grid)."""
+    write_reports(staging)
+    outputs.finish_run(staging)
+    outputs.publish(staging, output)
+
+
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], methods: list[str], output: Path,
     model: str = "default", max_length: int = 128, max_test: int | None = None, sources: dict | None = None,
 ) -> Path:
-    """Run every missing (dataset, K, seed, method), appending to ``output/results.jsonl``; returns that file.
+    """Run every missing (dataset, K, seed, method) in ``output.incomplete``, then publish it as ``output``;
+    returns ``output/results.jsonl``.
 
     A dataset named in ``sources`` is loaded from its data keys (``load_source``), any other from
-    ``data_dir/<dataset>/{train,test}.jsonl``.
+    ``data_dir/<dataset>/{train,test}.jsonl``. Finished runs of ``output`` and of an unfinished run with
+    the same model, ``max_length``, ``max_test`` and data are kept, not redone.
     """
     from hf_transfer.fewshot.encoder import SentenceEncoder
 
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
     output = Path(output)
-    results = output / RESULTS_FILE
-    done = {(row["dataset"], str(row["k"]), int(row["seed"]), row["method"]) for row in read_results(output)}
+    outputs.check_output_dir(output, overwrite=True, option="output")  # a file or the working folder is refused;
+    # a finished grid is not: it is extended (a copy of it is the staging folder's start), and replaced once done
+    staging = outputs.staging_dir(output)
+    settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),  # what a row depends on
+                "sources": sources or {}}
+    continuing = outputs.same_run(staging, settings)
+    finished = _finished_runs(output, staging, continuing)
+    done = {_key(row) for row in finished}
     plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in methods if (d, str(k), s, m) not in done]
     if not plan:
-        print(f"all {len(done)} runs already in {results}")
-        write_reports(output)
-        return results
+        if continuing:  # a run killed after its last grid item, before publishing
+            _start_staging(output, staging, settings, continuing, finished)
+            _publish(staging, output)
+        elif not (output / "summary.md").is_file():
+            write_reports(output)
+        print(f"all {len(done)} runs already in {output / RESULTS_FILE}")
+        return output / RESULTS_FILE
     loaded: dict[str, TextSplits] = {}
     for dataset in dict.fromkeys(d for d, *_ in plan):  # bad data fails before the model loads or the folder exists
         if sources and dataset in sources:
@@ -58,9 +110,10 @@ def run_experiment(
         else:
             loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
         check_shots(dataset, loaded[dataset], shots, methods)  # an unbalanced or too small K-shot sample, before the model loads
-    output.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    encoder = SentenceEncoder(model, max_length=max_length)
+    encoder = SentenceEncoder(model, max_length=max_length)  # a bad model fails before the staging folder exists
+    _start_staging(output, staging, settings, continuing, finished)
+    results = staging / RESULTS_FILE
     progress = tqdm(plan, desc="few-shot runs", unit="run")
     try:
         for dataset, k, seed, name in progress:
@@ -88,5 +141,5 @@ def run_experiment(
             })
     finally:
         progress.close()
-        write_reports(output)
-    return results
+    _publish(staging, output)
+    return output / RESULTS_FILE
