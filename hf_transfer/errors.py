@@ -31,13 +31,9 @@ def closest(word: str, choices: Iterable[str]) -> str:
 
 
 def library_message(error: BaseException, limit: int = 200) -> str:
-    """``TypeName: first line of the message`` (trimmed), what a library said, fit for a one-line error.
-
-    A first line that only announces the details (ends with ':') takes the next line along."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if text.endswith(":") and len(lines) > 1:
-        text = f"{text} {lines[1]}"
+    """``TypeName: the message`` on one line (its lines joined, trimmed to ``limit``), what a library said, fit for
+    a one-line error."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     text = text.rstrip(".")
     if len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."

@@ -272,8 +272,23 @@ def _min_steps_within_max(values: dict[str, Any]) -> tuple[str, str, str] | None
     return None
 
 
+def _reporting_installed(values: dict[str, Any]) -> tuple[str, str, str] | None:
+    """A ``--report_to`` integration whose package is missing would stop the run with a traceback after the data is read."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    asked = values.get("report_to")
+    asked = [asked] if isinstance(asked, str) else list(asked or [])
+    missing = [name for name in asked if name not in ("none", "all") and name not in get_available_reporting_integrations()]
+    if missing:
+        return ("report_to", f"--report_to '{missing[0]}' needs the {missing[0]} package, which is not installed.",
+                f"pip install {missing[0]}, or pass --report_to none.")
+    return None
+
+
 # Cross-field rules over all values (given and default): each returns (option, problem, fix) or None.
-RULES: list[Callable[[dict[str, Any]], tuple[str, str, str] | None]] = [_warmup_within_run, _some_training, _min_steps_within_max]
+RULES: list[Callable[[dict[str, Any]], tuple[str, str, str] | None]] = [
+    _warmup_within_run, _some_training, _min_steps_within_max, _reporting_installed,
+]
 
 
 def check_values(classes: Iterable[type], values: dict[str, Any], given: Iterable[str] | None = None,

@@ -17,10 +17,10 @@ import types
 from dataclasses import fields
 from typing import Any
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from hf_transfer import options
-from hf_transfer.errors import UserInputError, closest
+from hf_transfer.errors import UserInputError, closest, user_errors
 
 
 class OptionParseError(UserInputError):
@@ -164,12 +164,20 @@ def build(classes: list[type], values: dict[str, Any]) -> dict[type, Any]:
     built = {}
     for cls in classes:
         names = {f.name for f in fields(cls) if f.init}
-        try:
-            built[cls] = cls(**{name: value for name, value in values.items() if name in names})
-        except ValueError as error:  # TrainingArguments.__post_init__ rejects inconsistent settings
-            if isinstance(error, UserInputError) or not issubclass(cls, TrainingArguments):
-                raise
-            raise UserInputError(f"Invalid training arguments: {str(error).splitlines()[0]}", "fix the option named above.") from error
+        given = {name: value for name, value in values.items() if name in names}
+        if not issubclass(cls, TrainingArguments):
+            built[cls] = cls(**given)
+            continue
+        # TrainingArguments.__post_init__ rejects inconsistent settings in many-line messages
+        with user_errors(ValueError, "Invalid training arguments", "change the options the message names; "
+                         "'--help' lists each option's values."):
+            built[cls] = cls(**given)
+        from hf_transfer.trainers.hooks import optimizer_errors
+
+        optimizer = getattr(built[cls].optim, "value", built[cls].optim)
+        with user_errors(ImportError, f"--optim '{optimizer}' needs a package that is not installed",
+                         "install it, or choose another --optim (default: adamw_torch)."), optimizer_errors(built[cls]):
+            Trainer.get_optimizer_cls_and_kwargs(built[cls])  # imports the optimizer's package and reads --optim_args, no more
     return built
 
 

@@ -214,7 +214,7 @@ def test_user_errors_converts_only_the_named_kinds():
     with pytest.raises(UserInputError) as caught:
         with user_errors((OSError, ValueError), "--model 'x' could not be loaded", "pass a folder."):
             raise OSError("first line\nsecond line")
-    assert str(caught.value) == "--model 'x' could not be loaded (OSError: first line). Fix: pass a folder."
+    assert str(caught.value) == "--model 'x' could not be loaded (OSError: first line second line). Fix: pass a folder."
     assert isinstance(caught.value.__cause__, OSError)
     with pytest.raises(KeyError):
         with user_errors((OSError, ValueError), "p", "f"):

@@ -130,7 +130,7 @@ def test_bad_option_value_is_a_one_line_user_error():
 
 
 def test_inconsistent_training_arguments_are_a_user_error():
-    with pytest.raises(UserInputError, match="Invalid training arguments: .*load_best_model_at_end"):
+    with pytest.raises(UserInputError, match="Invalid training arguments \\(ValueError: .*load_best_model_at_end"):
         parse_recipe_args(
             ["--output_dir", "o", "--load_best_model_at_end", "true", "--eval_strategy", "steps", "--save_strategy", "no"]
         )

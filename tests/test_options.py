@@ -176,6 +176,34 @@ def test_zero_epochs_without_max_steps_is_refused(tmp_path):
     assert parse_recipe_args(["--num_train_epochs", "0", "--max_steps", "5", "--output_dir", out]).training.max_steps == 5
 
 
+def test_an_integration_or_optimizer_whose_package_is_missing_is_refused_up_front(tmp_path, monkeypatch):
+    """``--report_to wandb`` / ``--optim adamw_bnb_8bit`` without their packages fail inside the Trainer, after the data
+    is read; the parser refuses them first, naming the option."""
+    import transformers.integrations
+
+    out = str(tmp_path / "o")
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(OptionError, match=r"--report_to 'wandb' needs the wandb package, which is not installed") as info:
+        parse_recipe_args(["--report_to", "wandb", "--output_dir", out])
+    assert info.value.option == "report_to" and "--report_to none" in str(info.value)
+    assert parse_recipe_args(["--report_to", "tensorboard", "--output_dir", out]).training.report_to == ["tensorboard"]
+
+    def no_package(args, model=None):
+        raise ImportError("You need to install `bitsandbytes` in order to use bitsandbytes optimizers")
+
+    monkeypatch.setattr(parsing.Trainer, "get_optimizer_cls_and_kwargs", staticmethod(no_package))
+    with pytest.raises(UserInputError, match=r"--optim 'adamw_bnb_8bit' needs a package that is not installed \(ImportError: "):
+        parse_recipe_args(["--optim", "adamw_bnb_8bit", "--output_dir", out])
+
+
+def test_a_training_arguments_refusal_is_one_line_with_all_it_said(tmp_path):
+    with pytest.raises(UserInputError) as info:
+        parse_recipe_args(["--load_best_model_at_end", "true", "--eval_strategy", "steps", "--save_strategy", "no", "--output_dir", str(tmp_path / "o")])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("Invalid training arguments (ValueError: --load_best_model_at_end")
+    assert "Evaluation strategy" in message  # the second line of transformers' message is kept
+
+
 def test_values_are_checked_before_any_dataclass_is_built(tmp_path, monkeypatch):
     def built(*args):
         raise AssertionError("a dataclass was built before the values were checked")
