@@ -285,9 +285,22 @@ def _reporting_installed(values: dict[str, Any]) -> tuple[str, str, str] | None:
     return None
 
 
+def _class_names_make_classes(values: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``--class_names`` declares the label set: two or more distinct names (``--class_names a,b`` is ONE name)."""
+    names = values.get("class_names")
+    if names is None:
+        return None
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if len(names) < 2 or repeated is not None:
+        problem = f"--class_names names '{repeated}' twice." if repeated is not None else \
+            f"--class_names {' '.join(names)!r} declares {len(names)} class; a classifier needs two or more."
+        return ("class_names", problem, "give two or more distinct names, space-separated (--class_names neg pos).")
+    return None
+
+
 # Cross-field rules over all values (given and default): each returns (option, problem, fix) or None.
 RULES: list[Callable[[dict[str, Any]], tuple[str, str, str] | None]] = [
-    _warmup_within_run, _some_training, _min_steps_within_max, _reporting_installed,
+    _warmup_within_run, _some_training, _min_steps_within_max, _reporting_installed, _class_names_make_classes,
 ]
 
 

@@ -204,6 +204,15 @@ def test_a_training_arguments_refusal_is_one_line_with_all_it_said(tmp_path):
     assert "Evaluation strategy" in message  # the second line of transformers' message is kept
 
 
+def test_class_names_declare_two_or_more_distinct_classes(tmp_path):
+    out = str(tmp_path / "o")
+    with pytest.raises(OptionError, match=r"--class_names 'a,b' declares 1 class; a classifier needs two or more"):
+        parse_recipe_args(["--class_names", "a,b", "--output_dir", out])
+    with pytest.raises(OptionError, match=r"--class_names names 'a' twice"):
+        parse_recipe_args(["--class_names", "a", "b", "a", "--output_dir", out])
+    assert parse_recipe_args(["--class_names", "a", "b", "--output_dir", out]).data.class_names == ["a", "b"]
+
+
 def test_values_are_checked_before_any_dataclass_is_built(tmp_path, monkeypatch):
     def built(*args):
         raise AssertionError("a dataclass was built before the values were checked")
