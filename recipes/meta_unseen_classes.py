@@ -28,7 +28,7 @@ from hf_transfer import backbones, cards, outputs
 from hf_transfer.backbones import pool
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
-from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, tokenized_examples
+from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, episode_sampler, tokenized_examples
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.data.text_splits import read_labelled_jsonl
 from hf_transfer.errors import UserInputError
@@ -73,15 +73,17 @@ class MetaRecipeArguments:
 OPTIONS = [MetaRecipeArguments, MetaArguments, RunArguments, *dict.fromkeys(a for _, a in STRATEGIES.values()), TrainingArguments]
 
 
-def _classes(text: str) -> list[int]:
-    try:
-        out: list[int] = []
-        for part in str(text).split(","):
-            low, _, high = part.partition("-")
-            out += list(range(int(low), int(high or low) + 1))
-        return out
-    except ValueError as error:
-        raise UserInputError(f"Class range '{text}' is not like '0-49' or '1,3,5-9'.", "fix meta_train_classes / meta_test_classes.") from error
+def _classes(text: str, option: str) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7] (the schema's pattern already admitted the text); a reversed range is refused."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        first, _, last = part.partition("-")
+        low = int(first)
+        high = int(last) if last.strip() else low
+        if high < low:
+            raise UserInputError(f"--{option} '{text}': the range {low}-{high} is empty.", f"write it low-high, e.g. {high}-{low}.")
+        out += range(low, high + 1)
+    return out
 
 
 def parse(argv: list[str] | None) -> tuple:
@@ -264,11 +266,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     command = command_line(sys.argv if argv is None else [PROG, *argv], program=PROG)
     outputs.check_output_dir(training.output_dir, run_args.overwrite_output_dir)
     folder = Path(recipe.dataset)
-    seen, unseen = _classes(recipe.meta_train_classes), _classes(recipe.meta_test_classes)
+    seen, unseen = _classes(recipe.meta_train_classes, "meta_train_classes"), _classes(recipe.meta_test_classes, "meta_test_classes")
     if set(seen) & set(unseen):
         raise UserInputError(f"Meta-train and meta-test classes overlap: {sorted(set(seen) & set(unseen))[:10]}.", "make them disjoint.")
     train_texts, train_labels = keep(*read_split(folder, "train"), seen, recipe.train_per_class, training.seed)
     test_texts, test_labels = keep(*read_split(folder, "test"), unseen, 0, 0)
+    episode_sampler(train_labels, meta.n_way, meta.k_shot, meta.n_query, seen, split="meta-train")  # before any model loads
+    for k in recipe.test_shots:
+        episode_sampler(test_labels, meta.n_way, k, meta.n_query, unseen, split="meta-test")
     train_examples, test_examples, make_model, collator = prepare(recipe, meta, strategy, train_texts, test_texts)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     train_episodes = max(1, training.max_steps) * training.gradient_accumulation_steps * world

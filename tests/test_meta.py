@@ -388,3 +388,27 @@ def test_recipe_with_cached_bottom_layers_runs_and_saves_a_loadable_model(tiny_t
     summary = (out / "README.md").read_text()
     assert "| fomaml |" in summary and file_sha256(tiny_text_backbone / "model.safetensors") in summary
     assert "hf-transfer meta_unseen_classes --model tiny_bert" in summary and str(tmp_path) not in summary
+
+
+def test_recipe_refuses_impossible_episodes_and_reversed_class_ranges_before_any_model_loads(tmp_path, monkeypatch):
+    import importlib
+
+    from hf_transfer.errors import UserInputError
+    from test_meta_multiprocess import _six_class_data
+
+    recipe = importlib.import_module("hf_transfer.recipes.meta_unseen_classes")
+    data = _six_class_data(tmp_path / "data")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the episodes were checked")
+
+    monkeypatch.setattr(recipe, "prepare", no_model)
+    base = ["--model", str(tmp_path / "no_model_needed"), "--dataset", str(data), "--meta_train_classes", "0-2",
+            "--meta_test_classes", "3-5", "--train_per_class", "0", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(UserInputError, match=r"Cannot draw 4-way 1-shot episodes .* from the meta-train classes"):
+        recipe.main([*base, "--n_way", "4", "--n_query", "1"])
+    with pytest.raises(UserInputError, match=r"Cannot draw 3-way 500-shot episodes .* from the meta-test classes"):
+        recipe.main([*base, "--n_way", "3", "--n_query", "1", "--test_shots", "1", "500"])
+    with pytest.raises(UserInputError, match=r"--meta_test_classes '5-3': the range 5-3 is empty"):
+        recipe.main([*base[:7], "5-3", *base[8:]])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.incomplete").exists()

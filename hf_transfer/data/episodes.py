@@ -18,6 +18,20 @@ from hf_transfer.data.sampling import Episode, EpisodeSampler
 from hf_transfer.errors import UserInputError
 
 
+def episode_sampler(labels: Sequence[int], n_way: int, k_shot: int, n_query: int, classes: Sequence[int] | None = None,
+                    seed: int = 0, split: str = "") -> EpisodeSampler:
+    """The sampler of N-way K-shot episodes over ``labels``; a ``UserInputError`` when the classes cannot supply them.
+
+    Cheap (labels only), so a recipe calls it before any model loads to refuse an impossible n_way/k_shot/n_query."""
+    try:
+        return EpisodeSampler(labels, n_way, k_shot, n_query, classes=classes, seed=seed)
+    except ValueError as error:
+        raise UserInputError(
+            f"Cannot draw {n_way}-way {k_shot}-shot episodes with {n_query} queries per class{f' from the {split} classes' if split else ''}: {error}.",
+            "lower n_way, k_shot or n_query, or give the episodes more classes.",
+        ) from error
+
+
 class EpisodeDataset(Dataset):
     """``num_episodes`` N-way K-shot episodes over ``examples`` (model inputs, one dict each) of ``classes``.
 
@@ -38,13 +52,7 @@ class EpisodeDataset(Dataset):
     ):
         if len(examples) != len(labels):
             raise ValueError(f"{len(examples)} examples but {len(labels)} labels")
-        try:
-            self.sampler = EpisodeSampler(labels, n_way, k_shot, n_query, classes=classes, seed=seed)
-        except ValueError as error:
-            raise UserInputError(
-                f"Cannot draw {n_way}-way {k_shot}-shot episodes with {n_query} queries per class: {error}.",
-                "lower n_way, k_shot or n_query, or give the episodes more classes.",
-            ) from error
+        self.sampler = episode_sampler(labels, n_way, k_shot, n_query, classes, seed)
         self.examples, self.num_episodes, self.seed = examples, int(num_episodes), int(seed)
 
     def __len__(self) -> int:
