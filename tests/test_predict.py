@@ -273,3 +273,22 @@ def test_batches_are_padded_to_their_own_longest_input(text_model):
     encoder, _ = predict_lib.load(str(text_model))
     short, long = encoder(["goal", "rain"]), encoder(["goal", "rain snow wind cloud storm sunny"])
     assert short["input_ids"].shape[1] == 3 and long["input_ids"].shape[1] == 8
+
+
+def test_the_folder_of_a_train_run_predicts_like_its_pipeline(tiny_text_backbone, toy_text_data, tmp_path):
+    """A real ``hf-transfer train`` output: predict reads its max_length and agrees with transformers' pipeline."""
+    from transformers import pipeline
+
+    folder = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), "--max_steps", "3",
+                 "--max_length", "16", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+                 "--output_dir", str(folder)]) == 0
+    encoder, _ = predict_lib.load(str(folder))
+    assert encoder.max_length == 16
+    source = toy_text_data / "test.jsonl"
+    assert run(folder, source, "--output", tmp_path / "out.jsonl", "--top_k", 3, "--batch_size", 5) == 0
+    texts = [json.loads(line)["text"] for line in source.read_text().splitlines()]
+    expected = pipeline("text-classification", model=str(folder), top_k=None)(texts)
+    for row, scores in zip(read_jsonl(tmp_path / "out.jsonl"), expected):
+        assert [e["label"] for e in row["top_k"]] == [s["label"] for s in scores]
+        np.testing.assert_allclose([e["score"] for e in row["top_k"]], [s["score"] for s in scores], atol=1e-5)
