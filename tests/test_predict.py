@@ -292,3 +292,40 @@ def test_the_folder_of_a_train_run_predicts_like_its_pipeline(tiny_text_backbone
     for row, scores in zip(read_jsonl(tmp_path / "out.jsonl"), expected):
         assert [e["label"] for e in row["top_k"]] == [s["label"] for s in scores]
         np.testing.assert_allclose([e["score"] for e in row["top_k"]], [s["score"] for s in scores], atol=1e-5)
+
+
+def test_ctrl_c_through_the_cli_exits_130_and_writes_nothing(text_model, rows, tmp_path, monkeypatch, capsys):
+    source = testing.write_jsonl(tmp_path / "in.jsonl", rows)
+    real = predict_lib.TorchEngine.logits
+    calls = []
+
+    def interrupt_second_batch(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(predict_lib.TorchEngine, "logits", interrupt_second_batch)
+    assert run(text_model, source, "--chunk_size", 3, "--batch_size", 3) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_image_rows_may_be_file_paths_and_a_missing_file_is_named(tiny_image_backbone, tmp_path, capsys):
+    torch.manual_seed(6)
+    TransferModel.from_backbone(str(tiny_image_backbone), {0: "left", 1: "middle", 2: "right"}).save_pretrained(tmp_path / "model")
+    from transformers import AutoImageProcessor
+
+    AutoImageProcessor.from_pretrained(tiny_image_backbone).save_pretrained(tmp_path / "model")
+    images, _ = testing.toy_images(2)
+    (tmp_path / "pictures").mkdir()
+    for i, image in enumerate(images):
+        image.save(tmp_path / "pictures" / f"{i}.png")
+    (tmp_path / "in.txt").write_text("".join(f"pictures/{i}.png\n" for i in range(len(images))), encoding="utf-8")
+    assert run(tmp_path / "model", tmp_path / "in.txt") == 0
+    assert len(read_jsonl(tmp_path / "in.predictions.jsonl")) == len(images)
+    (tmp_path / "bad.txt").write_text("pictures/0.png\npictures/missing.png\n", encoding="utf-8")
+    capsys.readouterr()  # the set-up's own loading messages
+    assert run(tmp_path / "model", tmp_path / "bad.txt") == 2
+    assert "bad.txt' line 2: column 'image' names the image file 'pictures/missing.png'" in _one_error(capsys)
+    assert not (tmp_path / "bad.predictions.jsonl").exists()
