@@ -50,7 +50,7 @@ def test_the_library_holds_no_job():
         str(path.relative_to(library)) for path in library.rglob("*.py")
         if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in ast.parse(path.read_text(encoding="utf-8")).body)
     )
-    assert with_main == ["cli/__init__.py", "cli/push.py"]
+    assert with_main == ["cli/__init__.py", "cli/predict.py", "cli/push.py"]
 
 
 def test_recipe_configs_ship_with_the_package():

@@ -31,6 +31,7 @@ COMMANDS = {
     "meta_unseen_classes": (f"{RECIPES}.meta_unseen_classes", "Meta-learning (MAML, Reptile, ProtoNet, ...) on classes never seen in training"),
     "vision_transfer": (f"{RECIPES}.vision_transfer", "Pre-train a ViT on a source domain, fine-tune it on K target images per class"),
     "push": ("hf_transfer.cli.push", "Upload a finished output folder to the Hub: hf-transfer push OUTPUT_DIR --repo_id NAME"),
+    "predict": ("hf_transfer.cli.predict", "Label every row of a file with a saved classifier: hf-transfer predict MODEL INPUT"),
 }
 
 

@@ -1,0 +1,83 @@
+"""``hf-transfer predict``'s library: classify every row of a file or Hub split with a saved classifier.
+
+``predict`` streams the input in chunks (``inputs``), encodes each batch with dynamic padding and
+runs it through an engine (``engines``: the saved PyTorch model; an ONNX Runtime engine plugs into
+``ENGINES``), and writes one row per input, in input order, into a staging file renamed into place
+at the end (``writers``). Memory holds one chunk of rows whatever the size of the input. Inside a
+chunk, inputs are batched by length (fewer pad tokens) and their predictions put back in input order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hf_transfer.errors import UserInputError
+from hf_transfer.predict.engines import ENGINES, Encoder, Engine, TorchEngine, load
+from hf_transfer.predict.inputs import check_source, check_texts, count_rows, is_local, open_images, read_chunks
+from hf_transfer.predict.writers import Prediction, check_output, default_output, staged_rows
+
+__all__ = ["ENGINES", "Encoder", "Engine", "TorchEngine", "classify", "load", "predict", "softmax", "top_k"]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of each row of ``logits`` (float64, numerically stable)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[Prediction]:
+    """The ``k`` most probable (label, probability) of each row, best first (ties: the lower class id first)."""
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    return [[(labels[i], float(row[i])) for i in best] for row, best in zip(probabilities, order)]
+
+
+def classify(values: list, encoder: Encoder, engine: Engine, batch_size: int, k: int = 1) -> list[Prediction]:
+    """Predictions for ``values``, in their order: batches of similar length (dynamic padding), then put back."""
+    order = sorted(range(len(values)), key=lambda i: encoder.length(values[i]))
+    found: list[Prediction | None] = [None] * len(values)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        probabilities = softmax(engine.logits(encoder([values[i] for i in rows])))
+        for i, prediction in zip(rows, top_k(probabilities, engine.labels, k)):
+            found[i] = prediction
+    return found  # type: ignore[return-value]
+
+
+def predict(model: str, source: str, output: str | None = None, *, k: int = 1, batch_size: int = 32, task: str | None = None,
+            text_column: str = "text", image_column: str = "image", chunk_size: int = 10_000, max_length: int | None = None,
+            split: str = "test", dataset_config: str | None = None, overwrite: bool = False, engine: str = "torch",
+            progress: bool = True) -> Path:
+    """Classify every row of ``source`` with the classifier folder ``model`` and write ``output``; returns its path.
+
+    The progress bar shows on a terminal only (``progress=False``: never), so logs and errors stay one line each.
+    One row per input, in input order; ``k`` > 1 adds the ``k`` best labels with their probabilities. A bad
+    row, an empty input, a missing column, a folder that is not a classifier are ``UserInputError``s and
+    leave no output behind."""
+    local = is_local(source)
+    path = Path(output) if output else default_output(source, local)
+    check_output(path, source, overwrite)
+    check_source(source)
+    encoder, runner = ENGINES[engine](model, task=task, max_length=max_length)
+    if k > len(runner.labels):
+        raise UserInputError(f"--top_k {k} is more than the model's {len(runner.labels)} classes.",
+                             f"give --top_k {len(runner.labels)} or less.")
+    column, option = (text_column, "text_column") if encoder.modality == "text" else (image_column, "image_column")
+    folder = Path(source).parent if local else Path.cwd()
+    total = 0
+    with staged_rows(path, k) as rows, tqdm(total=count_rows(source, not local), unit="rows", desc="predict",
+                                            disable=None if progress else True) as bar:  # None: only on a terminal
+        for where, values in read_chunks(source, column, chunk_size, option, split, dataset_config):
+            if encoder.modality == "text":
+                check_texts(where, values, column, option)
+            else:
+                values = open_images(where, values, column, folder, encoder.image_mode)
+            rows.write(classify(values, encoder, runner, batch_size, k))
+            total += len(values)
+            bar.update(len(values))
+        if total == 0:
+            raise UserInputError(f"INPUT '{source}' holds no rows to predict.", "pass a file with at least one input row.")
+    return path

@@ -1,0 +1,89 @@
+"""Writing predictions: one row per input, chunk by chunk, into a staging file renamed into place at the end.
+
+A run that fails or is interrupted removes its staging file, so the output path either holds every
+prediction or is left as it was. Formats by extension: ``.jsonl`` (one JSON object a line: ``label``,
+``score`` and, with top-k > 1, ``top_k``: ``[{"label", "score"}, ...]``) and ``.csv`` (``label``,
+``score``, then ``label_2``, ``score_2``, ... up to k).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from hf_transfer.errors import UserInputError
+
+WRITERS = (".jsonl", ".csv")
+Prediction = list[tuple[str, float]]  # (label, probability), best first
+
+
+def default_output(source: str, local: bool) -> Path:
+    """Where predictions go when ``--output`` is not given: ``NAME.predictions.jsonl`` beside a local INPUT, in the
+    working folder for a Hub dataset."""
+    if local:
+        path = Path(source)
+        return path.with_name(f"{path.stem}.predictions.jsonl")
+    return Path(f"{source.replace('/', '__')}.predictions.jsonl")
+
+
+def check_output(output: Path, source: str, overwrite: bool) -> None:
+    """Refuse an output that cannot be written or would clobber something, before any model is loaded."""
+    if output.suffix.lower() not in WRITERS:
+        raise UserInputError(f"--output '{output}' has the extension '{output.suffix}'; predictions are written as "
+                             f"{' or '.join(WRITERS)}.", "give --output a .jsonl or .csv file name.")
+    if output.is_dir():
+        raise UserInputError(f"--output '{output}' is a folder.", "give --output a file name, e.g. predictions.jsonl.")
+    blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserInputError(f"--output '{output}': '{blocking}' is a file, not a folder.", "give --output a path in a folder.")
+    if os.path.exists(source) and output.resolve() == Path(source).resolve():
+        raise UserInputError(f"--output '{output}' is the INPUT file.", "give --output another file name.")
+    if output.exists() and not overwrite:
+        raise UserInputError(f"--output '{output}' already exists.",
+                             "choose another --output, or pass --overwrite true to replace it once every row is predicted.")
+
+
+class _Rows:
+    def __init__(self, file: IO[str], kind: str, top_k: int):
+        self.file, self.kind, self.top_k = file, kind, top_k
+        if kind == ".csv":
+            self.csv = csv.writer(file)
+            self.csv.writerow(["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
+
+    def write(self, predictions: list[Prediction]) -> None:
+        """Append one row per prediction (in the order given)."""
+        if self.kind == ".csv":
+            self.csv.writerows([value for pair in prediction for value in pair] for prediction in predictions)
+            return
+        for prediction in predictions:
+            row = {"label": prediction[0][0], "score": prediction[0][1]}
+            if self.top_k > 1:
+                row["top_k"] = [{"label": label, "score": score} for label, score in prediction]
+            self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def staged_rows(output: Path, top_k: int) -> Iterator[_Rows]:
+    """A writer of prediction rows into a hidden staging file beside ``output``, renamed onto it when the block ends
+    without an exception (Ctrl-C and SIGTERM included: then the staging file is removed and ``output`` is untouched)."""
+    missing = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # made here, removed on failure
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".incomplete")
+    done = False
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            yield _Rows(file, output.suffix.lower(), top_k)
+        os.replace(staging, output)
+        done = True
+    finally:
+        if not done:
+            Path(staging).unlink(missing_ok=True)
+            for folder in missing:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
