@@ -107,15 +107,18 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
+    if "strategy" in config.source:
+        raise UserInputError(f"--strategy {config.model.strategy} was given with --fewshot_method {name}, which trains its own way.",
+                             "leave strategy out to fit the few-shot method, or leave fewshot_method out to fine-tune with the strategy.")
     if data.text_pair_column:
         raise UserInputError(f"--fewshot_method {name} classifies single texts; --text_pair_column is set.",
                              "leave text_pair_column out, or fine-tune on pairs without fewshot_method.")
     splits, id2label = load_splits(data, "text", seed=training.seed, carve_validation=False)  # every example trains
     texts, labels = list(splits["train"][data.text_column]), list(splits["train"]["labels"])
     missing = [id2label[i] for i in sorted(id2label) if i not in set(labels)]
-    if missing:
-        raise UserInputError(f"Class '{missing[0]}' (of --class_names) has no example in the train split.",
-                             "add examples of every class to the train file, or leave that class out of class_names.")
+    if missing:  # a declared class name, or a gap in integer labels
+        raise UserInputError(f"Class '{missing[0]}' has no example in the train split ({len(missing)} of {len(id2label)} classes have none).",
+                             "add examples of every class to the train file, or leave that class out (class_names, or labels 0..N-1).")
     k = shots_per_class(labels)
     method = get_method(name, k, len(id2label))
     needed = getattr(method, "min_per_class", 1)

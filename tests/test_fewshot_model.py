@@ -128,3 +128,12 @@ def test_test_label_outside_the_train_labels_and_too_few_pairs_are_refused(capsy
     line = _error(capsys, [*common, "--train_file", str(singles)])
     assert "at least 2 examples per class" in line and "linear_probe" in line
     assert not out.exists() and not staging_dir(out).exists()
+
+
+def test_a_strategy_or_a_class_without_examples_is_refused_before_any_output(capsys, files, tmp_path, tiny_text_backbone):
+    out = tmp_path / "out"
+    common = ["train", CONFIG, "--model", str(tiny_text_backbone), "--output_dir", str(out), "--train_file", str(files[0])]
+    assert "--strategy lora" in _error(capsys, [*common, "--strategy", "lora"])
+    line = _error(capsys, [*common, "--class_names", "sports", "weather", "food", "music"])
+    assert "Class 'music' has no example" in line
+    assert not out.exists() and not staging_dir(out).exists()
