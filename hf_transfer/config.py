@@ -10,7 +10,7 @@ by ``hf_transfer.parsing`` before any dataclass, model, data or output folder is
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class RecipeConfig:
     run: RunArguments
     training: TrainingArguments
     source: dict[str, Any]  # the keys the user set (file + command line), for the saved config and the card
+    extra: dict[type, Any] = field(default_factory=dict)  # the recipe's own argument classes (parsed) by class
 
 
 def argument_classes(*extra: type) -> list[type]:
@@ -65,6 +66,7 @@ def argument_classes(*extra: type) -> list[type]:
     return [ModelArguments, DataArguments, *extra, RunArguments, *strategy_args, TrainingArguments]
 
 
+DEFAULT_CLASSES = frozenset(argument_classes())
 TRAIN_PROG = "hf-transfer train"
 TRAIN_DESCRIPTION = (
     "Fine-tune a pretrained backbone on labelled data. Usage: hf-transfer train CONFIG.yaml [--key value ...]; "
@@ -158,6 +160,7 @@ def parse_recipe_args(argv: list[str] | None = None, classes: list[type] | None 
         run=by_class[RunArguments],
         training=by_class[TrainingArguments],
         source=source,
+        extra={cls: value for cls, value in by_class.items() if cls not in DEFAULT_CLASSES},
     )
 
 

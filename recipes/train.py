@@ -4,32 +4,57 @@
     python recipes/train.py recipes/configs/text_full.yaml --max_steps 20
     accelerate launch --num_processes 2 -m hf_transfer train recipes/configs/text_lora.yaml
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/train.py recipes/configs/text_full.yaml
+    hf-transfer train recipes/configs/fewshot_text.yaml --train_file train.jsonl --output_dir my_fewshot_model
+
+With ``fewshot_method`` (``recommended``, ``contrastive``, ``linear_probe`` or ``protonet``) the job fits that
+few-shot method of ``hf-transfer fewshot`` on every example of the train file (no validation split is carved)
+and saves it as an ordinary classifier folder whose predictions are the method's (``train_fewshot`` below).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import set_seed
 
-from hf_transfer import backbones, outputs
+from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import argument_classes, parse_recipe_args
+from hf_transfer.config import RecipeConfig, argument_classes, parse_recipe_args, recorded_values
 from hf_transfer.data import load_splits, prepare_splits
-from hf_transfer.metrics import compute_metrics
+from hf_transfer.data.sampling import shots_per_class
+from hf_transfer.errors import UserInputError
+from hf_transfer.fewshot.model import SAVEABLE_METHODS, fewshot_card
+from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
-from hf_transfer.run import Run, fingerprint, save_classifier
+from hf_transfer.options import option
+from hf_transfer.redact import command_line
+from hf_transfer.run import Run, fingerprint, save_classifier, save_record
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import TransferTrainer
 
-OPTIONS = argument_classes()  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
+
+@dataclass
+class FewShotModelArguments:
+    fewshot_method: str | None = option(
+        None, "Fit this few-shot method of 'hf-transfer fewshot' on the train file instead of fine-tuning, and save it as "
+        "a classifier (recipes/configs/fewshot_text.yaml).", choices=SAVEABLE_METHODS,
+        fix=f"give --fewshot_method one of {', '.join(SAVEABLE_METHODS)} (for 'full' or 'lora' fine-tuning, "
+            "leave fewshot_method out and pass --strategy full or --strategy lora)")
+
+
+OPTIONS = argument_classes(FewShotModelArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the final metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     config = parse_recipe_args(argv, OPTIONS)
+    if config.extra[FewShotModelArguments].fewshot_method:
+        return train_fewshot(config)
     training = config.training
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
@@ -69,6 +94,73 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     run.finish(trainer, save)
     return metrics
+
+
+def train_fewshot(config: RecipeConfig) -> dict[str, float]:
+    """The few-shot method ``fewshot_method`` fitted on every train example (K = the smallest class), evaluated on the
+    validation/test files when given, saved through the same run lifecycle as a fine-tuned classifier."""
+    from hf_transfer.fewshot.encoder import SentenceEncoder
+    from hf_transfer.fewshot.methods import get_method
+
+    name = config.extra[FewShotModelArguments].fewshot_method
+    training, data = config.training, config.data
+    final_dir = training.output_dir
+    outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
+    set_seed(training.seed)
+    if "strategy" in config.source:
+        raise UserInputError(f"--strategy {config.model.strategy} was given with --fewshot_method {name}, which trains its own way.",
+                             "leave strategy out to fit the few-shot method, or leave fewshot_method out to fine-tune with the strategy.")
+    if data.text_pair_column:
+        raise UserInputError(f"--fewshot_method {name} classifies single texts; --text_pair_column is set.",
+                             "leave text_pair_column out, or fine-tune on pairs without fewshot_method.")
+    splits, id2label = load_splits(data, "text", seed=training.seed, carve_validation=False)  # every example trains
+    texts, labels = list(splits["train"][data.text_column]), list(splits["train"]["labels"])
+    missing = [id2label[i] for i in sorted(id2label) if i not in set(labels)]
+    if missing:  # a declared class name, or a gap in integer labels
+        raise UserInputError(f"Class '{missing[0]}' has no example in the train split ({len(missing)} of {len(id2label)} classes have none).",
+                             "add examples of every class to the train file, or leave that class out (class_names, or labels 0..N-1).")
+    k = shots_per_class(labels)
+    method = get_method(name, k, len(id2label))
+    needed = getattr(method, "min_per_class", 1)
+    if k < needed:
+        smallest = min(set(labels), key=labels.count)
+        raise UserInputError(f"--fewshot_method {name} needs at least {needed} examples per class, but class "
+                             f"'{id2label[smallest]}' has {k} in the train split.",
+                             "add examples of that class, or use --fewshot_method linear_probe (one example per class is enough).")
+    encoder = SentenceEncoder(config.model.model, max_length=data.max_length, pooling=config.model.pooling)  # a bad model: one line
+
+    run = Run.start(training, fingerprint(config.source))  # staging folder, push once at the end
+    start = time.perf_counter()
+    classifier = method.fit(encoder, texts, labels, len(id2label), training.seed)
+    metrics: dict[str, float] = {"train_runtime": round(time.perf_counter() - start, 3), "train_examples": len(texts), "k_per_class": k}
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if split in splits:
+            predictions = classifier(list(splits[split][data.text_column]))
+            scores = classification_metrics(list(splits[split]["labels"]), predictions, len(id2label))
+            metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
+    model = classifier.to_model(id2label)
+    tokenizer = copy.deepcopy(encoder.tokenizer)
+    tokenizer.model_max_length = data.max_length  # pipeline(..., truncation=True) then cuts texts where the method did
+
+    def save(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        card = fewshot_card(model_name=Path(final_dir).name, method=name, settings=_settings(method), model_config=model.config,
+                            k_per_class=k, num_train_examples=len(texts), dataset=cards.data_name(data), metrics=metrics,
+                            seed=training.seed, command=command_line())
+        values = recorded_values(training, config.source, config.model, data, config.extra[FewShotModelArguments])
+        save_record(staging, final_dir, values, metrics, card)
+        print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()}))
+
+    run.finish(None, save)
+    return metrics
+
+
+def _settings(method) -> dict:
+    """The method's hyper-parameters (its dataclass fields), for the card."""
+    from dataclasses import asdict, is_dataclass
+
+    return {key: value for key, value in asdict(method).items() if value is not None} if is_dataclass(method) else {}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import yaml
 
 from hf_transfer.config import RecipeConfig, parse_recipe_args
 from hf_transfer.errors import UserInputError
+from hf_transfer.recipes.train import OPTIONS as TRAIN_OPTIONS
 from hf_transfer.strategies import STRATEGIES
 
 RUNNER = re.compile(r"(?:recipes/(\w+)\.py|hf-transfer (\w+)|-m hf_transfer (\w+))")
@@ -26,7 +27,7 @@ NOT_COMPARED = {"output_dir", "report_to"}  # output_dir is overridden below; re
 
 
 def _value(config: RecipeConfig, key: str):
-    for part in (config.model, config.data, config.strategy_args, config.run, config.training):
+    for part in (config.model, config.data, config.strategy_args, config.run, *config.extra.values(), config.training):
         if hasattr(part, key):
             value = getattr(part, key)
             return getattr(value, "value", value)  # TrainingArguments turns strategies into enums
@@ -47,7 +48,7 @@ def test_the_shipped_configs_exist():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_config_parses(path, tmp_path):
     output_dir = str(tmp_path / "out")
-    config = parse_recipe_args([str(path), "--output_dir", output_dir])
+    config = parse_recipe_args([str(path), "--output_dir", output_dir], TRAIN_OPTIONS)
     assert config.model.strategy in STRATEGIES
     assert isinstance(config.strategy_args, STRATEGIES[config.model.strategy][1])
     assert config.training.output_dir == output_dir

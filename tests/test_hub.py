@@ -227,3 +227,20 @@ def test_refused_upload_names_the_fix_without_the_token(trained, fake_hub, monke
     assert cli_main(["push", str(trained), "--repo_id", "me/tiny-lora"]) == 2
     err = capsys.readouterr().err
     assert "HTTP 401" in err and "hf auth login" in err and TOKEN not in err and "Traceback" not in err
+
+
+def test_fewshot_model_push_to_hub_uploads_a_folder_that_predicts_like_the_local_one(tiny_text_backbone, tmp_path, fake_hub):
+    """``train recipes/configs/fewshot_text.yaml --push_to_hub``: the few-shot model goes up once, finished, and loads."""
+    from hf_transfer import testing
+
+    config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "fewshot_text.yaml"
+    train = testing.write_jsonl(tmp_path / "train.jsonl", testing.toy_sentences(2))
+    output = tmp_path / "fewshot-pushed"
+    train_main([str(config), "--model", str(tiny_text_backbone), "--train_file", str(train), "--fewshot_method", "linear_probe",
+                "--output_dir", str(output), "--push_to_hub", "true", "--hub_model_id", "me/fewshot-push"])
+    assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/fewshot-push/commit/main"
+    uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "metrics.json"} <= {p.name for p in uploaded.iterdir()}
+    assert json.loads((uploaded / "config.json").read_text())["normalize_embeddings"] is True
+    local, remote = pipeline("text-classification", model=str(output)), pipeline("text-classification", model=str(uploaded))
+    assert [r["label"] for r in remote(SENTENCES)] == [r["label"] for r in local(SENTENCES)]

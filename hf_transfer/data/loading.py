@@ -252,8 +252,10 @@ def _at_least_one(value: int | None, option: str) -> None:
         raise UserInputError(f"--{option} {value} leaves no examples.", f"set --{option} to at least 1, or leave it out (no limit).")
 
 
-def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[DatasetDict, dict[int, str]]:
+def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_validation: bool = True) -> tuple[DatasetDict, dict[int, str]]:
     """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column.
+
+    Without a validation split one is carved from train, unless ``carve_validation`` is False (few-shot: every example trains).
 
     Every row's text (or image) and label is checked where it is read; the label set must be able to
     train a classifier (two classes or more in train, nothing only in validation/test), also after
@@ -289,7 +291,7 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42) -> tuple[Dat
         splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
         check_classes((names[i] for i in splits["train"]["labels"]), f"The train split cut to its first {len(splits['train'])} rows by --max_train_samples",
                       "raise --max_train_samples, or shuffle the train file (the first N rows are used).")
-    if "validation" not in splits:
+    if "validation" not in splits and carve_validation:
         splits = _carve_validation(splits, args.validation_fraction, seed, names)
     if args.max_eval_samples is not None:
         for split in ("validation", "test"):

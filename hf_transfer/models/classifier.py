@@ -45,10 +45,12 @@ class TransferConfig(PreTrainedConfig):
     pooling: str = "mean"
     classifier_dropout: float = 0.1
     modality: str = "text"
+    normalize_embeddings: bool = False  # L2-normalise the pooled embedding before the head (few-shot heads fitted on unit vectors)
 
 
 class TransferModel(PreTrainedModel):
-    """Backbone -> pooled embedding -> dropout -> linear classifier; cross-entropy when labels are given."""
+    """Backbone -> pooled embedding (L2-normalised when ``config.normalize_embeddings``) -> dropout -> linear classifier;
+    cross-entropy when labels are given."""
 
     config_class = TransferConfig
     base_model_prefix = "backbone"
@@ -162,6 +164,8 @@ class TransferModel(PreTrainedModel):
     ) -> SequenceClassifierOutput:
         embedding = self.embed(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                pixel_values=pixel_values, inputs_embeds=inputs_embeds)
+        if self.config.normalize_embeddings:
+            embedding = nn.functional.normalize(embedding, dim=-1)
         logits = self.classifier(self.dropout(embedding))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

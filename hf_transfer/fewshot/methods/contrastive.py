@@ -17,6 +17,7 @@ from transformers import DataCollatorWithPadding
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead
 from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, train_on_sample
+from hf_transfer.fewshot.model import EmbeddingClassifier
 from hf_transfer.objectives.contrastive import contrastive_loss
 
 
@@ -37,12 +38,13 @@ class Contrastive:
     min_per_class: ClassVar[int] = 2  # a same-class pair in every class: with one example a class has no positive pair
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
+        """An ``EmbeddingClassifier`` (saveable), or with ``train_layers`` a predictor over cached states (runner only)."""
         if self.train_layers:
             torch.manual_seed(seed)
             return self._fit_top_layers(encoder, texts, labels, num_classes, seed)
         body = self.train_body(encoder, texts, labels, seed)
         head = LogisticRegressionHead(self.C).fit(encoder.encode(texts, body), torch.tensor(labels), num_classes)
-        return lambda test: head.predict(encoder.encode(test, body)).numpy()
+        return EmbeddingClassifier(encoder, body, head.weight, head.bias)
 
     def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], seed: int) -> torch.nn.Module:
         """Stage 1: a fresh copy of the pretrained body, contrastively tuned on the labelled texts (eval mode)."""

@@ -8,7 +8,8 @@ import torch
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead
-from hf_transfer.fewshot.methods.base import Predictor, register_method
+from hf_transfer.fewshot.methods.base import register_method
+from hf_transfer.fewshot.model import EmbeddingClassifier
 
 
 @dataclass
@@ -17,9 +18,9 @@ class LinearProbe:
 
     C: float = 1.0
 
-    def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
+    def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> EmbeddingClassifier:
         head = LogisticRegressionHead(self.C).fit(encoder.encode(texts), torch.tensor(labels), num_classes)
-        return lambda test: head.predict(encoder.encode(test)).numpy()
+        return EmbeddingClassifier(encoder, None, head.weight, head.bias)
 
 
 @register_method("linear_probe")

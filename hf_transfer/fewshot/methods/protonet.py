@@ -1,4 +1,7 @@
-"""``protonet``: class prototypes of frozen embeddings, cosine similarity; nothing is trained."""
+"""``protonet``: class prototypes of frozen embeddings, cosine similarity; nothing is trained.
+
+The prediction is the argmax of cosine similarities; as a saved model its scores are their softmax.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,17 @@ import torch
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import PrototypeHead
-from hf_transfer.fewshot.methods.base import Predictor, register_method
+from hf_transfer.fewshot.methods.base import register_method
+from hf_transfer.fewshot.model import EmbeddingClassifier, prototype_head
 
 
 @dataclass
 class ProtoNet:
     """Class prototypes of frozen embeddings, cosine similarity; nothing is trained."""
 
-    def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
+    def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> EmbeddingClassifier:
         head = PrototypeHead().fit(encoder.encode(texts), torch.tensor(labels), num_classes)
-        return lambda test: head.predict(encoder.encode(test)).numpy()
+        return EmbeddingClassifier(encoder, None, *prototype_head(head.prototypes))
 
 
 @register_method("protonet")
