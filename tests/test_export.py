@@ -145,3 +145,24 @@ def test_the_runner_refuses_a_folder_without_a_model_and_a_batch_missing_an_inpu
         export.OnnxClassifier(tmp_path)
     with pytest.raises(export.UserInputError, match=r"lacks \['attention_mask'\]"):
         export.OnnxClassifier(exported)({"input_ids": np.ones((1, 3), dtype=np.int64), "token_type_ids": np.zeros((1, 3))})
+
+
+@pytest.mark.slow
+def test_the_bundled_minilm_classifier_gives_the_same_top1_on_a_real_test_split(tmp_path):
+    """The real backbone (bundled all-MiniLM-L6-v2) on the 400 rows of banking77_10's test split, batches of 64."""
+    from hf_transfer import backbones
+
+    rows = [json.loads(line) for line in (Path(export.__file__).parent / "bundled_data/banking77_10/test.jsonl").open()]
+    labels = sorted({(row["label"], row["label_text"]) for row in rows})
+    torch.manual_seed(0)
+    model = TransferModel.from_backbone(backbones.DEFAULT_BACKBONE, dict(labels)).eval()
+    model.save_pretrained(tmp_path / "model")
+    backbones.load_processor(backbones.DEFAULT_BACKBONE, "text").save_pretrained(tmp_path / "model")
+    export.export_onnx(tmp_path / "model", tmp_path / "onnx")
+    runner, tokenizer = export.OnnxClassifier(tmp_path / "onnx"), AutoTokenizer.from_pretrained(tmp_path / "onnx")
+    assert runner.input_names == ["input_ids", "token_type_ids", "attention_mask"]
+    for start in range(0, len(rows), 64):
+        encoded = tokenizer([row["text"] for row in rows[start:start + 64]], padding=True, truncation=True, return_tensors="pt")
+        expected, got = _pytorch_logits(model, encoded), runner(encoded)
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(got), -1), torch.softmax(torch.from_numpy(expected), -1), atol=1e-4)
+        assert (got.argmax(-1) == expected.argmax(-1)).all()
