@@ -28,7 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from transformers import AutoConfig, AutoTokenizer
+
+from hf_transfer import load_model, outputs
 from hf_transfer.errors import UserInputError, user_errors
+from hf_transfer.models import MultiTaskConfig, TransferConfig
 
 ONNX_FILE = "model.onnx"
 OUTPUT_NAME = "logits"
@@ -51,17 +55,14 @@ def require(packages: tuple[str, ...] = PACKAGES) -> None:
 
 def load_text_classifier(model_dir: str | os.PathLike):
     """(model in eval mode, tokenizer) of a saved single-task text ``TransferModel`` folder; anything else is refused."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    import hf_transfer
-    from hf_transfer.models.classifier import TransferConfig
-
     folder = Path(model_dir)
     fix = "pass the output_dir of 'hf-transfer train' on a text dataset (a folder with config.json, model weights and a tokenizer)."
     if not (folder / "config.json").is_file():
         raise UserInputError(f"MODEL '{folder}' holds no config.json, so it is not a saved model folder.", fix)
     with user_errors((OSError, ValueError, KeyError), f"MODEL '{folder}/config.json' could not be read", fix):
         config = AutoConfig.from_pretrained(folder)
+    if isinstance(config, MultiTaskConfig):
+        raise UserInputError(f"MODEL '{folder}' is a multi-task model; ONNX export supports single-task text classifiers.", fix)
     if not isinstance(config, TransferConfig):
         raise UserInputError(
             f"MODEL '{folder}' is a '{config.model_type}' model, not a classifier saved by hf_transfer "
@@ -71,7 +72,7 @@ def load_text_classifier(model_dir: str | os.PathLike):
     with user_errors((OSError, ValueError), f"MODEL '{folder}' has no usable tokenizer", fix):
         tokenizer = AutoTokenizer.from_pretrained(folder)
     with user_errors((OSError, ValueError), f"MODEL '{folder}' could not be loaded", fix):
-        model = hf_transfer.load_model(folder)
+        model = load_model(folder)
     return model.eval(), tokenizer
 
 
@@ -101,8 +102,6 @@ def input_names(tokenizer, model) -> list[str]:
 def export_onnx(model_dir: str | os.PathLike, out_dir: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Write ``out_dir`` (new or empty): ``model.onnx`` + tokenizer + ``config.json``; built in a staging folder and
     published only once ONNX Runtime reproduced PyTorch's logits on a padded check batch. Returns ``out_dir``."""
-    from hf_transfer import outputs
-
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserInputError(f"--onnx '{out}' already exists and is not an empty folder.",

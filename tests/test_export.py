@@ -122,6 +122,17 @@ def test_a_folder_without_config_and_an_image_classifier_are_refused(tiny_image_
     assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
 
 
+def test_a_multitask_model_is_refused(tiny_text_backbone, tmp_path, capsys):
+    from hf_transfer.models import MultiTaskModel
+
+    folder = tmp_path / "multitask"
+    MultiTaskModel.from_backbone(str(tiny_text_backbone), {"topic": ["a", "b"], "mood": ["x", "y", "z"]}).save_pretrained(folder)
+    capsys.readouterr()
+    assert "is a multi-task model; ONNX export supports single-task" in _refused(
+        ["export", str(folder), "--onnx", str(tmp_path / "out")], capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_package_is_named_with_the_install_command(classifier, tmp_path, capsys, monkeypatch):
     real = export.importlib.util.find_spec
     monkeypatch.setattr(export.importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
