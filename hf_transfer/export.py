@@ -164,7 +164,8 @@ class OnnxClassifier:
     """An exported folder run by ONNX Runtime: ``runner(encoded_batch) -> logits`` (numpy, ``(batch, num_labels)``).
 
     ``encoded_batch`` maps input names to int arrays or tensors of shape ``(batch, sequence)`` (what a tokenizer
-    returns); keys the graph does not take are ignored. ``id2label`` comes from the folder's ``config.json``."""
+    returns); keys the graph does not take are ignored. ``id2label`` (and ``labels``, in logit order) come from the
+    folder's ``config.json``."""
 
     def __init__(self, folder: str | os.PathLike, providers: list[str] | None = None):
         require(("onnxruntime",))
@@ -181,6 +182,7 @@ class OnnxClassifier:
         self.input_names = [node.name for node in self.session.get_inputs()]
         config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         self.id2label = {int(i): label for i, label in config.get("id2label", {}).items()}
+        self.labels = [self.id2label[i] for i in sorted(self.id2label)]  # class names in logit order
 
     def __call__(self, encoded: Mapping[str, Any]) -> np.ndarray:
         missing = [name for name in self.input_names if name not in encoded]
@@ -189,6 +191,10 @@ class OnnxClassifier:
                                  "encode the texts with the tokenizer saved in the same folder.")
         feed = {name: _as_int64(encoded[name]) for name in self.input_names}
         return self.session.run([OUTPUT_NAME], feed)[0]
+
+    def logits(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """The ``hf_transfer.predict.engines.Engine`` protocol (``labels`` + ``logits(batch)``), for ``predict --engine onnx``."""
+        return self(batch)
 
 
 def _as_int64(value: Any) -> np.ndarray:

@@ -81,7 +81,9 @@ def test_the_folder_runs_with_onnxruntime_and_the_tokenizer_alone(classifier, ex
     labels = [id2label[str(i)] for i in logits.argmax(-1)]
     expected = _pytorch_logits(classifier[1], tokenizer(TEXTS, padding=True, return_tensors="pt")).argmax(-1)
     assert labels == [ID2LABEL[int(i)] for i in expected] and len(set(labels)) > 1  # the head tells these texts apart
-    assert export.OnnxClassifier(exported).id2label == ID2LABEL
+    runner = export.OnnxClassifier(exported)
+    assert runner.id2label == ID2LABEL and runner.labels == ["sports", "weather", "food"]
+    np.testing.assert_array_equal(runner.logits(dict(encoded)), logits)  # the predict engine protocol
 
 
 def _refused(argv, capsys) -> str:
