@@ -162,7 +162,8 @@ def work(tmp_path_factory) -> Path:
 def test_a_value_outside_the_domain_is_one_error_naming_the_option(case, work, tmp_path, capsys):
     value = case.value.replace(WORK, str(work))
     outputs = {option: tmp_path / f"out_{option}" for option in output_options(case.command)}
-    minimal = {"push": [str(work / "finished"), "--repo_id", "me/model"], "predict": [str(work / "finished"), str(work / "file.txt")]}
+    minimal = {"push": [str(work / "finished"), "--repo_id", "me/model"], "predict": [str(work / "finished"), str(work / "file.txt")],
+               "export": [str(work / "finished")]}
     minimal = minimal.get(case.command, [])
     bad = [f"--{case.option}={value}"] if value.startswith("-") else [f"--{case.option}", value]  # argparse reads '-inf' as an option
     argv = [case.command, *minimal, *(t for option, path in outputs.items() for t in (f"--{option}", str(path))), *bad]

@@ -50,7 +50,8 @@ def test_the_library_holds_no_job():
         str(path.relative_to(library)) for path in library.rglob("*.py")
         if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in ast.parse(path.read_text(encoding="utf-8")).body)
     )
-    assert with_main == ["cli/__init__.py", "cli/predict.py", "cli/push.py"]
+    utilities = sorted(f"cli/{module.rsplit('.', 1)[1]}.py" for module, _ in COMMANDS.values() if module.startswith("hf_transfer.cli."))
+    assert utilities and with_main == ["cli/__init__.py", *utilities]
 
 
 def test_recipe_configs_ship_with_the_package():
