@@ -179,3 +179,25 @@ def test_the_bundled_minilm_classifier_gives_the_same_top1_on_a_real_test_split(
         expected, got = _pytorch_logits(model, encoded), runner(encoded)
         np.testing.assert_allclose(torch.softmax(torch.from_numpy(got), -1), torch.softmax(torch.from_numpy(expected), -1), atol=1e-4)
         assert (got.argmax(-1) == expected.argmax(-1)).all()
+
+
+def test_predict_runs_the_export_with_the_models_predictions(classifier, exported, tmp_path):
+    """``hf-transfer predict DIR INPUT --engine onnx`` on the exported folder: PyTorch's labels, scores within 1e-4."""
+    rows = ["alpha beta", "gamma", "delta epsilon zeta eta", "beta beta beta", "theta"]
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(rows) + "\n")
+    onnx_out, torch_out = tmp_path / "onnx.jsonl", tmp_path / "torch.jsonl"
+    assert main(["predict", str(exported), str(source), "--engine", "onnx", "--top_k", "2", "--output", str(onnx_out)]) == 0
+    assert main(["predict", str(classifier[0]), str(source), "--top_k", "2", "--max_length", "512", "--output", str(torch_out)]) == 0
+    onnx_rows = [json.loads(line) for line in onnx_out.read_text().splitlines()]
+    torch_rows = [json.loads(line) for line in torch_out.read_text().splitlines()]
+    assert len(onnx_rows) == len(rows) and [r["label"] for r in onnx_rows] == [r["label"] for r in torch_rows]
+    assert np.allclose([r["score"] for r in onnx_rows], [r["score"] for r in torch_rows], atol=1e-4)
+
+
+def test_predict_with_onnx_refuses_a_folder_without_an_export_and_a_task(classifier, exported, tmp_path, capsys):
+    source = tmp_path / "texts.txt"
+    source.write_text("alpha\n")
+    assert "holds no model.onnx" in _refused(["predict", str(classifier[0]), str(source), "--engine", "onnx"], capsys)
+    assert "--task does not apply" in _refused(["predict", str(exported), str(source), "--engine", "onnx", "--task", "x"], capsys)
+    assert not list(tmp_path.glob("*.predictions.*"))

@@ -171,4 +171,18 @@ def load(model: str, task: str | None = None, max_length: int | None = None, dev
     return encoder, TorchEngine(classifier, labels, task_id, device)
 
 
-ENGINES: dict[str, Callable[..., tuple[Encoder, Engine]]] = {"torch": load}
+def load_onnx(model: str, task: str | None = None, max_length: int | None = None, device: str | None = None) -> tuple[Encoder, Engine]:
+    """The encoder and the ONNX Runtime engine of a folder written by ``hf-transfer export MODEL --onnx DIR``."""
+    from hf_transfer import backbones
+    from hf_transfer.export import OnnxClassifier
+
+    if task is not None:
+        raise UserInputError("--task does not apply to an ONNX export: it holds one single-task text classifier.", "drop --task.")
+    runner = OnnxClassifier(model)  # names a folder without model.onnx
+    with quiet_loading():
+        tokenizer = backbones.load_processor(str(model), "text", option="MODEL")
+    limit = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH
+    return Encoder("text", tokenizer, max_length or min(limit, DEFAULT_MAX_LENGTH)), runner
+
+
+ENGINES: dict[str, Callable[..., tuple[Encoder, Engine]]] = {"torch": load, "onnx": load_onnx}
