@@ -120,6 +120,18 @@ def _cli_keys(argv: list[str]) -> dict[str, Any]:
     return keys
 
 
+def parse_command(argv: list[str], dataclass: type, prog: str, description: str, positional: tuple[str, ...]) -> Any:
+    """A utility command's ``VALUE ... [--key value ...]``: the leading values (up to one per name in ``positional``)
+    stand for ``--name VALUE``, the rest is parsed and checked like any job's options; returns the ``dataclass``."""
+    argv, named = list(argv), []
+    for name in positional:
+        if not argv or argv[0].startswith("-"):
+            break
+        named += [f"--{name}", argv.pop(0)]
+    by_class, _ = parse_config(named + argv, [dataclass], prog, description)
+    return by_class[dataclass]
+
+
 def parse_config(argv: list[str] | None, classes: list[type], prog: str, description: str | None = None,
                  example: str | None = None) -> tuple[dict[type, Any], dict[str, Any]]:
     """``[CONFIG.yaml] [--key value ...]`` -> the parsed dataclass instances (by class) and the keys the user set.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from hf_transfer.config import parse_config
+from hf_transfer.config import parse_command
 from hf_transfer.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ONNX_FILE
 from hf_transfer.options import option
 
@@ -34,11 +34,7 @@ OPTIONS = [ExportArguments]
 
 def parse(argv: list[str]) -> ExportArguments:
     """``MODEL --onnx OUT_DIR ...`` (or ``--model MODEL``) -> checked ``ExportArguments``."""
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):
-        argv = ["--model", argv[0], *argv[1:]]
-    by_class, _ = parse_config(argv, OPTIONS, PROG, DESCRIPTION)
-    return by_class[ExportArguments]
+    return parse_command(argv, ExportArguments, PROG, DESCRIPTION, ("model",))
 
 
 def main(argv: list[str] | None = None) -> str:

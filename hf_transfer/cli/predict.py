@@ -3,7 +3,7 @@
     hf-transfer predict MODEL INPUT [--output FILE] [--top_k N] [--batch_size B] [--task NAME] [--text_column C]
 
 ``MODEL`` and ``INPUT`` may also be given as ``--model`` / ``--input``. The options are
-``PredictArguments``, parsed and checked by the suite's one parser (``hf_transfer.config.parse_config``);
+``PredictArguments``, parsed and checked by the suite's one parser (``hf_transfer.config.parse_command``);
 the work is ``hf_transfer.predict.predict``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from hf_transfer.config import parse_config
+from hf_transfer.config import parse_command
 from hf_transfer.options import option
 from hf_transfer.predict import ENGINES, predict
 
@@ -52,13 +52,7 @@ OPTIONS = [PredictArguments]
 
 def parse(argv: list[str]) -> PredictArguments:
     """``MODEL INPUT [--key value ...]`` (or ``--model MODEL --input INPUT``) -> checked ``PredictArguments``."""
-    argv = list(argv)
-    positional = []
-    while argv and not argv[0].startswith("-") and len(positional) < 2:
-        positional.append(argv.pop(0))
-    named = [token for name, value in zip(("--model", "--input"), positional) for token in (name, value)]
-    by_class, _ = parse_config(named + argv, OPTIONS, PROG, DESCRIPTION)
-    return by_class[PredictArguments]
+    return parse_command(argv, PredictArguments, PROG, DESCRIPTION, ("model", "input"))
 
 
 def main(argv: list[str] | None = None) -> str:

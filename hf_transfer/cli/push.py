@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hf_transfer import hub, outputs
-from hf_transfer.config import parse_config
+from hf_transfer.config import parse_command
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import REPO_ID, option
 
@@ -47,11 +47,7 @@ OPTIONS = [PushArguments]
 
 def parse(argv: list[str]) -> PushArguments:
     """``OUTPUT_DIR --repo_id NAME ...`` (or ``--output_dir OUTPUT_DIR``) -> checked ``PushArguments``."""
-    argv = list(argv)
-    if argv and not argv[0].startswith("-"):
-        argv = ["--output_dir", argv[0], *argv[1:]]
-    by_class, _ = parse_config(argv, OPTIONS, PROG, DESCRIPTION)
-    return by_class[PushArguments]
+    return parse_command(argv, PushArguments, PROG, DESCRIPTION, ("output_dir",))
 
 
 def main(argv: list[str] | None = None) -> str:
