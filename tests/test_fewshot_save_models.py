@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,14 +109,18 @@ def test_a_missing_model_is_made_again_and_a_finished_grid_gets_its_models(data,
 
     kept = models / "toy" / "k2" / "seed0" / "linear_probe" / "model.safetensors"
     before = kept.stat().st_mtime_ns
-    import shutil
-
     shutil.rmtree(models / "toy" / "k2" / "seed1" / "protonet")
     saved.clear()
     run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
     assert saved == [("2", 1, "protonet")]  # that run alone, again
     assert (models / "toy" / "k2" / "seed1" / "protonet" / "model.safetensors").is_file() and kept.stat().st_mtime_ns == before
     assert len(_rows(out / "results.jsonl")) == 4  # its row replaced, not doubled
+
+    other = models / "toy" / "k2" / "seed0" / "protonet" / "metrics.json"  # a folder holding another grid's model of that name
+    other.write_text(json.dumps({**json.loads(other.read_text()), "test_accuracy": -1.0}))
+    saved.clear()
+    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
+    assert saved == [("2", 0, "protonet")] and json.loads(other.read_text())["test_accuracy"] >= 0
 
 
 def _marked_method(summary: str, k: str) -> str:
