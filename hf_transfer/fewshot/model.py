@@ -96,5 +96,6 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
         base_model=facts["base_model"], base_model_sha256=facts["base_model_sha256"], base_model_revision=facts["base_model_revision"],
         method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
-        pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name, selection=selection,
+        pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
+        selection=selection,
     ))

@@ -86,7 +86,8 @@ class ModelSaver:
             unsaveable = [name for name in methods if name not in SAVEABLE_METHODS]
             if unsaveable:
                 raise UserInputError(f"--save_models: method '{unsaveable[0]}' gives no model that can be saved (those that "
-                                     f"do: {', '.join(SAVEABLE_METHODS)}).", f"leave '{unsaveable[0]}' out of --methods, or drop --save_models.")
+                                     f"do: {', '.join(SAVEABLE_METHODS)}).",
+                                     f"leave '{unsaveable[0]}' out of --methods, or drop --save_models.")
         if target is not None and target != BEST:
             _check_directory(Path(target), output, staging, datasets)
         return cls(target, Path(output), Path(staging), settings, list(datasets), [str(k) for k in shots], list(seeds), list(methods))
@@ -116,7 +117,8 @@ class ModelSaver:
 
     def _refuse_unsaveable_rows(self, rows: list[dict]) -> None:
         groups = set(self._groups())
-        found = next((row["method"] for row in rows if (row["dataset"], str(row["k"])) in groups and row["method"] not in SAVEABLE_METHODS), None)
+        found = next((row["method"] for row in rows
+                      if (row["dataset"], str(row["k"])) in groups and row["method"] not in SAVEABLE_METHODS), None)
         if found is not None:
             raise UserInputError(f"--save_models best: --output '{self.output}' holds runs of '{found}', which gives no model "
                                  "that can be saved, and summary.md may mark it best.",
@@ -158,7 +160,8 @@ class ModelSaver:
                 break
             tqdm.write(f"fewshot: running {group[0]} K={group[1]} seed {chosen['seed']} {chosen['method']} again for its model "
                        "(the best of that K; its run is from an earlier grid).", file=sys.stderr)
-            outputs.write_text(self.staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in rows if run_key(row) != run_key(chosen)))
+            kept = [row for row in rows if run_key(row) != run_key(chosen)]  # the re-run appends it again
+            outputs.write_text(self.staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in kept))
             yield run_key(chosen)
         self._keep_best(group, rows)
         shutil.rmtree(self.staging / CANDIDATES_FOLDER / group[0] / f"k{group[1]}", ignore_errors=True)
