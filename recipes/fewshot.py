@@ -3,11 +3,13 @@
     hf-transfer fewshot                                   # the main job: bundled data, 3 methods x 3 seeds, K=8
     hf-transfer fewshot --datasets sms_spam --shots 8 16 all --seeds 0 1 2 --methods linear_probe,recommended
     hf-transfer fewshot my.yaml --seeds 0 1               # any option in a YAML file (command line wins), plus 'sources'
+    hf-transfer fewshot --methods linear_probe,recommended --save_models best   # + OUTPUT/models/<dataset>_k<K>/
 
 For every dataset x K x seed, the same K-shot sample goes to every method; each run appends one line
 to ``OUTPUT.incomplete/results.jsonl`` as soon as it finishes (so Ctrl-C keeps every finished run and a
 re-run skips them); when the grid is done, ``summary.md`` and ``accuracy_vs_k.png`` are written and the
-folder is renamed to ``OUTPUT``.
+folder is renamed to ``OUTPUT``. ``--save_models DIR`` (or ``best``) also keeps the runs' models
+(``hf_transfer/fewshot/save_models.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hf_transfer.config import known_keys, parse_config, read_yaml
 from hf_transfer.data import BUNDLED_DIR
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods import method_names
+from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.runner import run_experiment
 from hf_transfer.options import SEED_MAX, check_instance, option
 
@@ -59,6 +62,11 @@ class FewShotArguments:
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
     max_test: int | None = option(None, "Evaluate on at most N test examples (a fixed random subset).", minimum=1)
     output: str = option("fewshot_results", "Output folder (re-runs skip finished runs).", path="output")
+    save_models: str | None = option(
+        None, "Also save models to ship: a folder DIR gets the model of every run, in DIR/<dataset>/k<K>/seed<S>/<method>/; "
+        "'best' keeps only the best method's per dataset x K (highest mean accuracy, as summary.md marks it; its median-accuracy "
+        "seed) in OUTPUT/models/<dataset>_k<K>/ (write ./best for a folder named best). Each loads with from_pretrained and "
+        "'hf-transfer predict'. Methods: " + ", ".join(SAVEABLE_METHODS) + ".", path="output", special=("best",))
     sources: dict | str | None = option(
         None, "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
         "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used.")
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> Path:
     results = run_experiment(
         Path(args.data), args.datasets, args.shots, args.seeds, args.methods, Path(args.output),
         model=args.model, max_length=args.max_length, max_test=args.max_test, sources=args.sources or {},
+        save_models=args.save_models,
     )
     print((results.parent / "summary.md").read_text())
     return results

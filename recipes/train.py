@@ -13,7 +13,6 @@ and saves it as an ordinary classifier folder whose predictions are the method's
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -28,12 +27,12 @@ from hf_transfer.config import RecipeConfig, argument_classes, parse_recipe_args
 from hf_transfer.data import load_splits, prepare_splits
 from hf_transfer.data.sampling import shots_per_class
 from hf_transfer.errors import UserInputError
-from hf_transfer.fewshot.model import SAVEABLE_METHODS, fewshot_card
+from hf_transfer.fewshot.model import SAVEABLE_METHODS
+from hf_transfer.fewshot.saving import save_fewshot_model
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
 from hf_transfer.options import option
-from hf_transfer.redact import command_line
-from hf_transfer.run import Run, fingerprint, save_classifier, save_record
+from hf_transfer.run import Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import TransferTrainer
 
@@ -138,29 +137,15 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
             predictions = classifier(list(splits[split][data.text_column]))
             scores = classification_metrics(list(splits[split]["labels"]), predictions, len(id2label))
             metrics.update({f"{prefix}_{key}": value for key, value in scores.items()})
-    model = classifier.to_model(id2label)
-    tokenizer = copy.deepcopy(encoder.tokenizer)
-    tokenizer.model_max_length = data.max_length  # pipeline(..., truncation=True) then cuts texts where the method did
 
     def save(staging: Path) -> None:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        card = fewshot_card(model_name=Path(final_dir).name, method=name, settings=_settings(method), model_config=model.config,
-                            k_per_class=k, num_train_examples=len(texts), dataset=cards.data_name(data), metrics=metrics,
-                            seed=training.seed, command=command_line())
         values = recorded_values(training, config.source, config.model, data, config.extra[FewShotModelArguments])
-        save_record(staging, final_dir, values, metrics, card)
+        save_fewshot_model(staging, classifier, id2label, method_name=name, method=method, k_per_class=k, num_train_examples=len(texts),
+                           dataset=cards.data_name(data), metrics=metrics, seed=training.seed, values=values, final_dir=final_dir)
         print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()}))
 
     run.finish(None, save)
     return metrics
-
-
-def _settings(method) -> dict:
-    """The method's hyper-parameters (its dataclass fields), for the card."""
-    from dataclasses import asdict, is_dataclass
-
-    return {key: value for key, value in asdict(method).items() if value is not None} if is_dataclass(method) else {}
 
 
 if __name__ == "__main__":

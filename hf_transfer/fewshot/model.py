@@ -77,9 +77,10 @@ METHOD_DESCRIPTIONS = {
 
 
 def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, k_per_class: int, num_train_examples: int,
-                 dataset: str, metrics: dict[str, float], seed: int, command: str):
+                 dataset: str, metrics: dict[str, float], seed: int, command: str, selection: str | None = None):
     """The card of a few-shot model (``model_cards/fewshot.md``): the method, K per class, the labels, the base weights;
-    every ``eval_*``/``test_*`` metric is a ``model-index`` result."""
+    every ``eval_*``/``test_*`` metric is a ``model-index`` result; ``selection``: how the model was chosen among others
+    (``hf-transfer fewshot --save_models best``), said on the card."""
     from hf_transfer import cards
 
     facts = cards.backbone_facts(model_config)
@@ -96,4 +97,5 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
         method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
         pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
+        selection=selection,
     ))

@@ -26,6 +26,11 @@ def read_results(folder: Path) -> list[dict]:
     return [row for row in rows if all(key in row for key in ROW_KEYS)]
 
 
+def run_key(row: dict) -> tuple[str, str, int, str]:
+    """What identifies a run: (dataset, K, seed, method)."""
+    return row["dataset"], str(row["k"]), int(row["seed"]), row["method"]
+
+
 def _k_order(k: str) -> float:
     return float("inf") if k == "all" else float(k)
 
@@ -46,6 +51,25 @@ def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str
     }
 
 
+def best_methods(stats: dict[tuple[str, str, str], tuple], dataset: str, k: str) -> list[str]:
+    """The methods ``summary.md`` marks best for (``dataset``, K): the highest mean accuracy over seeds (ties: all of
+    them, in the order their runs first appear); ``stats`` is what ``aggregate`` returns."""
+    means = {method: value[0] for (name, shots, method), value in stats.items() if name == dataset and shots == str(k)}
+    best = max(means.values(), default=None)
+    return [method for method, mean in means.items() if mean == best]
+
+
+def representative_run(rows: list[dict], dataset: str, k: str) -> dict | None:
+    """The run that stands for (``dataset``, K): of the method ``summary.md`` marks best (the first, on a tie), the seed
+    whose accuracy is the median of its seeds (the lower median for an even count), not the luckiest seed."""
+    marked = best_methods(aggregate(rows), dataset, k)
+    if not marked:
+        return None
+    runs = sorted((row for row in rows if row["dataset"] == dataset and str(row["k"]) == str(k) and row["method"] == marked[0]),
+                  key=lambda row: (row["accuracy"], int(row["seed"])))
+    return runs[(len(runs) - 1) // 2]
+
+
 def summary_markdown(rows: list[dict]) -> str:
     """One table per dataset: rows K, columns methods, cells 'mean ± std' accuracy; best in bold."""
     stats = aggregate(rows)
@@ -56,7 +80,7 @@ def summary_markdown(rows: list[dict]) -> str:
         lines += [f"## {dataset}", "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for k in sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order):
             cells = {m: stats.get((dataset, k, m)) for m in methods}
-            best = max((v[0] for v in cells.values() if v), default=None)
+            marked = best_methods(stats, dataset, k)
             row = []
             for method in methods:
                 value = cells[method]
@@ -64,7 +88,7 @@ def summary_markdown(rows: list[dict]) -> str:
                     row.append("–")
                     continue
                 text = f"{100 * value[0]:.1f} ± {100 * value[1]:.1f} (n={value[2]}, {value[3]:.1f}s)"
-                row.append(f"**{text}**" if value[0] == best else text)
+                row.append(f"**{text}**" if method in marked else text)
             lines.append(f"| {k} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)

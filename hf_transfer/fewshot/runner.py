@@ -26,7 +26,8 @@ from hf_transfer import outputs
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
 from hf_transfer.fewshot.methods import check_shots, get_method
-from hf_transfer.fewshot.report import RESULTS_FILE, read_results, write_reports
+from hf_transfer.fewshot.report import RESULTS_FILE, read_results, run_key, write_reports
+from hf_transfer.fewshot.save_models import ModelSaver
 from hf_transfer.metrics import classification_metrics
 
 
@@ -37,15 +38,11 @@ def _append(path: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _key(row: dict) -> tuple[str, str, int, str]:
-    return row["dataset"], str(row["k"]), int(row["seed"]), row["method"]
-
-
 def _finished_runs(output: Path, staging: Path, continuing: bool) -> list[dict]:
     """The runs already done: those of an unfinished run of the same settings first, then the published folder's."""
     rows: dict[tuple, dict] = {}
     for row in [*(read_results(staging) if continuing else []), *read_results(output)]:
-        rows.setdefault(_key(row), row)
+        rows.setdefault(run_key(row), row)
     return list(rows.values())
 
 
@@ -63,8 +60,10 @@ def _start_staging(output: Path, staging: Path, settings: dict, continuing: bool
     outputs.write_text(staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def _publish(staging: Path, output: Path) -> None:
-    """The grid is done: reports into ``staging``, then rename it to ``output`` (replacing the smaller finished grid)."""
+def _publish(staging: Path, output: Path, models: ModelSaver) -> None:
+    """The grid is done: reports (and the models kept in it) into ``staging``, then rename it to ``output`` (replacing
+    the smaller finished grid)."""
+    models.publish(staging)
     write_reports(staging)
     outputs.finish_run(staging)
     outputs.publish(staging, output)
@@ -73,13 +72,15 @@ def _publish(staging: Path, output: Path) -> None:
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], methods: list[str], output: Path,
     model: str = "default", max_length: int = 128, max_test: int | None = None, sources: dict | None = None,
+    save_models: str | Path | None = None,
 ) -> Path:
     """Run every missing (dataset, K, seed, method) in ``output.incomplete``, then publish it as ``output``;
     returns ``output/results.jsonl``.
 
     A dataset named in ``sources`` is loaded from its data keys (``load_source``), any other from
     ``data_dir/<dataset>/{train,test}.jsonl``. Finished runs of ``output`` and of an unfinished run with
-    the same model, ``max_length``, ``max_test`` and data are kept, not redone.
+    the same model, ``max_length``, ``max_test`` and data are kept, not redone. ``save_models``: a folder for the
+    model of every run, or ``"best"`` for the best method's per dataset x K in ``output/models`` (``save_models.py``).
     """
     from hf_transfer.fewshot.encoder import SentenceEncoder
 
@@ -91,14 +92,15 @@ def run_experiment(
     staging = outputs.staging_dir(output)
     settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),  # what a row depends on
                 "sources": sources or {}}
+    models = ModelSaver.create(save_models, output, staging, settings, datasets, shots, seeds, methods)
     continuing = outputs.same_run(staging, settings)
-    finished = _finished_runs(output, staging, continuing)
-    done = {_key(row) for row in finished}
+    finished = models.drop_unsaved(_finished_runs(output, staging, continuing), continuing)
+    done = {run_key(row) for row in finished}
     plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in methods if (d, str(k), s, m) not in done]
     if not plan:
         if continuing:  # a run killed after its last grid item, before publishing
             _start_staging(output, staging, settings, continuing, finished)
-            _publish(staging, output)
+            _publish(staging, output, models)
         elif not (output / "summary.md").is_file():
             write_reports(output)
         print(f"all {len(done)} runs already in {output / RESULTS_FILE}")
@@ -116,7 +118,7 @@ def run_experiment(
     results = staging / RESULTS_FILE
     progress = tqdm(plan, desc="few-shot runs", unit="run")
     try:
-        for dataset, k, seed, name in progress:
+        for dataset, k, seed, name in models.runs(progress):
             progress.set_postfix_str(f"{dataset} K={k} seed={seed} {name}")
             splits = loaded[dataset]
             with warnings.catch_warnings():
@@ -133,13 +135,15 @@ def run_experiment(
             predictions = predict(splits.test_texts)
             eval_seconds = time.perf_counter() - start
             metrics = classification_metrics(splits.test_labels, predictions, splits.num_classes)
-            _append(results, {
+            row = {
                 "dataset": dataset, "k": str(k), "k_per_class": per_class, "seed": seed, "method": name,
                 "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "mcc": metrics["mcc"],
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "num_train": len(texts), "num_test": len(splits.test_texts), "model": model,
-            })
+            }
+            _append(results, row)
+            models.save(row, predict, method, splits)
     finally:
         progress.close()
-    _publish(staging, output)
+    _publish(staging, output, models)
     return output / RESULTS_FILE

@@ -1,0 +1,44 @@
+"""A fitted few-shot method written as a shippable classifier folder: the one way ``hf-transfer train --fewshot_method``
+and ``hf-transfer fewshot --save_models`` save a model.
+
+The folder holds the ``TransferModel`` (``save_pretrained`` weights + ``config.json`` with ``id2label``), its
+tokenizer (``model_max_length`` = the ``max_length`` the method encoded with, so ``pipeline(..., truncation=True)``
+cuts texts where the method did), ``metrics.json``, the settings (``recipe_config.yaml``) and the card
+(``model_cards/fewshot.md``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hf_transfer.fewshot.model import EmbeddingClassifier, fewshot_card
+from hf_transfer.redact import command_line
+
+
+def method_settings(method) -> dict[str, Any]:
+    """A method's hyper-parameters (its dataclass fields), for the card."""
+    return {key: value for key, value in asdict(method).items() if value is not None} if is_dataclass(method) else {}
+
+
+def save_fewshot_model(folder: str | Path, classifier: EmbeddingClassifier, id2label: dict[int, str], *, method_name: str, method,
+                       k_per_class: int, num_train_examples: int, dataset: str, metrics: dict[str, Any], seed: int,
+                       values: dict[str, Any], final_dir: str | Path) -> None:
+    """Write ``classifier`` into ``folder`` (a staging folder: the caller publishes it as ``final_dir``).
+
+    ``metrics`` go to ``metrics.json`` (its ``eval_*``/``test_*`` entries are the card's results), ``values`` (the run's
+    settings) to ``recipe_config.yaml``; ``method`` is the fitted method object, whose settings the card lists."""
+    from hf_transfer.run import save_record
+
+    folder = Path(folder)
+    model = classifier.to_model(id2label)
+    model.save_pretrained(folder)
+    tokenizer = copy.deepcopy(classifier.encoder.tokenizer)
+    tokenizer.model_max_length = classifier.encoder.max_length
+    tokenizer.save_pretrained(folder)
+    card = fewshot_card(model_name=Path(final_dir).name, method=method_name, settings=method_settings(method), model_config=model.config,
+                        k_per_class=k_per_class, num_train_examples=num_train_examples, dataset=dataset, metrics=metrics,
+                        seed=seed, command=command_line())
+    save_record(folder, str(final_dir), values, metrics, card)
