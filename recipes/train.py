@@ -23,8 +23,8 @@ from transformers import set_seed
 
 from hf_transfer import backbones, cards, outputs
 from hf_transfer.cli import run_script
-from hf_transfer.config import RecipeConfig, argument_classes, parse_recipe_args, recorded_values
-from hf_transfer.data import load_splits, prepare_splits
+from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse_recipe_args, recorded_values
+from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.data.sampling import shots_per_class
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
@@ -32,7 +32,7 @@ from hf_transfer.fewshot.saving import save_fewshot_model
 from hf_transfer.metrics import classification_metrics, compute_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
 from hf_transfer.options import option
-from hf_transfer.run import Run, fingerprint, save_classifier
+from hf_transfer.run import NOT_FINGERPRINTED, Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
 from hf_transfer.trainers import TransferTrainer
 
@@ -106,9 +106,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
-    if "strategy" in config.source:
-        raise UserInputError(f"--strategy {config.model.strategy} was given with --fewshot_method {name}, which trains its own way.",
-                             "leave strategy out to fit the few-shot method, or leave fewshot_method out to fine-tune with the strategy.")
+    _refuse_fine_tuning_options(config, name)
     if data.text_pair_column:
         raise UserInputError(f"--fewshot_method {name} classifies single texts; --text_pair_column is set.",
                              "leave text_pair_column out, or fine-tune on pairs without fewshot_method.")
@@ -146,6 +144,27 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
 
     run.finish(None, save)
     return metrics
+
+
+# What a few-shot fit honours besides its data keys: the backbone, the seed, and where and how the result is published.
+FEWSHOT_KEYS = frozenset({"model", "pooling", "seed", "output_dir", "overwrite_output_dir"}) | NOT_FINGERPRINTED
+
+
+def _refuse_fine_tuning_options(config: RecipeConfig, name: str) -> None:
+    """An option set in the file or on the command line that only gradient fine-tuning reads (learning_rate,
+    strategy, epochs, ...) is an error with ``fewshot_method``: the method chooses its own training, and a silently
+    ignored value would make the user believe it was used."""
+    honoured = FEWSHOT_KEYS | known_keys([DataArguments, FewShotModelArguments]) - {"validation_fraction"}
+    ignored = [key for key in config.source if key.replace("-", "_") not in honoured]
+    if not ignored:
+        return
+    if "strategy" in ignored:
+        raise UserInputError(f"--strategy {config.model.strategy} was given with --fewshot_method {name}, which trains its own way.",
+                             "leave strategy out to fit the few-shot method, or leave fewshot_method out to fine-tune with the strategy.")
+    listed = ", ".join(f"--{key}" for key in ignored)
+    raise UserInputError(f"{listed} {'is' if len(ignored) == 1 else 'are'} not used by --fewshot_method {name}, which chooses its "
+                         "own training settings from K and the class count (the card records them).",
+                         f"leave {listed} out, or leave fewshot_method out to fine-tune with them (e.g. --strategy full).")
 
 
 if __name__ == "__main__":

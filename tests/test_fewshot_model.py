@@ -137,3 +137,14 @@ def test_a_strategy_or_a_class_without_examples_is_refused_before_any_output(cap
     line = _error(capsys, [*common, "--class_names", "sports", "weather", "food", "music"])
     assert "Class 'music' has no example" in line
     assert not out.exists() and not staging_dir(out).exists()
+
+
+def test_fine_tuning_options_are_refused_with_a_fewshot_method(capsys, files, tmp_path, tiny_text_backbone):
+    out = tmp_path / "out"
+    common = ["train", CONFIG, "--model", str(tiny_text_backbone), "--output_dir", str(out), "--train_file", str(files[0])]
+    line = _error(capsys, [*common, "--learning_rate", "1e-3"])
+    assert "--learning_rate is not used by --fewshot_method recommended" in line and "leave --learning_rate out" in line
+    line = _error(capsys, [*common, "--num_train_epochs", "3", "--classifier_dropout", "0.2", "--fewshot_method", "protonet"])
+    assert "--num_train_epochs, --classifier_dropout are not used by --fewshot_method protonet" in line
+    assert "validation_fraction" in _error(capsys, [*common, "--validation_fraction", "0.2"])
+    assert not out.exists() and not staging_dir(out).exists()
