@@ -2,7 +2,8 @@
 
 The slow test builds a real virtual environment that sees torch and transformers but not hf_transfer, and loads
 there, with ``trust_remote_code=True``, a text, an image, a few-shot (``normalize_embeddings``) and a multi-task
-folder saved by hf_transfer (the few-shot one also as prepared for the Hub): the same logits as hf_transfer's.
+folder saved by hf_transfer (the few-shot one also as prepared for the Hub, and a model in a sub-folder of a
+prepared repository): the same logits as hf_transfer's.
 In a process that imported hf_transfer, its registered classes load the folders, with or without
 ``trust_remote_code``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -157,8 +159,13 @@ from transformers import (AutoImageProcessor, AutoModel, AutoModelForImageClassi
 
 job = json.loads(open(sys.argv[1]).read())
 result = {}
-for name, (kind, folder) in job["folders"].items():
-    if kind == "image":
+for name, (kind, folder, subfolder) in job["folders"].items():
+    if subfolder:  # a repository with a model per sub-folder: the model alone (pipeline takes no sub-folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, subfolder=subfolder, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, subfolder=subfolder, trust_remote_code=True)
+        inputs = tokenizer(job["texts"], padding=True, truncation=True, return_tensors="pt")
+        scored = None
+    elif kind == "image":
         model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
         images = [Image.open(path) for path in job["images"]]
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
@@ -212,15 +219,20 @@ def test_folders_load_where_hf_transfer_is_not_installed(text_folder, image_fold
     train_main([FEWSHOT_CONFIG, "--model", str(tiny_text_backbone), "--train_file", str(train), "--seed", "3",
                 "--output_dir", str(fewshot), "--fewshot_method", "linear_probe"])
     pushed = hub.prepare_upload(fewshot, tmp_path / "pushed", "me/fewshot")  # what hf-transfer push uploads
-    folders = {"text": ("text", text_folder), "image": ("image", image_folder), "fewshot": ("text", fewshot),
-               "pushed": ("text", pushed), "multitask": ("multitask", multitask_folder)}
+    several = tmp_path / "several"  # an output with a model per sub-folder (as meta_unseen_classes writes), pushed
+    several.mkdir()
+    shutil.copytree(text_folder, several / "maml")
+    several_pushed = hub.prepare_upload(several, tmp_path / "several_pushed", "me/several")
+    folders = {"text": ("text", text_folder, None), "image": ("image", image_folder, None), "fewshot": ("text", fewshot, None),
+               "pushed": ("text", pushed, None), "multitask": ("multitask", multitask_folder, None),
+               "subfolder": ("text", several_pushed, "maml")}
     images, _ = testing.toy_images(1)
     image_files = []
     for i, image in enumerate(images):
         image.save(tmp_path / f"image{i}.png")
         image_files.append(str(tmp_path / f"image{i}.png"))
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"folders": {name: (kind, str(folder)) for name, (kind, folder) in folders.items()},
+    job.write_text(json.dumps({"folders": {name: (kind, str(folder), sub) for name, (kind, folder, sub) in folders.items()},
                                "texts": SENTENCES, "images": image_files, "resaved": str(tmp_path / "resaved")}))
     (tmp_path / "standalone.py").write_text(STANDALONE)
     python = _without_hf_transfer(tmp_path / "venv")
@@ -233,8 +245,9 @@ def test_folders_load_where_hf_transfer_is_not_installed(text_folder, image_fold
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
 
-    for name, (kind, folder) in folders.items():
+    for name, (kind, folder, subfolder) in folders.items():
         got = result[name]
+        folder = folder / subfolder if subfolder else folder
         assert got["class"].startswith("transformers_modules.") and got["class"].endswith(
             "modeling_hf_transfer.MultiTaskModel" if kind == "multitask" else "modeling_hf_transfer.TransferModel")
         if kind == "image":
@@ -253,7 +266,9 @@ def test_folders_load_where_hf_transfer_is_not_installed(text_folder, image_fold
                 continue
             expected = model(**inputs).logits
         torch.testing.assert_close(torch.tensor(got["logits"]), expected, atol=1e-5, rtol=0)
-        torch.testing.assert_close(torch.tensor(got["probabilities"]), expected.softmax(-1), atol=1e-5, rtol=0)
+        if got["probabilities"] is not None:
+            torch.testing.assert_close(torch.tensor(got["probabilities"]), expected.softmax(-1), atol=1e-5, rtol=0)
         assert expected.std() > 100 * 1e-5  # logits that differ far more than the tolerance
     assert json.loads((fewshot / "config.json").read_text())["normalize_embeddings"] is True
+    assert all("trust_remote_code=True" in (folder / "README.md").read_text() for folder in (fewshot, pushed))  # the cards say how
     torch.testing.assert_close(torch.tensor(result["resaved"]["logits"]), torch.tensor(result["text"]["logits"]), atol=0, rtol=0)
