@@ -48,41 +48,35 @@ TEXT_AUTO_MAP = {"AutoConfig": "modeling_hf_transfer.TransferConfig", "AutoModel
                  "AutoModelForImageClassification": "modeling_hf_transfer.TransferModel"}
 
 
-def _spread(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Large random head weights, so that the logits differ clearly between inputs and classes."""
-    generator = torch.Generator().manual_seed(seed)
+def _saved(folder: Path, model: torch.nn.Module, processor) -> Path:
+    """``model`` with large random head weights (logits that differ clearly between inputs and classes), saved in
+    ``folder`` with its tokenizer or image processor."""
+    generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if not name.startswith("backbone."):
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 3)
-    return model.eval()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def text_folder(tiny_text_backbone, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("text_model")
-    torch.manual_seed(0)
-    _spread(TransferModel.from_backbone(str(tiny_text_backbone), ID2LABEL)).save_pretrained(folder)
-    testing.tiny_tokenizer().save_pretrained(folder)
-    return folder
+    model = TransferModel.from_backbone(str(tiny_text_backbone), ID2LABEL)
+    return _saved(tmp_path_factory.mktemp("text_model"), model, testing.tiny_tokenizer())
 
 
 @pytest.fixture(scope="module")
 def image_folder(tiny_image_backbone, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("image_model")
-    torch.manual_seed(0)
-    _spread(TransferModel.from_backbone(str(tiny_image_backbone), {0: "left", 1: "middle", 2: "right"})).save_pretrained(folder)
-    AutoImageProcessor.from_pretrained(str(tiny_image_backbone)).save_pretrained(folder)
-    return folder
+    model = TransferModel.from_backbone(str(tiny_image_backbone), {0: "left", 1: "middle", 2: "right"})
+    return _saved(tmp_path_factory.mktemp("image_model"), model, AutoImageProcessor.from_pretrained(str(tiny_image_backbone)))
 
 
 @pytest.fixture(scope="module")
 def multitask_folder(tiny_text_backbone, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("multitask_model")
-    torch.manual_seed(0)
-    _spread(MultiTaskModel.from_backbone(str(tiny_text_backbone), TASKS)).save_pretrained(folder)
-    testing.tiny_tokenizer().save_pretrained(folder)
-    return folder
+    model = MultiTaskModel.from_backbone(str(tiny_text_backbone), TASKS)
+    return _saved(tmp_path_factory.mktemp("multitask_model"), model, testing.tiny_tokenizer())
 
 
 def test_the_code_that_travels_imports_only_torch_and_transformers():
