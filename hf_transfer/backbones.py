@@ -21,6 +21,7 @@ from transformers.activations import ACT2FN
 from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME
 
 from hf_transfer.errors import UserInputError, closest, user_errors
+from hf_transfer.models import modeling_hf_transfer
 
 DEFAULT_BACKBONE = "default"
 DEFAULT_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -170,30 +171,15 @@ def validate_backbone_config(config: PreTrainedConfig, source: str) -> None:
 
 
 def feature_size(config: PreTrainedConfig) -> int:
-    """Width of the pooled feature, what every head and discriminator reads: ``hidden_size``, or for CNNs
-    (ResNet, ConvNeXt...), which list one width per stage in ``hidden_sizes``, the last stage's."""
-    if getattr(config, "hidden_size", None) is not None:
-        return config.hidden_size
-    widths = getattr(config, "hidden_sizes", None)
-    if isinstance(widths, (list, tuple)) and widths:
-        return widths[-1]
-    raise UserInputError(
-        f"Cannot tell the feature width of a {type(config).__name__}: it has no hidden_size or hidden_sizes.",
-        "use a backbone whose config has hidden_size (transformers encoders) or hidden_sizes (CNNs).",
-    )
+    """Width of the pooled feature, what every head and discriminator reads (``modeling_hf_transfer.feature_size``)."""
+    with user_errors(ValueError, "The backbone's config gives no feature width",
+                     "use a backbone whose config has hidden_size (transformers encoders) or hidden_sizes (CNNs)."):
+        return modeling_hf_transfer.feature_size(config)
 
 
 def modality_of(config: PreTrainedConfig) -> str:
     """'image' for vision encoders (ViT family and friends), 'text' otherwise."""
     return "image" if config.model_type in IMAGE_MODEL_TYPES or hasattr(config, "image_size") else "text"
-
-
-def build_backbone(config: PreTrainedConfig) -> nn.Module:
-    """A randomly initialised ``AutoModel`` without the unused pooler (so DDP sees no idle weights)."""
-    try:
-        return AutoModel.from_config(config, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_config(config)
 
 
 PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -271,24 +257,19 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
 
 
 def embed(backbone: torch.nn.Module, how: str, **inputs: torch.Tensor | None) -> torch.Tensor:
-    """Pooled embedding of a backbone's forward pass over the given inputs (``None`` ones are left out)."""
-    inputs = {name: value for name, value in inputs.items() if value is not None}
-    return pool(backbone(**inputs).last_hidden_state, inputs.get("attention_mask"), how)
+    """Pooled embedding of a backbone's forward pass over the given inputs (``modeling_hf_transfer.embed``)."""
+    with _pooling_errors():
+        return modeling_hf_transfer.embed(backbone, how, **inputs)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
-    """Sequence embedding from token states: masked mean, or the first ([CLS]) token.
+    """Sequence embedding from token states: masked mean, or the first ([CLS]) token; a CNN's 4-D feature map is
+    averaged over height and width, and ``cls`` pooling is refused for it (``modeling_hf_transfer.pool``)."""
+    with _pooling_errors():
+        return modeling_hf_transfer.pool(hidden, attention_mask, how)
 
-    A CNN's 4-D feature map (batch, channels, height, width) is averaged over height and width; it has
-    no [CLS] token, so ``cls`` pooling is refused for it.
-    """
-    if hidden.dim() == 4:
-        if how == "cls":
-            raise UserInputError("cls pooling needs a [CLS] token; this backbone returns a 4-D CNN feature map.", "use --pooling mean.")
-        return hidden.mean(dim=(2, 3))
-    if how == "cls" or hidden.dim() == 2:
-        return hidden[:, 0] if hidden.dim() == 3 else hidden
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+def _pooling_errors():
+    """A pooling the backbone's output cannot give (``cls`` on a CNN feature map) as a one-line error."""
+    return user_errors(ValueError, "The backbone's output cannot be pooled that way", "use --pooling mean.",
+                       when=lambda error: "pooling needs" in str(error))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hf_transfer import outputs
 from hf_transfer.errors import UserInputError, library_message
+from hf_transfer.models import modeling_hf_transfer
 from hf_transfer.outputs import (
     ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, ADAPTER_WEIGHTS_FILE, CARD_FILE, CONFIG_FILE, METRICS_FILE, MODEL_CONFIG_FILE,
     STAGING_SUFFIX, WEIGHTS_FILE,
@@ -25,6 +26,7 @@ from hf_transfer.outputs import (
 from hf_transfer.redact import has_token
 
 ROOT_EXTRAS = (CARD_FILE, METRICS_FILE, CONFIG_FILE)
+MODEL_CODE_FILE = Path(modeling_hf_transfer.__file__).name  # what a saved config's auto_map loads without hf_transfer
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt")
 
@@ -100,6 +102,8 @@ def prepare_upload(output_dir: str | os.PathLike, destination: str | os.PathLike
         for folder in _model_subfolders(output_dir):  # several models: each in its sub-folder (from_pretrained(repo, subfolder=...))
             (destination / folder.name).mkdir()
             _copy_files(folder, destination / folder.name)
+            if (folder / MODEL_CODE_FILE).is_file():  # transformers reads a sub-folder model's code (trust_remote_code) from the root
+                shutil.copy2(folder / MODEL_CODE_FILE, destination / MODEL_CODE_FILE)
     elif merged:  # only the adapter was saved: merge it now
         from hf_transfer.strategies.lora import load_adapter_model
 

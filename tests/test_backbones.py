@@ -162,12 +162,6 @@ def test_encoder_layers_missing_is_a_user_error():
         backbones.encoder_layers(module)
 
 
-def test_build_backbone_drops_the_pooler():
-    config = BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
-    model = backbones.build_backbone(config)
-    assert not any(name.startswith("pooler") for name, _ in model.named_parameters())
-
-
 def test_load_backbone_keeps_pretrained_weights(tiny_text_backbone):
     from safetensors.torch import load_file
 

@@ -68,7 +68,8 @@ def test_onnx_runtime_gives_pytorchs_logits_on_a_padded_batch(classifier, export
 
 def test_the_folder_runs_with_onnxruntime_and_the_tokenizer_alone(classifier, exported):
     """What the README shows: tokenizer + onnxruntime + config.json's id2label, no hf_transfer model class."""
-    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.onnx", "modeling_hf_transfer.py",  # the config's code
+                                                          "tokenizer.json", "tokenizer_config.json"]
     assert not Path(f"{exported}.incomplete").exists()
     id2label = json.loads((exported / "config.json").read_text())["id2label"]
     assert id2label == {str(i): label for i, label in ID2LABEL.items()}

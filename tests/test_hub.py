@@ -171,7 +171,7 @@ def test_merge_on_request_when_only_the_adapter_was_saved(trained, tiny_text_bac
     folder = hub.prepare_upload(adapter_only, tmp_path / "merged_now", "me/tiny-lora", merged=True)
     expected = _logits(AutoModelForSequenceClassification.from_pretrained(trained), trained)
     torch.testing.assert_close(_logits(AutoModelForSequenceClassification.from_pretrained(folder), folder), expected, atol=1e-5, rtol=0)
-    assert {p.suffix for p in folder.iterdir()} <= {".json", ".safetensors", ".md", ".yaml"}
+    assert {p.suffix for p in folder.iterdir()} <= {".json", ".safetensors", ".md", ".yaml", ".py"}  # .py: the model's code
 
 
 def test_recipe_push_to_hub_uploads_the_finished_folder(lora_run, tmp_path, fake_hub, capsys, caplog):

@@ -115,7 +115,8 @@ def test_vision_transfer_resumes_a_killed_grid_and_pushes_the_finished_folder(to
 
     assert len(fake_hub.commits) == 1 and fake_hub.commits[0]["path"] == "/api/models/me/vit-transfer/commit/main"
     uploaded = fake_hub.files_of(fake_hub.commits[0], tmp_path / "uploaded")
-    assert {p.name for p in uploaded.iterdir()} == {"README.md", "results.jsonl", "summary.md", "source", "source_backbone"}
+    assert {p.name for p in uploaded.iterdir()} == {"README.md", "results.jsonl", "summary.md", "source", "source_backbone",
+                                                    "modeling_hf_transfer.py"}  # the code of the source model (trust_remote_code)
     assert (uploaded / "source_backbone" / "model.safetensors").read_bytes() == source_weights
     assert isinstance(AutoModel.from_pretrained(uploaded, subfolder="source_backbone"), ViTModel)
     assert 'from_pretrained("me/vit-transfer", subfolder="source_backbone")' in (uploaded / "README.md").read_text()

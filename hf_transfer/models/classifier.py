@@ -1,8 +1,11 @@
 """TransferModel: any ``AutoModel`` backbone + pooling + a classification head.
 
-It is a regular ``PreTrainedModel`` registered with the Auto classes, so after ``import hf_transfer``
+The config and the forward pass are ``hf_transfer.models.modeling_hf_transfer``'s, the code every saved folder
+carries (``auto_map``), so the folder also loads where hf_transfer is not installed, with
+``trust_remote_code=True``. This subclass adds what needs hf_transfer (config checks, building from a pretrained
+backbone, safe loading, adapter folders) and is registered with the Auto classes, so after ``import hf_transfer``
 a saved folder loads back with ``AutoModelForSequenceClassification`` (text) or
-``AutoModelForImageClassification`` (images), and works in ``pipeline(...)``.
+``AutoModelForImageClassification`` (images), and works in ``pipeline(...)``, without ``trust_remote_code``.
 
 Loading is safe by default: only safetensors weights (pickled ``.bin`` files need
 ``use_safetensors=False``), and a PEFT adapter folder saved by hf_transfer (its ``config.json`` and
@@ -16,54 +19,27 @@ import os
 import sys
 
 import torch
-from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     PreTrainedConfig,
-    PreTrainedModel,
 )
-from transformers.configuration_utils import SubConfigSpec
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_transfer import backbones
-from hf_transfer.models.common import build_trunk, safe_loading, validate_config
+from hf_transfer.models import modeling_hf_transfer
+from hf_transfer.models.common import safe_loading, validate_config
+from hf_transfer.models.modeling_hf_transfer import TransferConfig
 
 
-class TransferConfig(PreTrainedConfig):
-    """Backbone config (nested) + how to pool + the head; ``id2label`` carries the label names."""
-
-    model_type = "hf_transfer"
-    sub_configs_defaults = {"backbone": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
-
-    backbone: PreTrainedConfig | dict | None = None
-    backbone_name: str | None = None
-    backbone_sha256: str | None = None
-    backbone_revision: str | None = None
-    pooling: str = "mean"
-    classifier_dropout: float = 0.1
-    modality: str = "text"
-    normalize_embeddings: bool = False  # L2-normalise the pooled embedding before the head (few-shot heads fitted on unit vectors)
-
-
-class TransferModel(PreTrainedModel):
+class TransferModel(modeling_hf_transfer.TransferModel):
     """Backbone -> pooled embedding (L2-normalised when ``config.normalize_embeddings``) -> dropout -> linear classifier;
-    cross-entropy when labels are given."""
-
-    config_class = TransferConfig
-    base_model_prefix = "backbone"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for accumulation
+    cross-entropy when labels are given (``modeling_hf_transfer.TransferModel``), checked and built the hf_transfer way."""
 
     def __init__(self, config: TransferConfig):
         validate_config(config)
         super().__init__(config)
-        self.classifier = nn.Linear(build_trunk(self, config), config.num_labels)
-        self.post_init()
 
     @classmethod
     def from_backbone(
@@ -145,30 +121,9 @@ class TransferModel(PreTrainedModel):
             label2id={label: i for i, label in id2label.items()},
         )
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.backbone.get_input_embeddings()
-
     def embed(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone embedding (before dropout and head)."""
+        """Pooled backbone embedding (before dropout and head); a pooling the backbone cannot give is a one-line error."""
         return backbones.embed(self.backbone, self.config.pooling, **inputs)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        **unused,
-    ) -> SequenceClassifierOutput:
-        embedding = self.embed(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                               pixel_values=pixel_values, inputs_embeds=inputs_embeds)
-        if self.config.normalize_embeddings:
-            embedding = nn.functional.normalize(embedding, dim=-1)
-        logits = self.classifier(self.dropout(embedding))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 def _called_by_auto_peft() -> bool:

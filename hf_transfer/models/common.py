@@ -1,9 +1,9 @@
-"""What every hf_transfer model shares: config checks, the backbone + pooling trunk, safe loading, unwrapping.
+"""What every hf_transfer model shares: config checks, safe loading, unwrapping.
 
 ``TransferModel`` and ``MultiTaskModel`` are both "an ``AutoModel`` backbone, pooled, then dropout and
-linear head(s)"; their configs carry the same backbone fields (nested backbone config, pooling,
-classifier dropout, modality), checked here by one rule before a model is built from a (maybe
-downloaded) config. Pooling itself is ``hf_transfer.backbones.embed`` / ``pool``.
+linear head(s)" (the trunk and pooling are ``modeling_hf_transfer``'s, the code saved folders carry); their
+configs carry the same backbone fields (nested backbone config, pooling, classifier dropout, modality),
+checked here by one rule before a model is built from a (maybe downloaded) config.
 """
 
 from __future__ import annotations
@@ -43,18 +43,7 @@ def validate_config(config: PreTrainedConfig, problem: str | None = None) -> Non
     if problem:
         raise UserInputError(f"This hf_transfer model config is invalid: {problem}.", "fix config.json, or re-save the model with hf_transfer.")
     backbones.validate_backbone_config(config.backbone, "the model's backbone")
-
-
-def build_trunk(model: nn.Module, config: PreTrainedConfig) -> int:
-    """Give ``model`` its ``backbone`` (built from ``config.backbone``) and head ``dropout``; returns the feature width.
-
-    Image backbones read ``pixel_values``, so ``main_input_name`` follows the modality.
-    """
-    model.backbone = backbones.build_backbone(config.backbone)
-    model.dropout = nn.Dropout(config.classifier_dropout)
-    if config.modality == "image":
-        model.main_input_name = "pixel_values"
-    return backbones.feature_size(config.backbone)
+    backbones.feature_size(config.backbone)  # the heads' width: told now, not as a shape error later
 
 
 def safe_loading(kwargs: dict[str, Any]) -> dict[str, Any]:
