@@ -19,6 +19,7 @@ from datasets.exceptions import DatasetsError
 from hf_transfer.data.files import check_text_file
 from hf_transfer.data.rows import (
     Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
+    names_of_ids,
 )
 from hf_transfer.errors import UserInputError, closest, library_message, user_errors
 from hf_transfer.options import option
@@ -194,7 +195,7 @@ def _class_names(splits: DatasetDict, args: DataArguments, train: RowSource) -> 
     text_column = f"{args.label_column}_text"
     names = {v: str(v) for v in range(max(values) + 1)}
     if text_column in splits["train"].column_names:
-        names.update(zip(values, map(str, splits["train"][text_column])))
+        names.update(names_of_ids([(values, splits["train"][text_column], train)], text_column))
     return [names[i] for i in range(max(values) + 1)]
 
 

@@ -1,6 +1,6 @@
 """A fitted few-shot method as a model to ship: body + linear head on normalised embeddings, saved as a TransferModel.
 
-``linear_probe``, ``protonet``, ``contrastive`` and ``recommended`` all end the same way: a body (the
+``linear_probe``, ``protonet``, ``zeroshot``, ``contrastive`` and ``recommended`` all end the same way: a body (the
 pretrained one, or a contrastively tuned copy) whose pooled, L2-normalised embedding feeds a linear
 head (logistic-regression coefficients, or the class prototypes with no bias). Their ``fit`` returns an
 ``EmbeddingClassifier``, which predicts like any predictor and becomes, with ``to_model``, a
@@ -19,7 +19,7 @@ from torch import nn
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 
-SAVEABLE_METHODS = ("recommended", "contrastive", "linear_probe", "protonet")  # those whose fit returns an EmbeddingClassifier
+SAVEABLE_METHODS = ("recommended", "contrastive", "linear_probe", "protonet", "zeroshot")  # those whose fit returns an EmbeddingClassifier
 
 
 @dataclass
@@ -73,6 +73,8 @@ METHOD_DESCRIPTIONS = {
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head",
     "linear_probe": "a logistic-regression head on the frozen pretrained body",
     "protonet": "class prototypes (mean embeddings) of the frozen pretrained body, cosine similarity",
+    "zeroshot": "zero-shot from class names: each class's prototype is the frozen pretrained body's embedding of its name "
+                "(or label description), cosine similarity; no labelled examples (K=0)",
 }
 
 
