@@ -79,9 +79,9 @@ METHOD_DESCRIPTIONS = {
 
 
 def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, k_per_class: int, num_train_examples: int,
-                 dataset: str, metrics: dict[str, float], seed: int, command: str):
+                 dataset: str, metrics: dict[str, float], seed: int, command: str, class_texts: list[str] | None = None):
     """The card of a few-shot model (``model_cards/fewshot.md``): the method, K per class, the labels, the base weights;
-    every ``eval_*``/``test_*`` metric is a ``model-index`` result."""
+    every ``eval_*``/``test_*`` metric is a ``model-index`` result; ``class_texts``: what a zero-shot (K = 0) head embedded."""
     from hf_transfer import cards
 
     facts = cards.backbone_facts(model_config)
@@ -93,9 +93,10 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
             rows.append({"split": cards.SPLITS[prefix], "metric": cards.METRIC_NAMES[metric], "value": f"{value:.4f}"})
     return cards.Card("fewshot.md", dict(
         model_name=model_name, task="text-classification", pipeline_tag="text-classification",
-        tags=["hf-transfer", "few-shot", f"fewshot-{method}", "text"], datasets=[dataset], model_index=results,
+        tags=["hf-transfer", "zero-shot" if k_per_class == 0 else "few-shot", f"fewshot-{method}", "text"], datasets=[dataset], model_index=results,
         base_model=facts["base_model"], base_model_sha256=facts["base_model_sha256"], base_model_revision=facts["base_model_revision"],
         method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
         pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
+        class_texts=cards.label_text([repr(text) for text in class_texts]) if class_texts else "",
     ))

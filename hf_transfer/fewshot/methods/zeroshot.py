@@ -30,11 +30,11 @@ def name_as_words(name: str) -> str:
     return " ".join(re.sub(r"[_-]+", " ", name).split())
 
 
-def class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | None, where: str) -> list[str]:
+def class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | None, where: str, fix: str = NAME_FIX) -> list[str]:
     """The text embedded for each class, in id order: its description when ``descriptions`` has one, else its name as words.
 
-    ``where`` names the data in errors: a description of an unknown class, or classes whose names are only
-    ids (a label set of 0, 1, ... says nothing about its classes) without a description.
+    ``where`` names the data in errors (``fix`` says how to name its classes): a description of an unknown class,
+    or classes whose names are only ids (a label set of 0, 1, ... says nothing about its classes) without one.
     """
     descriptions = dict(descriptions or {})
     unknown = [name for name in descriptions if name not in class_names]
@@ -48,7 +48,7 @@ def class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | No
     unnamed = [name for name in class_names if name not in descriptions and not re.search(r"[^\W\d_]", name)]
     if unnamed:
         raise UserInputError(f"Zero-shot (K=0) on {where} needs class names, but class {unnamed[0]!r} is only an id "
-                             f"({len(unnamed)} of {len(class_names)} classes are).", f"{NAME_FIX}.")
+                             f"({len(unnamed)} of {len(class_names)} classes are).", f"{fix}.")
     return [descriptions.get(name) or name_as_words(name) for name in class_names]
 
 
