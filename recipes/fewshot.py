@@ -24,6 +24,7 @@ from hf_transfer.config import known_keys, parse_config, read_yaml
 from hf_transfer.data import BUNDLED_DIR
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods import method_names
+from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.runner import run_experiment
 from hf_transfer.options import SEED_MAX, check_instance, option
@@ -49,8 +50,9 @@ class FewShotArguments:
     datasets: list[str] = option(
         default_factory=lambda: ["sms_spam", "banking77_10"],
         help="Dataset folder names under data (comma- or space-separated); default with sources: their names.")
-    shots: list[str] = option(default_factory=lambda: ["8"], help="K values (examples per class); 'all' = the whole train split.",
-                              integer=True, minimum=1, special=("all",))
+    shots: list[str] = option(default_factory=lambda: ["8"], help="K values (examples per class); 'all' = the whole train split; "
+                              "0 = zero-shot from the class names (method zeroshot, whatever --methods says).",
+                              integer=True, minimum=0, special=("all",))
     seeds: list[int] = option(default_factory=lambda: [0, 1, 2], help="Sampling/training seeds.", minimum=0, maximum=SEED_MAX)
     methods: list[str] = option(
         default_factory=lambda: ["recommended"],
@@ -70,6 +72,9 @@ class FewShotArguments:
     sources: dict | str | None = option(
         None, "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
         "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used.")
+    label_descriptions: dict | str | None = option(
+        None, "For K=0: a mapping from a dataset name to {class name: sentence}; a described class is embedded by its "
+        "sentence instead of its name (in the YAML file, or JSON on the command line).")
 
     def __post_init__(self):
         """Every value within its domain; comma-separated lists split, K values normalised ('08' -> '8'), ``sources``
@@ -82,6 +87,7 @@ class FewShotArguments:
                 self.sources = json.loads(self.sources)
             except json.JSONDecodeError as error:
                 raise UserInputError(f"sources is not a mapping ({error.msg}).", "give sources as a YAML mapping in the config file.") from None
+        self.label_descriptions = parse_descriptions(self.label_descriptions, "{dataset: {class name: sentence}}")
         if self.sources is not None and not (isinstance(self.sources, dict) and all(isinstance(v, dict) for v in self.sources.values())):
             raise UserInputError("sources must map each dataset name to its data keys.", "write 'sources: {my_data: {train_file: a.csv}}'.")
 
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> Path:
     results = run_experiment(
         Path(args.data), args.datasets, args.shots, args.seeds, args.methods, Path(args.output),
         model=args.model, max_length=args.max_length, max_test=args.max_test, sources=args.sources or {},
-        save_models=args.save_models,
+        save_models=args.save_models, label_descriptions=args.label_descriptions or {},
     )
     print((results.parent / "summary.md").read_text())
     return results

@@ -9,6 +9,10 @@
 With ``fewshot_method`` (``recommended``, ``contrastive``, ``linear_probe`` or ``protonet``) the job fits that
 few-shot method of ``hf-transfer fewshot`` on every example of the train file (no validation split is carved)
 and saves it as an ordinary classifier folder whose predictions are the method's (``train_fewshot`` below).
+With no train file (or an empty one) and ``--class_names``, or ``--fewshot_method zeroshot``, it saves the
+zero-shot classifier built from the class names (K = 0; ``hf_transfer.fewshot.zero_shot_data``):
+
+    hf-transfer train recipes/configs/fewshot_text.yaml --class_names sports weather food --output_dir my_zero_shot_model
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.data.sampling import shots_per_class
 from hf_transfer.errors import UserInputError
+from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.saving import save_fewshot_model
 from hf_transfer.metrics import classification_metrics, compute_metrics
@@ -44,6 +49,12 @@ class FewShotModelArguments:
         "a classifier (recipes/configs/fewshot_text.yaml).", choices=SAVEABLE_METHODS,
         fix=f"give --fewshot_method one of {', '.join(SAVEABLE_METHODS)} (for 'full' or 'lora' fine-tuning, "
             "leave fewshot_method out and pass --strategy full or --strategy lora)")
+    label_descriptions: dict | str | None = option(
+        None, "Zero-shot only: a mapping {class name: sentence}; a described class is embedded by its sentence instead of "
+        "its name (a YAML mapping in the config, JSON on the command line).")
+
+    def __post_init__(self):
+        self.label_descriptions = parse_descriptions(self.label_descriptions, "{class name: sentence}")
 
 
 OPTIONS = argument_classes(FewShotModelArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
@@ -100,6 +111,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     validation/test files when given, saved through the same run lifecycle as a fine-tuned classifier."""
     from hf_transfer.fewshot.encoder import SentenceEncoder
     from hf_transfer.fewshot.methods import get_method
+    from hf_transfer.fewshot.zero_shot_data import wants_zero_shot, zero_shot_data
 
     name = config.extra[FewShotModelArguments].fewshot_method
     training, data = config.training, config.data
@@ -110,20 +122,29 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     if data.text_pair_column:
         raise UserInputError(f"--fewshot_method {name} classifies single texts; --text_pair_column is set.",
                              "leave text_pair_column out, or fine-tune on pairs without fewshot_method.")
-    splits, id2label = load_splits(data, "text", seed=training.seed, carve_validation=False)  # every example trains
-    texts, labels = list(splits["train"][data.text_column]), list(splits["train"]["labels"])
-    missing = [id2label[i] for i in sorted(id2label) if i not in set(labels)]
-    if missing:  # a declared class name, or a gap in integer labels
-        raise UserInputError(f"Class '{missing[0]}' has no example in the train split ({len(missing)} of {len(id2label)} classes have none).",
-                             "add examples of every class to the train file, or leave that class out (class_names, or labels 0..N-1).")
-    k = shots_per_class(labels)
-    method = get_method(name, k, len(id2label))
-    needed = getattr(method, "min_per_class", 1)
-    if k < needed:
-        smallest = min(set(labels), key=labels.count)
-        raise UserInputError(f"--fewshot_method {name} needs at least {needed} examples per class, but class "
-                             f"'{id2label[smallest]}' has {k} in the train split.",
-                             "add examples of that class, or use --fewshot_method linear_probe (one example per class is enough).")
+    descriptions = config.extra[FewShotModelArguments].label_descriptions
+    if wants_zero_shot(data, name):  # no examples: the classifier comes from the class names (K = 0)
+        splits, id2label, method = zero_shot_data(data, name, descriptions)
+        texts, labels, k, name = [], [], 0, "zeroshot"
+    else:
+        if descriptions:
+            raise UserInputError(f"--label_descriptions is used only by a zero-shot model, but --fewshot_method {name} learns from "
+                                 "the train file's examples.", "leave label_descriptions out, or build a zero-shot model "
+                                 "(--fewshot_method zeroshot, or --class_names without examples).")
+        splits, id2label = load_splits(data, "text", seed=training.seed, carve_validation=False)  # every example trains
+        texts, labels = list(splits["train"][data.text_column]), list(splits["train"]["labels"])
+        missing = [id2label[i] for i in sorted(id2label) if i not in set(labels)]
+        if missing:  # a declared class name, or a gap in integer labels
+            raise UserInputError(f"Class '{missing[0]}' has no example in the train split ({len(missing)} of {len(id2label)} classes have none).",
+                                 "add examples of every class to the train file, or leave that class out (class_names, or labels 0..N-1).")
+        k = shots_per_class(labels)
+        method = get_method(name, k, len(id2label))
+        needed = getattr(method, "min_per_class", 1)
+        if k < needed:
+            smallest = min(set(labels), key=labels.count)
+            raise UserInputError(f"--fewshot_method {name} needs at least {needed} examples per class, but class "
+                                 f"'{id2label[smallest]}' has {k} in the train split.",
+                                 "add examples of that class, or use --fewshot_method linear_probe (one example per class is enough).")
     encoder = SentenceEncoder(config.model.model, max_length=data.max_length, pooling=config.model.pooling)  # a bad model: one line
 
     run = Run.start(training, fingerprint(config.source))  # staging folder, push once at the end

@@ -271,5 +271,5 @@ def test_dataclasses_built_in_python_are_checked_too():
     from hf_transfer.recipes.fewshot import FewShotArguments
 
     with pytest.raises(OptionError, match="--shots"):
-        FewShotArguments(shots=["0"])
+        FewShotArguments(shots=["-1"])  # 0 is zero-shot
     assert FewShotArguments(shots=["08", "all"], datasets=["a,b"]).shots == ["8", "all"]

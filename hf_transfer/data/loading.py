@@ -19,6 +19,7 @@ from datasets.exceptions import DatasetsError
 from hf_transfer.data.files import check_text_file
 from hf_transfer.data.rows import (
     Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
+    names_of_ids,
 )
 from hf_transfer.errors import UserInputError, closest, library_message, user_errors
 from hf_transfer.options import option
@@ -131,6 +132,37 @@ def _load_files(files: dict[str, str], columns: Columns = Columns()) -> tuple[Da
     return DatasetDict(loaded), sources, checked
 
 
+def has_no_rows(path: str) -> bool:
+    """Whether an existing data file holds no examples: empty, blank lines only, a csv header alone, ``[]``, a zero-row parquet."""
+    if os.path.getsize(path) == 0:
+        return True
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows == 0
+    lines = [line for line in Path(path).read_bytes().splitlines() if line.strip()]
+    if suffix in (".csv", ".tsv"):
+        return len(lines) <= 1
+    return not lines or b"".join(lines).strip() == b"[]"
+
+
+def load_evaluation_split(args: DataArguments, split: str, names: list[str]) -> Dataset:
+    """``args``' ``validation_file`` or ``test_file`` alone, checked as ``load_splits`` checks it, with an int ``labels``
+    column over the declared class ``names`` (a model without a train split: zero-shot from class names)."""
+    columns = _columns(args, "text")
+    splits, sources, checked = _load_files({split: getattr(args, f"{split}_file")}, columns)
+    _check_columns(splits, args, "text")
+    if split not in checked:
+        for column, option in columns.texts:
+            check_text_column(splits[split], sources[split], column, option)
+        check_label_column(splits[split], sources[split], args.label_column)
+    dataset = _to_ids(split, splits[split], args, names)
+    if args.max_eval_samples is not None:
+        dataset = dataset.select(range(min(args.max_eval_samples, len(dataset))))
+    return dataset
+
+
 def _load_hub(name: str, config: str | None) -> tuple[DatasetDict, dict[str, RowSource], set[str]]:
     # offline/not found: OSError (DatasetNotFoundError, huggingface_hub's HTTP errors); a bad config name: ValueError
     with user_errors((OSError, ValueError, DatasetsError), f"Could not load dataset '{name}'",
@@ -194,7 +226,7 @@ def _class_names(splits: DatasetDict, args: DataArguments, train: RowSource) -> 
     text_column = f"{args.label_column}_text"
     names = {v: str(v) for v in range(max(values) + 1)}
     if text_column in splits["train"].column_names:
-        names.update(zip(values, map(str, splits["train"][text_column])))
+        names.update(names_of_ids([(values, splits["train"][text_column], train)], text_column))
     return [names[i] for i in range(max(values) + 1)]
 
 

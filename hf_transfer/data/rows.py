@@ -4,7 +4,8 @@ A bad value is named where the user can find it: the file and line (JSON lines) 
 parquet, a Hub split, counting from 1), and the column. A loader describes where its rows come from
 with a ``RowSource`` and hands each column to ``check_texts`` / ``check_labels`` / ``check_images``
 (parsed JSON objects: ``check_records``, then ``dataset_from_records``); ``check_classes`` and
-``check_class_ids`` refuse a label set that cannot train a classifier.
+``check_class_ids`` refuse a label set that cannot train a classifier; ``names_of_ids`` reads class names
+from a ``label_text`` column, one per id.
 """
 
 from __future__ import annotations
@@ -296,3 +297,23 @@ def check_class_ids(ids: Sequence[int], source: RowSource, column: str) -> None:
     if ids[top] >= max(1000, 10 * present):
         raise label_error(source.at(top), column, f"holds the class id {ids[top]}, but the split has only {present} distinct classes "
                           "(ids are 0..N-1)")
+
+
+def names_of_ids(parts: Iterable[tuple[Sequence[int], Sequence, RowSource]], column: str) -> dict[int, str]:
+    """Class names from a ``<label>_text`` column, as ``id -> name``: each id one name, each name one id, across
+    every ``(ids, names, source)`` part (e.g. a train and a test file); a row that names its id otherwise is an error
+    naming the row. Rows without a name (None) are skipped."""
+    names: dict[int, str] = {}
+    for ids, texts, source in parts:
+        for index, (class_id, text) in enumerate(zip(ids, texts)):
+            if text is None:
+                continue
+            if names.setdefault(class_id, str(text)) != str(text):
+                raise UserInputError(f"{source.at(index)}: {column} {str(text)!r} names class {class_id}, which earlier rows call "
+                                     f"{names[class_id]!r}.", f"give every row of class {class_id} the same {column}, or drop that column.")
+    seen: dict[str, int] = {}
+    for class_id, name in sorted(names.items()):
+        if seen.setdefault(name, class_id) != class_id:
+            raise UserInputError(f"{column} {name!r} names two classes ({seen[name]} and {class_id}).",
+                                 f"give each class its own {column}, or drop that column.")
+    return names

@@ -14,7 +14,7 @@ import numpy as np
 
 from hf_transfer.data.files import read_numbered_jsonl
 from hf_transfer.data.loading import DataArguments, load_splits
-from hf_transfer.data.rows import Columns, check_class_ids, check_classes, check_records
+from hf_transfer.data.rows import Columns, RowSource, check_class_ids, check_classes, check_records, names_of_ids
 from hf_transfer.errors import UserInputError
 from hf_transfer.parsing import parse_mapping
 
@@ -36,33 +36,48 @@ class TextSplits:
 def read_labelled_jsonl(path: str | Path, split: str | None = None, text_column: str = "text", label_column: str = "label",
                         missing_fix: str = "check the path.") -> tuple[list[str], list]:
     """Texts and labels (class ids or names, of one kind) of a JSON-lines file; a bad row or a file without examples is an error."""
+    rows, _ = _read_rows(path, split, text_column, label_column, missing_fix)
+    return [row[text_column] for row in rows], [row[label_column] for row in rows]
+
+
+def _read_rows(path: str | Path, split: str | None, text_column: str, label_column: str,
+               missing_fix: str = "check the path.") -> tuple[list[dict], RowSource]:
     rows, source = read_numbered_jsonl(path, split, required=(text_column, label_column), missing_fix=missing_fix)
     if not rows:
         raise UserInputError(f"{split or 'Data'} file '{path}' holds no examples.", "add labelled examples.")
     check_records(rows, source, Columns(((text_column, "text_column"),), label_column))
-    labels = [row[label_column] for row in rows]
-    if isinstance(labels[0], int):  # one kind per file (checked): ids
-        check_class_ids(labels, source, label_column)
-    return [row[text_column] for row in rows], labels
+    if isinstance(rows[0][label_column], int):  # one kind per file (checked): ids
+        check_class_ids([row[label_column] for row in rows], source, label_column)
+    return rows, source
 
 
 def load_text_dataset(folder: Path, text_column: str = "text", label_column: str = "label", max_test: int | None = None) -> TextSplits:
-    """``folder/{train,test}.jsonl`` -> texts and int labels (string labels are mapped by sorted name)."""
+    """``folder/{train,test}.jsonl`` -> texts and int labels (string labels are mapped by sorted name).
+
+    Class names are the string labels, or for integer labels the ``<label>_text`` field where the rows have it
+    (one name per id across both files), else the ids.
+    """
     folder = Path(folder)
     for split in ("train", "test"):
         if not (folder / f"{split}.jsonl").is_file():
             raise UserInputError(f"Dataset folder '{folder}' has no {split}.jsonl.", "give --data DIR where DIR/<name>/{train,test}.jsonl exist.")
-    train_texts, train_labels = read_labelled_jsonl(folder / "train.jsonl", "train", text_column, label_column)
-    test_texts, test_labels = read_labelled_jsonl(folder / "test.jsonl", "test", text_column, label_column)
+    parts = {split: _read_rows(folder / f"{split}.jsonl", split, text_column, label_column) for split in ("train", "test")}
+    (train_texts, train_labels), (test_texts, test_labels) = (
+        ([row[text_column] for row in rows], [row[label_column] for row in rows]) for rows, _ in parts.values())
     check_classes(train_labels, f"{folder}/train.jsonl", "add examples of a second class (a classifier needs two or more).")
     names = sorted(set(train_labels), key=str)
     index = {name: i for i, name in enumerate(names)}
     unseen = set(test_labels) - set(index)
     if unseen:
         raise UserInputError(f"{folder}/test.jsonl has labels never seen in train: {sorted(unseen, key=str)[:5]}.", "remove them or add training examples.")
+    named = {}
+    if isinstance(train_labels[0], int):
+        column = f"{label_column}_text"
+        named = names_of_ids(([[row[label_column] for row in rows], [row.get(column) for row in rows], source]
+                              for rows, source in parts.values()), column)
     test_texts, test_labels = _at_most(test_texts, test_labels, max_test)
     return TextSplits(train_texts, [index[l] for l in train_labels], test_texts, [index[l] for l in test_labels], len(names),
-                      [str(name) for name in names])
+                      [named.get(name, str(name)) for name in names])
 
 
 def _check_max_test(max_test: int | None) -> None:

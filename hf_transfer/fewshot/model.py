@@ -1,6 +1,6 @@
 """A fitted few-shot method as a model to ship: body + linear head on normalised embeddings, saved as a TransferModel.
 
-``linear_probe``, ``protonet``, ``contrastive`` and ``recommended`` all end the same way: a body (the
+``linear_probe``, ``protonet``, ``zeroshot``, ``contrastive`` and ``recommended`` all end the same way: a body (the
 pretrained one, or a contrastively tuned copy) whose pooled, L2-normalised embedding feeds a linear
 head (logistic-regression coefficients, or the class prototypes with no bias). Their ``fit`` returns an
 ``EmbeddingClassifier``, which predicts like any predictor and becomes, with ``to_model``, a
@@ -19,7 +19,7 @@ from torch import nn
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 
-SAVEABLE_METHODS = ("recommended", "contrastive", "linear_probe", "protonet")  # those whose fit returns an EmbeddingClassifier
+SAVEABLE_METHODS = ("recommended", "contrastive", "linear_probe", "protonet", "zeroshot")  # those whose fit returns an EmbeddingClassifier
 
 
 @dataclass
@@ -73,14 +73,17 @@ METHOD_DESCRIPTIONS = {
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head",
     "linear_probe": "a logistic-regression head on the frozen pretrained body",
     "protonet": "class prototypes (mean embeddings) of the frozen pretrained body, cosine similarity",
+    "zeroshot": "zero-shot from class names: each class's prototype is the frozen pretrained body's embedding of its name "
+                "(or label description), cosine similarity; no labelled examples (K=0)",
 }
 
 
 def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, k_per_class: int, num_train_examples: int,
-                 dataset: str, metrics: dict[str, float], seed: int, command: str, selection: str | None = None):
+                 dataset: str, metrics: dict[str, float], seed: int, command: str, selection: str | None = None,
+                 class_texts: list[str] | None = None):
     """The card of a few-shot model (``model_cards/fewshot.md``): the method, K per class, the labels, the base weights;
     every ``eval_*``/``test_*`` metric is a ``model-index`` result; ``selection``: how the model was chosen among others
-    (``hf-transfer fewshot --save_models best``), said on the card."""
+    (``hf-transfer fewshot --save_models best``); ``class_texts``: what a zero-shot (K = 0) head embedded."""
     from hf_transfer import cards
 
     facts = cards.backbone_facts(model_config)
@@ -92,10 +95,10 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
             rows.append({"split": cards.SPLITS[prefix], "metric": cards.METRIC_NAMES[metric], "value": f"{value:.4f}"})
     return cards.Card("fewshot.md", dict(
         model_name=model_name, task="text-classification", pipeline_tag="text-classification",
-        tags=["hf-transfer", "few-shot", f"fewshot-{method}", "text"], datasets=[dataset], model_index=results,
+        tags=["hf-transfer", "zero-shot" if k_per_class == 0 else "few-shot", f"fewshot-{method}", "text"], datasets=[dataset], model_index=results,
         base_model=facts["base_model"], base_model_sha256=facts["base_model_sha256"], base_model_revision=facts["base_model_revision"],
         method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
         pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
-        selection=selection,
+        selection=selection, class_texts=cards.label_text([repr(text) for text in class_texts]) if class_texts else "",
     ))

@@ -26,6 +26,7 @@ from hf_transfer import outputs
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
 from hf_transfer.fewshot.methods import check_shots, get_method
+from hf_transfer.fewshot.methods.zeroshot import ZERO_SHOT, ZeroShot, check_grid, class_texts, grid_methods
 from hf_transfer.fewshot.report import RESULTS_FILE, read_results, run_key, write_reports
 from hf_transfer.fewshot.save_models import ModelSaver
 from hf_transfer.metrics import classification_metrics
@@ -72,31 +73,35 @@ def _publish(staging: Path, output: Path, models: ModelSaver) -> None:
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], methods: list[str], output: Path,
     model: str = "default", max_length: int = 128, max_test: int | None = None, sources: dict | None = None,
-    save_models: str | Path | None = None,
+    save_models: str | Path | None = None, label_descriptions: dict | None = None,
 ) -> Path:
     """Run every missing (dataset, K, seed, method) in ``output.incomplete``, then publish it as ``output``;
     returns ``output/results.jsonl``.
 
     A dataset named in ``sources`` is loaded from its data keys (``load_source``), any other from
     ``data_dir/<dataset>/{train,test}.jsonl``. Finished runs of ``output`` and of an unfinished run with
-    the same model, ``max_length``, ``max_test`` and data are kept, not redone. ``save_models``: a folder for the
-    model of every run, or ``"best"`` for the best method's per dataset x K in ``output/models`` (``save_models.py``).
+    the same model, ``max_length``, ``max_test`` and data are kept, not redone. K = 0 runs ``zeroshot`` (whatever
+    ``methods`` says) from each dataset's class names, or its sentences in ``label_descriptions`` (dataset -> class -> text).
+    ``save_models``: a folder for the model of every run, or ``"best"`` for the best method's per dataset x K in
+    ``output/models`` (``save_models.py``).
     """
     from hf_transfer.fewshot.encoder import SentenceEncoder
 
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
+    label_descriptions = label_descriptions or {}
+    check_grid(shots, methods, datasets, label_descriptions)
     output = Path(output)
     outputs.check_output_dir(output, overwrite=True, option="output")  # a file or the working folder is refused;
     # a finished grid is not: it is extended (a copy of it is the staging folder's start), and replaced once done
     staging = outputs.staging_dir(output)
     settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),  # what a row depends on
-                "sources": sources or {}}
+                "sources": sources or {}, **({"label_descriptions": label_descriptions} if label_descriptions else {})}
     models = ModelSaver.create(save_models, output, staging, settings, datasets, shots, seeds, methods)
     continuing = outputs.same_run(staging, settings)
     finished = models.drop_unsaved(_finished_runs(output, staging, continuing), continuing)
     done = {run_key(row) for row in finished}
-    plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in methods if (d, str(k), s, m) not in done]
+    plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in grid_methods(k, methods) if (d, str(k), s, m) not in done]
     if not plan:
         if continuing:  # a run killed after its last grid item, before publishing
             _start_staging(output, staging, settings, continuing, finished)
@@ -106,12 +111,17 @@ def run_experiment(
         print(f"all {len(done)} runs already in {output / RESULTS_FILE}")
         return output / RESULTS_FILE
     loaded: dict[str, TextSplits] = {}
+    zero_shot: dict[str, ZeroShot] = {}
     for dataset in dict.fromkeys(d for d, *_ in plan):  # bad data fails before the model loads or the folder exists
         if sources and dataset in sources:
             loaded[dataset] = load_source(sources[dataset], max_test)
         else:
             loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
-        check_shots(dataset, loaded[dataset], shots, methods)  # an unbalanced or too small K-shot sample, before the model loads
+        few_shot = [k for k in shots if k != ZERO_SHOT]
+        check_shots(dataset, loaded[dataset], few_shot, [m for m in methods if m != "zeroshot"])  # an unbalanced or too small
+        # K-shot sample, before the model loads; K=0: classes that are only ids, descriptions of unknown classes
+        if ZERO_SHOT in shots:
+            zero_shot[dataset] = ZeroShot(class_texts(loaded[dataset].class_names, label_descriptions.get(dataset), f"dataset '{dataset}'"))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     encoder = SentenceEncoder(model, max_length=max_length)  # a bad model fails before the staging folder exists
     _start_staging(output, staging, settings, continuing, finished)
@@ -122,12 +132,12 @@ def run_experiment(
             progress.set_postfix_str(f"{dataset} K={k} seed={seed} {name}")
             splits = loaded[dataset]
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore" if name != methods[0] else "default")
-                chosen = k_shot_indices(splits.train_labels, k, seed)
+                warnings.simplefilter("ignore" if name != grid_methods(k, methods)[0] else "default")
+                chosen = k_shot_indices(splits.train_labels, k, seed) if k != ZERO_SHOT else []
             texts = [splits.train_texts[i] for i in chosen]
             labels = [splits.train_labels[i] for i in chosen]
-            per_class = shots_per_class(labels)
-            method = get_method(name, per_class, splits.num_classes)
+            per_class = shots_per_class(labels) if labels else 0
+            method = zero_shot[dataset] if k == ZERO_SHOT else get_method(name, per_class, splits.num_classes)
             start = time.perf_counter()
             predict = method.fit(encoder, texts, labels, splits.num_classes, seed)
             train_seconds = time.perf_counter() - start

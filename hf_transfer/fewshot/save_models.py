@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from hf_transfer import cards, outputs
 from hf_transfer.errors import UserInputError
+from hf_transfer.fewshot.methods.zeroshot import grid_methods
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, read_results, representative_run, run_key
 from hf_transfer.fewshot.saving import save_fewshot_model
@@ -99,14 +100,14 @@ class ModelSaver:
         candidate (``continuing``: the staging folder is kept) nor the published ``models/`` folder holds it."""
         if self.target is None:
             return rows
-        grid = {(d, k, s, m) for d in self.datasets for k in self.shots for s in self.seeds for m in self.methods}
+        grid = {(d, k, s, m) for d in self.datasets for k in self.shots for s in self.seeds for m in grid_methods(k, self.methods)}
         if self.target != BEST:
             redo = {run_key(row) for row in rows if run_key(row) in grid and not holds_run(self._run_folder(row), row)}
         else:
             self._refuse_unsaveable_rows(rows)
             keys, redo = {run_key(row) for row in rows}, set()
             for dataset, k in self._groups():
-                if all((dataset, k, s, m) in keys for s in self.seeds for m in self.methods):
+                if all((dataset, k, s, m) in keys for s in self.seeds for m in grid_methods(k, self.methods)):
                     chosen = representative_run(rows, dataset, k)
                     if self._source(chosen, self.staging if continuing else self.output, candidates=continuing) is None:
                         redo.add(run_key(chosen))

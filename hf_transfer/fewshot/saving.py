@@ -40,5 +40,5 @@ def save_fewshot_model(folder: str | Path, classifier: EmbeddingClassifier, id2l
     tokenizer.save_pretrained(folder)
     card = fewshot_card(model_name=Path(final_dir).name, method=method_name, settings=method_settings(method), model_config=model.config,
                         k_per_class=k_per_class, num_train_examples=num_train_examples, dataset=dataset, metrics=metrics,
-                        seed=seed, command=command_line())
+                        seed=seed, command=command_line(), class_texts=getattr(method, "texts", None))  # a zero-shot head's texts
     save_record(folder, str(final_dir), values, metrics, card)
