@@ -29,7 +29,7 @@ Every line records the 1-minute load average at its start: the machine (2 cores)
     (start-up, reading, writing included), ``--cli_repeats`` times each, alternating. And point 7's check on the
     full sst2 test split: ONNX's top-1 against PyTorch's for every row, and the largest |probability difference|.
     Targets: onnx/torch >= 1.5, torch/setfit >= 1 (rows/s, medians).
-(c) peak memory: max RSS (``os.wait4``'s rusage of the child) of ``hf-transfer predict D_0 FILE --batch_size 64
+(c) peak memory: max RSS (the rusage of the command alone, through a small launcher: ``LAUNCHER``) of ``hf-transfer predict D_0 FILE --batch_size 64
     --max_length 8`` on ``rows_10k.jsonl`` and on ``rows_200k.jsonl`` (the same 10,000 rows 20 times). Truncating
     at 8 tokens keeps the 200,000 forward passes affordable on 2 cores; the rows themselves are the full
     sentences, and what would grow with the row count (rows read, predictions, the writer) is untouched by it.
