@@ -4,7 +4,7 @@
 runs it through an engine (``engines``: the saved PyTorch model; an ONNX Runtime engine plugs into
 ``ENGINES``), and writes one row per input, in input order, into a staging file renamed into place
 at the end (``writers``). Memory holds one chunk of rows whatever the size of the input. Inside a
-chunk, inputs are batched by length (fewer pad tokens) and their predictions put back in input order.
+chunk, inputs are batched by token count (fewer pad tokens) and their predictions put back in input order.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[Predicti
 
 def classify(values: list, encoder: Encoder, engine: Engine, batch_size: int, k: int = 1) -> list[Prediction]:
     """Predictions for ``values``, in their order: batches of similar length (dynamic padding), then put back."""
-    order = sorted(range(len(values)), key=lambda i: encoder.length(values[i]))
+    lengths = encoder.lengths(values)
+    order = sorted(range(len(values)), key=lengths.__getitem__)
     found: list[Prediction | None] = [None] * len(values)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
