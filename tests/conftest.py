@@ -33,3 +33,12 @@ def toy_text_data(tmp_path_factory):
 def toy_image_data(tmp_path_factory):
     """Folder with train.parquet / test.parquet of 16x16 images, three classes."""
     return testing.write_image_dataset(tmp_path_factory.mktemp("toy_images"))
+
+
+@pytest.fixture(scope="session")
+def toy_fewshot_dir(tmp_path_factory):
+    """A few-shot data folder: ``toy/{train,test}.jsonl`` with 10 and 5 toy sentences per class."""
+    root = tmp_path_factory.mktemp("fewshot")
+    testing.write_jsonl(root / "toy" / "train.jsonl", testing.toy_sentences(10, seed=0))
+    testing.write_jsonl(root / "toy" / "test.jsonl", testing.toy_sentences(5, seed=1))
+    return root

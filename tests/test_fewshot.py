@@ -15,21 +15,13 @@ from hf_transfer.fewshot.methods.recommended import recommended
 from hf_transfer.fewshot.runner import run_experiment
 
 
-@pytest.fixture(scope="module")
-def fewshot_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fewshot")
-    testing.write_jsonl(root / "toy" / "train.jsonl", testing.toy_sentences(10, seed=0))
-    testing.write_jsonl(root / "toy" / "test.jsonl", testing.toy_sentences(5, seed=1))
-    return root
-
-
 def _lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_runner_writes_results_summary_and_plot_and_resumes(fewshot_data, tiny_text_backbone, tmp_path):
+def test_runner_writes_results_summary_and_plot_and_resumes(toy_fewshot_dir, tiny_text_backbone, tmp_path):
     out = tmp_path / "out"
-    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     rows = _lines(out / "results.jsonl")
     assert len(rows) == 2 * 2 * 2
     assert {(r["k"], r["seed"], r["method"]) for r in rows} == {(k, s, m) for k in ("2", "4") for s in (0, 1) for m in ("linear_probe", "protonet")}
@@ -41,25 +33,25 @@ def test_runner_writes_results_summary_and_plot_and_resumes(fewshot_data, tiny_t
     assert (out / "accuracy_vs_k.png").read_bytes()[:4] == b"\x89PNG"
 
     # resume: nothing is redone; a removed run is redone alone
-    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     assert len(_lines(out / "results.jsonl")) == 8
     kept = (out / "results.jsonl").read_text().splitlines()[:-1]
     (out / "results.jsonl").write_text("\n".join(kept) + "\n")
-    run_experiment(fewshot_data, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2", "4"], [0, 1], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     again = _lines(out / "results.jsonl")
     assert len(again) == 8 and again[:7] == rows[:7]
 
 
-def test_every_method_sees_the_same_sample(fewshot_data, tiny_text_backbone, tmp_path):
+def test_every_method_sees_the_same_sample(toy_fewshot_dir, tiny_text_backbone, tmp_path):
     out = tmp_path / "same"
-    run_experiment(fewshot_data, ["toy"], ["all"], [0], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["all"], [0], ["linear_probe", "protonet"], out, model=str(tiny_text_backbone))
     rows = _lines(out / "results.jsonl")
     assert [r["num_train"] for r in rows] == [30, 30] and all(r["k_per_class"] == 10 for r in rows)
 
 
-def test_main_job_command_on_a_tiny_configuration(fewshot_data, tiny_text_backbone, tmp_path, capsys):
+def test_main_job_command_on_a_tiny_configuration(toy_fewshot_dir, tiny_text_backbone, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--shots", "3", "--seeds", "0",
+    code = cli_main(["fewshot", "--data", str(toy_fewshot_dir), "--datasets", "toy", "--shots", "3", "--seeds", "0",
                      "--model", str(tiny_text_backbone), "--output", str(out)])
     assert code == 0
     rows = _lines(out / "results.jsonl")
@@ -67,8 +59,8 @@ def test_main_job_command_on_a_tiny_configuration(fewshot_data, tiny_text_backbo
     assert "recommended" in capsys.readouterr().out
 
 
-def test_unknown_method_is_refused_before_any_work(fewshot_data, tmp_path, capsys):
-    code = cli_main(["fewshot", "--data", str(fewshot_data), "--datasets", "toy", "--methods", "protonett", "--output", str(tmp_path / "x")])
+def test_unknown_method_is_refused_before_any_work(toy_fewshot_dir, tmp_path, capsys):
+    code = cli_main(["fewshot", "--data", str(toy_fewshot_dir), "--datasets", "toy", "--methods", "protonett", "--output", str(tmp_path / "x")])
     assert code == 2
     assert "Did you mean 'protonet'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -187,9 +179,9 @@ def test_recommended_body_tuning_lowers_its_own_loss(tiny_text_backbone):
 
 
 @pytest.mark.parametrize("form", ["positional", "--config"])
-def test_config_file_positional_or_with_config_and_command_line_wins(form, fewshot_data, tiny_text_backbone, tmp_path):
+def test_config_file_positional_or_with_config_and_command_line_wins(form, toy_fewshot_dir, tiny_text_backbone, tmp_path):
     config = tmp_path / "fewshot.yaml"
-    config.write_text(f"data: {fewshot_data}\ndatasets: [toy]\nshots: [2]\nseeds: [0, 1]\nmethods: [protonet]\n"
+    config.write_text(f"data: {toy_fewshot_dir}\ndatasets: [toy]\nshots: [2]\nseeds: [0, 1]\nmethods: [protonet]\n"
                       f"model: {tiny_text_backbone}\noutput: {tmp_path / 'out'}\n")
     argv = [str(config)] if form == "positional" else ["--config", str(config)]
     assert cli_main(["fewshot", *argv, "--seeds", "1"]) == 0
@@ -209,7 +201,7 @@ def test_no_arguments_is_the_main_job_and_any_option_keeps_the_other_defaults():
     assert (args.methods, args.datasets, args.shots) == (["linear_probe", "protonet", "lora"], ["a", "b", "c"], ["8", "all"])
 
 
-def test_a_new_method_is_one_registered_factory(fewshot_data, tiny_text_backbone, tmp_path):
+def test_a_new_method_is_one_registered_factory(toy_fewshot_dir, tiny_text_backbone, tmp_path):
     from hf_transfer.errors import UserInputError
     from hf_transfer.fewshot.methods import METHODS, register_method
 
@@ -220,7 +212,7 @@ def test_a_new_method_is_one_registered_factory(fewshot_data, tiny_text_backbone
     register_method("majority")(lambda k, num_classes: Majority())
     try:
         assert "majority" in method_names() and isinstance(get_method("majority", 2, 3), Majority)
-        run_experiment(fewshot_data, ["toy"], ["2"], [0], ["majority"], tmp_path / "out", model=str(tiny_text_backbone))
+        run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0], ["majority"], tmp_path / "out", model=str(tiny_text_backbone))
         assert [r["method"] for r in _lines(tmp_path / "out" / "results.jsonl")] == ["majority"]
     finally:
         METHODS.pop("majority")
@@ -228,11 +220,11 @@ def test_a_new_method_is_one_registered_factory(fewshot_data, tiny_text_backbone
         get_method("majority", 2, 3)
 
 
-def test_results_written_before_methods_were_named_so_are_resumed(fewshot_data, tiny_text_backbone, tmp_path, capsys):
+def test_results_written_before_methods_were_named_so_are_resumed(toy_fewshot_dir, tiny_text_backbone, tmp_path, capsys):
     out = tmp_path / "old"
-    run_experiment(fewshot_data, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
     results = out / "results.jsonl"
     results.write_text(results.read_text().replace('"method":', '"strategy":') + '{"dataset": "toy", "k": "2", "se')  # + a line cut by a crash
-    run_experiment(fewshot_data, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0], ["protonet"], out, model=str(tiny_text_backbone))
     assert "all 1 runs already in" in capsys.readouterr().out
     assert "| 2 | **" in (out / "summary.md").read_text()

@@ -30,14 +30,6 @@ from hf_transfer.fewshot.save_models import ModelSaver
 METHODS = ["linear_probe", "protonet"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fewshot_save")
-    testing.write_jsonl(root / "toy" / "train.jsonl", testing.toy_sentences(10, seed=0))
-    testing.write_jsonl(root / "toy" / "test.jsonl", testing.toy_sentences(5, seed=1))
-    return root
-
-
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -64,14 +56,14 @@ def _count_saves(monkeypatch) -> list[tuple]:
     return saved
 
 
-def test_every_run_is_saved_and_predicts_like_the_runner(data, tiny_text_backbone, tmp_path):
+def test_every_run_is_saved_and_predicts_like_the_runner(toy_fewshot_dir, tiny_text_backbone, tmp_path):
     out, models = tmp_path / "grid", tmp_path / "models"
-    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
     rows = _rows(out / "results.jsonl")
     expected = {f"toy/k2/seed{s}/{m}" for s in (0, 1) for m in METHODS}
     assert {p for p in _files(models) if p.count("/") == 3} == expected  # DIR/<dataset>/k<K>/seed<S>/<method>
     assert not [p for p in _files(models) if ".incomplete" in p]
-    splits = load_text_dataset(data / "toy")
+    splits = load_text_dataset(toy_fewshot_dir / "toy")
     encoder = SentenceEncoder(str(tiny_text_backbone))
     for row in rows:
         folder = models / "toy" / "k2" / f"seed{row['seed']}" / row["method"]
@@ -97,12 +89,12 @@ def test_every_run_is_saved_and_predicts_like_the_runner(data, tiny_text_backbon
     assert [r["label"] for r in _rows(tmp_path / "pred.jsonl")] == [id2label[i] for i in _predict(folder, splits.test_texts)]
 
 
-def test_a_missing_model_is_made_again_and_a_finished_grid_gets_its_models(data, tiny_text_backbone, tmp_path, monkeypatch):
+def test_a_missing_model_is_made_again_and_a_finished_grid_gets_its_models(toy_fewshot_dir, tiny_text_backbone, tmp_path, monkeypatch):
     out, models = tmp_path / "grid", tmp_path / "models"
-    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone))  # no models asked
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone))  # no models asked
     rows = _rows(out / "results.jsonl")
     saved = _count_saves(monkeypatch)
-    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
     assert len(saved) == 4 and len({p for p in _files(models) if p.count("/") == 3}) == 4
     again = _rows(out / "results.jsonl")
     runs = lambda found: {(r["seed"], r["method"], r["accuracy"]) for r in found}  # noqa: E731
@@ -112,7 +104,7 @@ def test_a_missing_model_is_made_again_and_a_finished_grid_gets_its_models(data,
     before = kept.stat().st_mtime_ns
     shutil.rmtree(models / "toy" / "k2" / "seed1" / "protonet")
     saved.clear()
-    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
     assert saved == [("2", 1, "protonet")]  # that run alone, again
     assert (models / "toy" / "k2" / "seed1" / "protonet" / "model.safetensors").is_file() and kept.stat().st_mtime_ns == before
     assert len(_rows(out / "results.jsonl")) == 4  # its row replaced, not doubled
@@ -120,7 +112,7 @@ def test_a_missing_model_is_made_again_and_a_finished_grid_gets_its_models(data,
     other = models / "toy" / "k2" / "seed0" / "protonet" / "metrics.json"  # a folder holding another grid's model of that name
     other.write_text(json.dumps({**json.loads(other.read_text()), "test_accuracy": -1.0}))
     saved.clear()
-    run_experiment(data, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1], METHODS, out, model=str(tiny_text_backbone), save_models=models)
     assert saved == [("2", 0, "protonet")] and json.loads(other.read_text())["test_accuracy"] >= 0
 
 
@@ -153,7 +145,7 @@ def _check_best(out: Path, splits) -> dict:
     return metrics
 
 
-def test_best_keeps_the_marked_methods_median_seed_and_a_killed_run_resumes(data, tiny_text_backbone, tmp_path, monkeypatch):
+def test_best_keeps_the_marked_methods_median_seed_and_a_killed_run_resumes(toy_fewshot_dir, tiny_text_backbone, tmp_path, monkeypatch):
     out = tmp_path / "grid"
     saved, real = [], ModelSaver.save
 
@@ -165,30 +157,30 @@ def test_best_keeps_the_marked_methods_median_seed_and_a_killed_run_resumes(data
 
     monkeypatch.setattr(ModelSaver, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(data, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
+        run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
     assert not out.exists()
     monkeypatch.setattr(ModelSaver, "save", real)
     saved = _count_saves(monkeypatch)
-    run_experiment(data, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
     assert len(saved) == 2  # the two runs left; the 4 finished ones' candidates were kept
-    _check_best(out, load_text_dataset(data / "toy"))
+    _check_best(out, load_text_dataset(toy_fewshot_dir / "toy"))
 
 
-def test_best_on_a_finished_grid_runs_only_the_chosen_run_again(data, tiny_text_backbone, tmp_path, monkeypatch):
+def test_best_on_a_finished_grid_runs_only_the_chosen_run_again(toy_fewshot_dir, tiny_text_backbone, tmp_path, monkeypatch):
     out = tmp_path / "grid"
-    run_experiment(data, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone))
     summary = (out / "summary.md").read_text()
     saved = _count_saves(monkeypatch)
-    run_experiment(data, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
-    metrics = _check_best(out, load_text_dataset(data / "toy"))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1, 2], METHODS, out, model=str(tiny_text_backbone), save_models="best")
+    metrics = _check_best(out, load_text_dataset(toy_fewshot_dir / "toy"))
     assert saved == [("2", metrics["seed"], metrics["method"])] and len(_rows(out / "results.jsonl")) == 6
     seconds = re.compile(r", [0-9.]+s\)")  # the re-run's train time is its own; every accuracy stays
     assert seconds.sub(")", (out / "summary.md").read_text()) == seconds.sub(")", summary)
 
     saved.clear()  # extending the grid with a seed: the group's best is chosen again over 4 seeds
-    run_experiment(data, ["toy"], ["2"], [0, 1, 2, 3], METHODS, out, model=str(tiny_text_backbone), save_models="best")
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0, 1, 2, 3], METHODS, out, model=str(tiny_text_backbone), save_models="best")
     assert len(_rows(out / "results.jsonl")) == 8 and [s[1] for s in saved][:2] == [3, 3]
-    assert _check_best(out, load_text_dataset(data / "toy"))["method_seeds"] == 4
+    assert _check_best(out, load_text_dataset(toy_fewshot_dir / "toy"))["method_seeds"] == 4
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -198,8 +190,8 @@ def _error(capsys, argv: list[str]) -> str:
     return err[0]
 
 
-def test_bad_save_models_are_refused_before_any_work(data, tiny_text_backbone, tmp_path, capsys):
-    base = ["fewshot", "--data", str(data), "--datasets", "toy", "--shots", "2", "--seeds", "0", "--model", str(tiny_text_backbone)]
+def test_bad_save_models_are_refused_before_any_work(toy_fewshot_dir, tiny_text_backbone, tmp_path, capsys):
+    base = ["fewshot", "--data", str(toy_fewshot_dir), "--datasets", "toy", "--shots", "2", "--seeds", "0", "--model", str(tiny_text_backbone)]
     out, models = tmp_path / "grid", tmp_path / "models"
     assert "'finetune'" in _error(capsys, [*base, "--methods", "linear_probe,finetune", "--output", str(out), "--save_models", str(models)])
     (tmp_path / "a_file").write_text("x")
@@ -210,7 +202,7 @@ def test_bad_save_models_are_refused_before_any_work(data, tiny_text_backbone, t
     assert not out.exists() and not models.exists() and not (tmp_path / "grid.incomplete").exists()
 
     # a grid whose results hold a method that cannot be saved: its mark in summary.md could not be shipped
-    run_experiment(data, ["toy"], ["2"], [0], ["linear_probe"], out, model=str(tiny_text_backbone))
+    run_experiment(toy_fewshot_dir, ["toy"], ["2"], [0], ["linear_probe"], out, model=str(tiny_text_backbone))
     rows = _rows(out / "results.jsonl")
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, {**rows[0], "method": "finetune"}]))
     before = _files(out)
