@@ -111,6 +111,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     validation/test files when given, saved through the same run lifecycle as a fine-tuned classifier."""
     from hf_transfer.fewshot.encoder import SentenceEncoder
     from hf_transfer.fewshot.methods import get_method
+    from hf_transfer.fewshot.methods.zeroshot import known_class_texts
     from hf_transfer.fewshot.zero_shot_data import wants_zero_shot, zero_shot_data
 
     name = config.extra[FewShotModelArguments].fewshot_method
@@ -138,7 +139,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
             raise UserInputError(f"Class '{missing[0]}' has no example in the train split ({len(missing)} of {len(id2label)} classes have none).",
                                  "add examples of every class to the train file, or leave that class out (class_names, or labels 0..N-1).")
         k = shots_per_class(labels)
-        method = get_method(name, k, len(id2label))
+        method = get_method(name, k, len(id2label), known_class_texts(list(id2label.values())))
         needed = getattr(method, "min_per_class", 1)
         if k < needed:
             smallest = min(set(labels), key=labels.count)

@@ -19,7 +19,7 @@ from torch import nn
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
 
-SAVEABLE_METHODS = ("recommended", "contrastive", "linear_probe", "protonet", "zeroshot")  # those whose fit returns an EmbeddingClassifier
+SAVEABLE_METHODS = ("recommended", "prototype_tuning", "contrastive", "linear_probe", "protonet", "zeroshot")  # those whose fit returns an EmbeddingClassifier
 
 
 @dataclass
@@ -70,6 +70,8 @@ def prototype_head(prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 METHOD_DESCRIPTIONS = {
     "recommended": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "
                    "(settings chosen from K and the class count)",
+    "prototype_tuning": "the body fine-tuned by cross-entropy against frozen class prototypes (cosine similarity), "
+                        "then a logistic-regression head",
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head",
     "linear_probe": "a logistic-regression head on the frozen pretrained body",
     "protonet": "class prototypes (mean embeddings) of the frozen pretrained body, cosine similarity",

@@ -26,7 +26,7 @@ from hf_transfer import outputs
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
 from hf_transfer.fewshot.methods import check_shots, get_method
-from hf_transfer.fewshot.methods.zeroshot import ZERO_SHOT, ZeroShot, check_grid, class_texts, grid_methods
+from hf_transfer.fewshot.methods.zeroshot import ZERO_SHOT, ZeroShot, check_grid, class_texts, grid_methods, known_class_texts
 from hf_transfer.fewshot.report import RESULTS_FILE, read_results, run_key, write_reports
 from hf_transfer.fewshot.save_models import ModelSaver
 from hf_transfer.metrics import classification_metrics
@@ -137,7 +137,8 @@ def run_experiment(
             texts = [splits.train_texts[i] for i in chosen]
             labels = [splits.train_labels[i] for i in chosen]
             per_class = shots_per_class(labels) if labels else 0
-            method = zero_shot[dataset] if k == ZERO_SHOT else get_method(name, per_class, splits.num_classes)
+            method = zero_shot[dataset] if k == ZERO_SHOT else get_method(
+                name, per_class, splits.num_classes, known_class_texts(splits.class_names, label_descriptions.get(dataset)))
             start = time.perf_counter()
             predict = method.fit(encoder, texts, labels, splits.num_classes, seed)
             train_seconds = time.perf_counter() - start

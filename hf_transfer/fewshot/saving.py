@@ -10,7 +10,7 @@ cuts texts where the method did), ``metrics.json``, the settings (``recipe_confi
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,10 @@ from hf_transfer.redact import command_line
 
 
 def method_settings(method) -> dict[str, Any]:
-    """A method's hyper-parameters (its dataclass fields), for the card."""
-    return {key: value for key, value in asdict(method).items() if value is not None} if is_dataclass(method) else {}
+    """A method's hyper-parameters (its shown dataclass fields), for the card; the class texts have a row of their own."""
+    if not is_dataclass(method):
+        return {}
+    return {f.name: getattr(method, f.name) for f in fields(method) if f.repr and getattr(method, f.name) is not None}
 
 
 def save_fewshot_model(folder: str | Path, classifier: EmbeddingClassifier, id2label: dict[int, str], *, method_name: str, method,

@@ -7,7 +7,7 @@ recipe for K examples per class; a strategy only decides which parameters of a m
 from transformers.utils import logging as hf_logging
 
 # importing the files registers the methods; this order is the order of method_names()
-from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, recommended, zeroshot  # noqa: F401  # isort: skip
+from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, prototype_tuning, recommended, zeroshot  # noqa: F401  # isort: skip
 from hf_transfer.fewshot.methods.base import (
     METHODS, FewShotMethod, Predictor, check_shots, get_method, method_names, register_method, tokenized, train_on_sample, training_arguments,
 )
@@ -15,11 +15,12 @@ from hf_transfer.fewshot.methods.contrastive import Contrastive
 from hf_transfer.fewshot.methods.finetune import FineTune
 from hf_transfer.fewshot.methods.linear_probe import LinearProbe
 from hf_transfer.fewshot.methods.protonet import ProtoNet
+from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
 from hf_transfer.fewshot.methods.zeroshot import ZeroShot, class_texts
 
 hf_logging.set_verbosity_error()  # the many short trainings of a grid would each repeat transformers' notices
 
 __all__ = [
-    "METHODS", "Contrastive", "FewShotMethod", "check_shots", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "get_method",
+    "METHODS", "Contrastive", "FewShotMethod", "check_shots", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "PrototypeTuning", "get_method",
     "method_names", "register_method", "tokenized", "train_on_sample", "training_arguments", "ZeroShot", "class_texts",
 ]

@@ -51,13 +51,17 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def get_method(name: str, k: int, num_classes: int) -> FewShotMethod:
-    """The method called ``name`` for K examples per class of ``num_classes`` classes; unknown names list the known ones."""
+def get_method(name: str, k: int, num_classes: int, class_texts: list[str] | None = None) -> FewShotMethod:
+    """The method called ``name`` for K examples per class of ``num_classes`` classes; unknown names list the known ones.
+    ``class_texts`` (the classes' names or descriptions) go to a method that can use them (a ``class_texts`` field)."""
     if name not in METHODS:
         raise UserInputError(
             f"Unknown few-shot method '{name}'.{closest(name, METHODS)}", f"use any of: {', '.join(METHODS)}."
         )
-    return METHODS[name](k, num_classes)
+    method = METHODS[name](k, num_classes)
+    if class_texts is not None and hasattr(method, "class_texts"):
+        method.class_texts = list(class_texts)
+    return method
 
 
 MIN_PER_CLASS, MIN_CLASSES = 1, 2  # what a method needs unless it declares more

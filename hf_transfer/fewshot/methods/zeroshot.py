@@ -30,6 +30,11 @@ def name_as_words(name: str) -> str:
     return " ".join(re.sub(r"[_-]+", " ", name).split())
 
 
+def is_a_name(name: str) -> bool:
+    """Whether a class name holds a letter (``positive``, ``card_arrival``), not only an id (``0``, ``12``)."""
+    return bool(re.search(r"[^\W\d_]", name))
+
+
 def class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | None, where: str, fix: str = NAME_FIX) -> list[str]:
     """The text embedded for each class, in id order: its description when ``descriptions`` has one, else its name as words.
 
@@ -45,11 +50,18 @@ def class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | No
     blank = next((name for name, text in descriptions.items() if not isinstance(text, str) or not text.strip()), None)
     if blank is not None:
         raise UserInputError(f"label_descriptions of {where} gives class {blank!r} no sentence.", "map each class name to a non-empty sentence.")
-    unnamed = [name for name in class_names if name not in descriptions and not re.search(r"[^\W\d_]", name)]
+    unnamed = [name for name in class_names if name not in descriptions and not is_a_name(name)]
     if unnamed:
         raise UserInputError(f"Zero-shot (K=0) on {where} needs class names, but class {unnamed[0]!r} is only an id "
                              f"({len(unnamed)} of {len(class_names)} classes are).", f"{fix}.")
     return [descriptions.get(name) or name_as_words(name) for name in class_names]
+
+
+def known_class_texts(class_names: Sequence[str], descriptions: Mapping[str, str] | None = None) -> list[str] | None:
+    """The class texts of ``class_texts`` when every class has a real name or a description, else None (ids say nothing)."""
+    if not class_names or any(not is_a_name(name) and name not in (descriptions or {}) for name in class_names):
+        return None
+    return class_texts(class_names, descriptions, "the data")
 
 
 class ZeroShot:
