@@ -19,14 +19,13 @@ last checkpoint; a NaN/inf training loss stops the run naming the step; ``--push
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from hf_transfer import backbones, outputs
+from hf_transfer import backbones, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, argument_classes, parse_config
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
@@ -113,7 +112,8 @@ def _load_initial_model(folder: str):
 def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:
     """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig), through the suite's one parser."""
     by_class, source = parse_config(
-        argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
+        argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml",
+        unused_parameters=None,  # source_only leaves the discriminator out
     )
     adaptation, model_args = by_class[AdaptationArguments], by_class[ModelArguments]
     if not adaptation.target_dataset:
@@ -221,9 +221,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "target_oracle": f"supervised cross-entropy on the labelled target domain ({target_name})",
         }[adaptation.adaptation]
         save_classifier(trainer, strategy, config, metrics, staging, final_dir, len(train_set), objective)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save)
+    console.done("domain_adapt", f"{adaptation.adaptation} target " + console.headline(metrics), [("model", run.finish(trainer, save))])
     return metrics
 
 if __name__ == "__main__":

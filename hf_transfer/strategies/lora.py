@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,9 @@ class Lora(Strategy):
         with user_errors(ValueError, f"{option}: PEFT cannot adapt the modules {_shown(config.target_modules)} of this model",
                          "name Linear/Embedding/Conv modules that exist in the backbone, e.g. --lora_target_modules query value "
                          "(print(model) lists them), or leave --lora_target_modules unset for PEFT's default."):
-            wrapped = get_peft_model(model, config)
+            with warnings.catch_warnings():  # peft itself reads transformers' deprecated alias (peft_model.py); nothing we pass avoids it
+                warnings.filterwarnings("ignore", message=".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                wrapped = get_peft_model(model, config)
         _check_rank(wrapped, "--peft_config's r" if self.args.peft_config else "--lora_r")
         return wrapped
 
