@@ -67,8 +67,7 @@ class ConsoleProgress(TrainerCallback):
     @staticmethod
     def _record(args, state, logs: dict) -> None:
         folder = Path(args.output_dir)
-        if not folder.is_dir():
-            return
+        folder.mkdir(parents=True, exist_ok=True)  # the Trainer makes it too, at its first save
         row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str, bool))}}
         with open(folder / LOG_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
