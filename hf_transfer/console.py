@@ -22,7 +22,10 @@ from collections.abc import Iterable
 LIBRARIES = ("transformers", "datasets", "huggingface_hub", "accelerate", "peft", "torch.distributed")
 
 # (message regex, category, why hiding it is right): warnings raised inside libraries about their own internals.
+PEFT_DEPRECATED_ALIAS = r".*`is_gradient_checkpointing` is deprecated"
 UNACTIONABLE: tuple[tuple[str, type[Warning], str], ...] = (
+    (PEFT_DEPRECATED_ALIAS, FutureWarning,
+     "peft reads transformers' deprecated alias itself whenever it wraps a model (peft_model.py); the few-shot methods' LoRA"),
 )
 
 _settings = {"verbose": False, "configured": False}
