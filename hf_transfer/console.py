@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 LIBRARIES = ("transformers", "datasets", "huggingface_hub", "accelerate", "peft", "torch.distributed")
 
@@ -28,7 +30,7 @@ UNACTIONABLE: tuple[tuple[str, type[Warning], str], ...] = (
      "peft reads transformers' deprecated alias itself whenever it wraps a model (peft_model.py); the few-shot methods' LoRA"),
 )
 
-_settings = {"verbose": False, "configured": False}
+_settings: dict[str, Any] = {"verbose": False, "configured": False, "depth": 0}  # depth: jobs running inside another job
 
 
 def is_main_process() -> bool:
@@ -89,12 +91,27 @@ class _Discard:
         return False
 
 
+def nested(main: Callable[..., Any]) -> Callable[..., Any]:
+    """``main`` that knows when it runs inside another job (``vision_transfer`` training with ``train``): there its
+    final line is not printed, since the outer job prints its own per-stage lines and the one final line."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        _settings["depth"] += 1
+        try:
+            return main(*args, **kwargs)
+        finally:
+            _settings["depth"] -= 1
+
+    return run
+
+
 def done(job: str, headline: str, outputs: Iterable[tuple[str, object]]) -> str:
-    """Print (main process only) and return the job's last line: ``JOB done: HEADLINE · what: PATH · ...``."""
+    """Print (main process, outermost job only) and return the job's last line: ``JOB done: HEADLINE · what: PATH · ...``."""
     parts = [f"{job} done: {headline}" if headline else f"{job} done"]
     parts += [f"{what}: {os.fspath(path)}" for what, path in outputs]
     line = " · ".join(parts)
-    if is_main_process():
+    if is_main_process() and not _settings["depth"]:
         print(line, flush=True)
     return line
 

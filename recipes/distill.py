@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def save_all(staging: Path) -> None:
         save(trainer, args, data_args, training, metrics, layers, depth, staging, final_dir, len(train), source)
 
-    console.done("distill", "student " + console.headline(metrics), [("model", run.finish(trainer, save_all))])
+    teacher = metrics.get("teacher_test_accuracy", metrics.get("teacher_eval_accuracy"))
+    headline = "student " + console.headline(metrics) + (f" (teacher {teacher:.4f})" if teacher is not None else "")
+    console.done("distill", headline, [("model", run.finish(trainer, save_all))])
     return metrics
 
 

@@ -222,7 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         }[adaptation.adaptation]
         save_classifier(trainer, strategy, config, metrics, staging, final_dir, len(train_set), objective)
 
-    console.done("domain_adapt", f"{adaptation.adaptation} target " + console.headline(metrics), [("model", run.finish(trainer, save))])
+    scores = [f"{domain} test accuracy {metrics[f'{domain}_test_accuracy']:.4f}" for domain in ("target", "source")
+              if isinstance(metrics.get(f"{domain}_test_accuracy"), float)]
+    console.done("domain_adapt", " · ".join([adaptation.adaptation, *scores]), [("model", run.finish(trainer, save))])
     return metrics
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(table)
 
     accuracies = [(task, metrics.get(f"test_{task}_accuracy", metrics.get(f"eval_{task}_accuracy"))) for task in tasks]
-    headline = "accuracy " + ", ".join(f"{task} {value:.4f}" for task, value in accuracies if value is not None)
+    headline = "test accuracy " + ", ".join(f"{task} {value:.4f}" for task, value in accuracies if value is not None)
     console.done("multitask", headline, [("model", run.finish(trainer, save))])
     return metrics
 

@@ -42,7 +42,11 @@ def job(name: str) -> Callable[[list[str] | None], Any]:
     """The ``main(argv)`` of the job or command ``name`` (imported on demand: ``import hf_transfer`` never imports a recipe).
 
     Recipes that run other jobs (``vision_transfer`` trains with ``train``) call them through here, never by importing
-    another recipe."""
+    another recipe; inside another job, a job's own final line is left out (``console.nested``): the outer job reports."""
+    return console.nested(_load(name))
+
+
+def _load(name: str) -> Callable[[list[str] | None], Any]:
     if name not in COMMANDS:
         raise UserInputError(f"Unknown command '{name}'.{closest(name, COMMANDS)}", f"choose from: {', '.join(COMMANDS)}.")
     main = importlib.import_module(COMMANDS[name][0]).main
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}'; choose from: {', '.join(COMMANDS)}")
-    return run_main(lambda job_argv: job(command)(job_argv), rest, debug, relaunch_arguments=argv,  # imported after any relaunch
+    return run_main(lambda job_argv: _load(command)(job_argv), rest, debug, relaunch_arguments=argv,  # imported after any relaunch
                     verbose=verbose)
 
 
