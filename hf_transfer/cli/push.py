@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> str:
         folder = outputs.build_then_publish(  # DIR.incomplete, renamed to DIR once complete
             args.dry_run, lambda staging: hub.prepare_upload(args.output_dir, staging, args.repo_id, args.revision, args.merged))
         files = sorted(p.name for p in folder.iterdir())
-        console.done("push", f"dry run, nothing uploaded; would upload {len(files)} files ({', '.join(files)}) to {args.repo_id}",
+        console.done("push", f"dry run, nothing uploaded; {len(files)} files would go to {args.repo_id}",
                      [("folder", folder)])
         return str(folder)
     url = hub.push(args.output_dir, args.repo_id, private=args.private, revision=args.revision, merged=args.merged,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -57,7 +58,7 @@ class ConsoleProgress(TrainerCallback):
             if evaluated:
                 key = min(evaluated, key=lambda k: SHOWN.index(k.removeprefix("eval_")))
                 parts.append(f"eval {key.removeprefix('eval_').replace('_', ' ')} {_number(logs[key])}")
-            self.bar.write(" · ".join(parts))
+            self.bar.write(" · ".join(parts), file=sys.stderr)  # beside the bar (stderr), which it clears and redraws
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
