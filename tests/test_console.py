@@ -148,7 +148,7 @@ def test_two_process_console_prints_once(tiny_text_backbone, toy_text_data, tmp_
     text = run_cli(["train", "--model", str(tiny_text_backbone), "--dataset", str(toy_text_data), *TRAIN, "--per_device_train_batch_size", "4",
                     "--output_dir", str(output)], tmp_path, launcher=accelerate)
     check_console(text, output, "train")
-    assert len([line for line in lines_of(text) if re.match(r"^epoch [12]/2 · eval loss", line)]) == 2, text[-3000:]
+    assert len([line for line in lines_of(text) if re.match(r"^epoch [12]/2 · loss [\d.]+ · eval loss", line)]) == 2, text[-3000:]
     counts = Counter(line for line in lines_of(text) if not BAR_LINE.search(line))
     assert not [line for line, n in counts.items() if n > 1], text[-3000:]
     assert "find_unused_parameters" not in text and "were not passed" not in text
