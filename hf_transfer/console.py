@@ -23,8 +23,8 @@ from typing import Any
 
 LIBRARIES = ("transformers", "datasets", "huggingface_hub", "accelerate", "peft", "torch.distributed")
 
-# (message regex, category, why hiding it is right): warnings raised inside libraries about their own internals.
 PEFT_DEPRECATED_ALIAS = r".*`is_gradient_checkpointing` is deprecated"
+# (message regex, category, why hiding it is right): warnings raised inside libraries about their own internals.
 UNACTIONABLE: tuple[tuple[str, type[Warning], str], ...] = (
     (PEFT_DEPRECATED_ALIAS, FutureWarning,
      "peft reads transformers' deprecated alias itself whenever it wraps a model (peft_model.py); the few-shot methods' LoRA"),
