@@ -113,6 +113,18 @@ def test_verbose_brings_library_notices_back(tiny_text_backbone, toy_text_data, 
                     "--report_to", "none", "--output_dir", str(tmp_path / "m"), "--verbose"], tmp_path)
     assert "Loading weights" in text  # transformers' own bar, off by default
     assert "LOAD REPORT" not in text  # the pooler the suite does not use is expected, even when verbose
+    assert "PAD/BOS/EOS" not in text and "pin_memory" not in text  # fixed where we call the library, not hidden
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_policy_hides_only_unactionable_warnings(verbose):
+    """A warning about the user's data always shows; a library-internal one (``UNACTIONABLE``) only with --verbose."""
+    code = ("import warnings; from hf_transfer import console; console.configure(verbose=%s); "
+            "warnings.warn('train file data.jsonl line 3: 2 rows have an empty label', UserWarning); "
+            "warnings.warn('`is_gradient_checkpointing` is deprecated and will be removed in v6.', FutureWarning)") % verbose
+    stderr = subprocess.run([sys.executable, "-c", code], env=_env(), stderr=subprocess.PIPE, text=True, timeout=120).stderr
+    assert "2 rows have an empty label" in stderr
+    assert ("is_gradient_checkpointing" in stderr) is verbose
 
 
 def test_fewshot_console(tiny_text_backbone, toy_fewshot_dir, tmp_path):
