@@ -238,13 +238,13 @@ def _unused_pooler_expected(reference: str, trust_remote_code: bool):
     if model_class is None:
         yield
         return
-    name = "_keys_to_ignore_on_load_unexpected"
-    own = model_class.__dict__.get(name, contextlib.nullcontext)  # the class's own value, or a marker: inherited
+    name, inherited = "_keys_to_ignore_on_load_unexpected", object()
+    own = model_class.__dict__.get(name, inherited)  # the class's own value, restored afterwards
     setattr(model_class, name, [*(getattr(model_class, name) or ()), UNUSED_POOLER])
     try:
         yield
     finally:
-        if own is contextlib.nullcontext:
+        if own is inherited:
             delattr(model_class, name)
         else:
             setattr(model_class, name, own)

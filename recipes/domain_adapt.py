@@ -112,8 +112,7 @@ def _load_initial_model(folder: str):
 def parse_args(argv: list[str] | None = None) -> tuple[AdaptationArguments, RecipeConfig]:
     """``[CONFIG.yaml] [--key value ...]`` -> (AdaptationArguments, RecipeConfig), through the suite's one parser."""
     by_class, source = parse_config(
-        argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml",
-        unused_parameters=None,  # source_only leaves the discriminator out
+        argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/dann_mnist_usps.yaml"
     )
     adaptation, model_args = by_class[AdaptationArguments], by_class[ModelArguments]
     if not adaptation.target_dataset:

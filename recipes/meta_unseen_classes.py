@@ -89,8 +89,7 @@ def _classes(text: str, option: str) -> list[int]:
 
 def parse(argv: list[str] | None) -> tuple:
     """``[CONFIG.yaml] [--key value ...]`` through the suite's one parser (``hf_transfer.config.parse_config``)."""
-    by_class, source = parse_config(argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/meta_banking77.yaml",
-                                  unused_parameters=None)  # the head adapts outside the wrapped forward
+    by_class, source = parse_config(argv, OPTIONS, PROG, __doc__.splitlines()[0], "recipes/configs/meta_banking77.yaml")
     recipe, meta, training = by_class[MetaRecipeArguments], by_class[MetaArguments], by_class[TrainingArguments]
     if training.resume_from_checkpoint:
         raise UserInputError("This recipe resumes an unfinished run by itself.",

@@ -60,6 +60,7 @@ def test_two_process_dann_matches_one_process(tmp_path, tiny_text_backbone, toy_
             for folder in (two_dir, one_dir)]
     assert len(logs[0]) == len(logs[1]) == 8  # one log per optimizer step, written once (rank 0)
     assert "{'loss'" not in outputs[0][0]  # and not printed
+    assert "find_unused_parameters" not in outputs[0][1]  # DDP is not asked to search for parameters every step uses
     lambdas = [[float(entry["domain_lambda"]) for entry in log] for log in logs]
     assert lambdas[0] == lambdas[1] and lambdas[0][0] == 0.0 and 0 < lambdas[0][-1] < 1  # the GRL follows the global step
     # Each logged term is the mean over both ranks' batches, as the single process's mean over its two micro-batches

@@ -92,6 +92,7 @@ def test_two_process_multitask_matches_one_process(tmp_path, tiny_text_backbone)
     assert metrics_one["epoch"] == pytest.approx(2.0) and metrics_two["epoch"] == pytest.approx(2.0)
     two_logs = [row for row in map(json.loads, (two_dir / "trainer_log.jsonl").read_text().splitlines()) if "loss" in row]
     assert len(two_logs) == 12  # one log line per optimizer step, written once (rank 0)
+    assert "find_unused_parameters" not in outputs[0][1]
 
     # It trained: the shared backbone moved away from the pretrained weights.
     weights_one, weights_two = load_file(one_dir / "model.safetensors"), load_file(two_dir / "model.safetensors")
