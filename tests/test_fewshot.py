@@ -201,7 +201,7 @@ def test_no_arguments_is_the_main_job_and_any_option_keeps_the_other_defaults():
     main_job = parse([])
     assert (main_job.datasets, main_job.shots, main_job.seeds, main_job.methods) == (
         ["sms_spam", "banking77_10"], ["8"], [0, 1, 2], ["linear_probe", "protonet", "recommended"]) and main_job.methods == MAIN_JOB_METHODS
-    assert main_job.data == str(BUNDLED_DIR) and main_job.output == "fewshot_results" and main_job.sources is None
+    assert main_job.data == str(BUNDLED_DIR) and main_job.output == "outputs/fewshot" and main_job.sources is None
     assert parse(["--output", "x"]).methods == ["recommended"]
     args = parse(["--methods", "linear_probe,protonet", "lora", "--datasets", "a,b", "c", "--shots", "08", "all"])
     assert (args.methods, args.datasets, args.shots) == (["linear_probe", "protonet", "lora"], ["a", "b", "c"], ["8", "all"])
