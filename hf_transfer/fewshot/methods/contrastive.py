@@ -56,7 +56,10 @@ class Contrastive:
         if self.lora:
             from peft import LoraConfig, get_peft_model
 
-            body = get_peft_model(body, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
+            from hf_transfer.strategies.lora import peft_without_deprecation_notice
+
+            with peft_without_deprecation_notice():
+                body = get_peft_model(body, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
         train_on_sample(ContrastiveTrainer, body, self, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer),
                         seed, **self._loss_options(encoder))
         return body.eval()
