@@ -294,7 +294,8 @@ def test_method_minimums_are_checked_for_every_k_and_method():
     message = _error(lambda: check_shots("toy", splits, ["2", "1"], ["protonet", "contrastive"]))
     assert "K=1: method 'contrastive' needs at least 2 examples per class" in message and "'neg'" in message
     lone = TextSplits(["a", "b", "c"], [0, 0, 1], ["a"], [0], 2, ["neg", "pos"])
-    assert "class 'pos' has 1" in _error(lambda: check_shots("toy", lone, ["all"], ["recommended"]))
+    assert "class 'pos' has 1" in _error(lambda: check_shots("toy", lone, ["all"], ["contrastive"]))
+    check_shots("toy", lone, ["all"], ["recommended"])  # prototype tuning needs no same-class pair: one example is enough
 
 
 # ---- through the command line: exit 2, one error line, before any model loads
