@@ -125,7 +125,7 @@ def test_test_label_outside_the_train_labels_and_too_few_pairs_are_refused(capsy
     common = ["train", CONFIG, "--model", str(tiny_text_backbone), "--output_dir", str(out)]
     assert "never in train" in _error(capsys, [*common, "--train_file", str(files[0]), "--test_file", str(bad_test)])
     singles = testing.write_jsonl(tmp_path / "singles.jsonl", testing.toy_sentences(1))
-    line = _error(capsys, [*common, "--train_file", str(singles)])
+    line = _error(capsys, [*common, "--train_file", str(singles), "--fewshot_method", "contrastive"])
     assert "at least 2 examples per class" in line and "linear_probe" in line
     assert not out.exists() and not staging_dir(out).exists()
 
