@@ -161,3 +161,15 @@ def test_the_train_job_with_a_source_says_so_in_the_card(data, tiny_text_backbon
     with pytest.raises(UserInputError, match="--source is used only with --fewshot_method"):
         train_main([CONFIG.replace("fewshot_text", "text_full"), "--model", str(tiny_text_backbone), "--train_file", str(train),
                     "--output_dir", str(tmp_path / "x"), "--source", str(data / "toy")])
+
+
+def test_saved_models_of_a_source_grid_are_apart_and_their_card_names_the_source(data, tiny_text_backbone, tmp_path, cache, capsys):
+    models, output = tmp_path / "models", tmp_path / "out"
+    for source in (None, "src:0-1"):
+        run_experiment(data, ["toy"], ["2"], [0], ["linear_probe"], output, model=str(tiny_text_backbone), source=source, save_models=models)
+    plain, adapted = models / "toy" / "k2" / "seed0" / "linear_probe", models / "toy" / "k2" / "seed0" / "linear_probe@src:0-1"
+    assert "adapted on the source" not in (plain / "README.md").read_text()
+    assert "adapted on the source `src:0-1`" in (adapted / "README.md").read_text()
+    assert json.loads((adapted / "metrics.json").read_text())["source"] == "src:0-1"
+    run_experiment(data, ["toy"], ["2"], [0], ["linear_probe"], output, model=str(tiny_text_backbone), source="src:0-1", save_models=models)
+    assert "all 2 runs already in" in capsys.readouterr().out  # both models are there: nothing runs again
