@@ -34,6 +34,8 @@ def data(tmp_path_factory):
     testing.write_jsonl(root / "toy" / "test.jsonl", testing.toy_sentences(5, seed=1))
     testing.write_jsonl(root / "src" / "train.jsonl", testing.toy_sentences(100, seed=2))
     testing.write_jsonl(root / "src" / "test.jsonl", testing.toy_sentences(2, seed=3))
+    testing.write_jsonl(root / "one" / "train.jsonl", testing.toy_sentences(3, seed=4, classes=["food"]))  # a single class
+    testing.write_jsonl(root / "one" / "test.jsonl", testing.toy_sentences(1, seed=5, classes=["food"]))
     return root
 
 
@@ -94,6 +96,7 @@ def test_a_sources_entry_selects_classes_by_ids_ranges_or_names(data):
 
 @pytest.mark.parametrize("value, words", [
     ("toy:2-1", "is empty"), ("toy:1", "keeps 1 class"), ("toy:0-7", "out of range"), ("nosuch", "there is no dataset 'nosuch'"),
+    ("toy:0-x", "there is no dataset 'toy:0-x'"), ("one", "a second class"),
 ])
 def test_a_bad_source_is_one_error_line_and_no_output(value, words, data, tiny_text_backbone, tmp_path, capsys, cache):
     output = tmp_path / "out"
@@ -173,3 +176,13 @@ def test_saved_models_of_a_source_grid_are_apart_and_their_card_names_the_source
     assert json.loads((adapted / "metrics.json").read_text())["source"] == "src:0-1"
     run_experiment(data, ["toy"], ["2"], [0], ["linear_probe"], output, model=str(tiny_text_backbone), source="src:0-1", save_models=models)
     assert "all 2 runs already in" in capsys.readouterr().out  # both models are there: nothing runs again
+
+
+def test_the_train_job_refuses_a_bad_source_before_any_output(data, tiny_text_backbone, tmp_path, capsys, cache):
+    train = testing.write_jsonl(tmp_path / "train.jsonl", testing.toy_sentences(3, seed=4))
+    output = tmp_path / "model"
+    code = cli_main(["train", CONFIG, "--model", str(tiny_text_backbone), "--train_file", str(train), "--output_dir", str(output),
+                     "--source", f"{data / 'src'}:0-0"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # (datasets' bars aside)
+    assert code != 0 and len(errors) == 1 and "--source" in errors[0] and "keeps 1 class" in errors[0]
+    assert not output.exists() and not Path(f"{output}.incomplete").exists() and not cache.exists()

@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 from hf_transfer import backbones, outputs
 from hf_transfer.data.class_subset import load_named
 from hf_transfer.data.text_splits import TextSplits
+from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.encoder import SentenceEncoder
 
 CACHE_ENV = "HF_TRANSFER_ADAPTED_CACHE"
@@ -66,7 +67,12 @@ class SourceAdaptation:
 
 def load_source_task(name: str, data_dir: str | Path | None, sources: dict | None = None) -> TextSplits:
     """The source ``name`` (``NAME`` or ``NAME:SPEC``: a folder under ``data_dir`` or a ``sources`` entry); its train split adapts."""
-    return load_named(name, data_dir, sources, option="--source")
+    try:
+        return load_named(name, data_dir, sources, option="--source")
+    except UserInputError as error:  # a bad file of the source: say that it is the source's
+        if error.problem.startswith("--source"):
+            raise
+        raise UserInputError(f"--source '{name}': {error.problem}", error.fix) from None
 
 
 def cache_home() -> Path:
