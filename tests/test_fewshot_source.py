@@ -186,3 +186,15 @@ def test_the_train_job_refuses_a_bad_source_before_any_output(data, tiny_text_ba
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # (datasets' bars aside)
     assert code != 0 and len(errors) == 1 and "--source" in errors[0] and "keeps 1 class" in errors[0]
     assert not output.exists() and not Path(f"{output}.incomplete").exists() and not cache.exists()
+
+
+def test_best_models_with_and_without_a_source_are_kept_apart(data, tiny_text_backbone, tmp_path, cache):
+    output = tmp_path / "out"
+    for source in (None, "src:0-1"):
+        run_experiment(data, ["toy"], ["2"], [0, 1], ["linear_probe", "protonet"], output, model=str(tiny_text_backbone),
+                       source=source, save_models="best")
+    plain, adapted = output / "models" / "toy_k2", output / "models" / "toy_k2@src:0-1"
+    assert json.loads((plain / "metrics.json").read_text()).get("source") is None
+    assert json.loads((adapted / "metrics.json").read_text())["source"] == "src:0-1"
+    assert "adapted on the source `src:0-1`" in (adapted / "README.md").read_text()
+    assert "adapted on the source" not in (plain / "README.md").read_text()

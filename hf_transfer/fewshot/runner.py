@@ -82,8 +82,9 @@ def run_experiment(
     A dataset named in ``sources`` is loaded from its data keys (``load_source``; its ``classes`` key selects classes),
     any other from ``data_dir/<dataset>/{train,test}.jsonl``; ``NAME:0-49`` keeps classes 0-49 only, relabelled
     (``hf_transfer.data.class_subset``). ``source``: a dataset named the same way whose whole train split first adapts
-    the body (``hf_transfer.fewshot.source``, cached); its runs are ``method@source`` rows, apart from runs without it. Finished runs of ``output`` and of an unfinished run with
-    the same model, ``max_length``, ``max_test`` and data are kept, not redone. K = 0 runs ``zeroshot`` (whatever
+    the body (``hf_transfer.fewshot.source``, cached); its runs are ``method@source`` rows, apart from runs without it.
+    Finished runs of ``output`` and of an unfinished run with the same model, ``max_length``, ``max_test`` and data are
+    kept, not redone. K = 0 runs ``zeroshot`` (whatever
     ``methods`` says) from each dataset's class names, or its sentences in ``label_descriptions`` (dataset -> class -> text).
     ``save_models``: a folder for the model of every run, or ``"best"`` for the best method's per dataset x K in
     ``output/models`` (``save_models.py``).

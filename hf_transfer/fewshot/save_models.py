@@ -228,9 +228,9 @@ class ModelSaver:
         return (self.staging / CANDIDATES_FOLDER / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}"
                 / method_label(row["method"], row.get("source")))
 
-    @staticmethod
-    def _best_folder(dataset: str, k: str, grid: Path) -> Path:
-        return Path(grid) / MODELS_FOLDER / f"{dataset}_k{k}"
+    def _best_folder(self, dataset: str, k: str, grid: Path) -> Path:
+        """``models/<dataset>_k<K>``, or ``models/<dataset>_k<K>@<source>`` for a grid with a source."""
+        return Path(grid) / MODELS_FOLDER / method_label(f"{dataset}_k{k}", self.source)
 
     def _source(self, chosen: dict, grid: Path, candidates: bool = True) -> Path | None:
         """A saved model of the run ``chosen``: its candidate, or the grid's ``models/`` folder when it already holds it."""
