@@ -31,7 +31,7 @@ from hf_transfer import cards, outputs
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods.zeroshot import grid_methods
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
-from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, method_label, read_results, representative_run, run_key
+from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, method_label, read_results, representative_run, row_method, run_key
 from hf_transfer.fewshot.saving import save_fewshot_model
 from hf_transfer.outputs import METRICS_FILE, MODEL_CONFIG_FILE
 from hf_transfer.redact import portable_value
@@ -185,7 +185,7 @@ class ModelSaver:
         chosen = representative_run(rows, *group)
         final = self._best_folder(*group, self.staging)
         stats = aggregate(rows)
-        mean, _, seeds, _ = stats[(group[0], group[1], method_label(chosen["method"], chosen.get("source")))]
+        mean, _, seeds, _ = stats[(group[0], group[1], row_method(chosen))]
         compared = [method for (dataset, k, method) in stats if (dataset, k) == group]
         selection = {"selected_by": "best mean test accuracy over seeds, then the median seed", "method_mean_test_accuracy": mean,
                      "method_seeds": seeds, "methods_compared": compared}
@@ -222,11 +222,11 @@ class ModelSaver:
         return [(dataset, k) for dataset in self.datasets for k in self.shots]
 
     def _run_folder(self, row: dict) -> Path:
-        return Path(self.target) / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}" / method_label(row["method"], row.get("source"))
+        return Path(self.target) / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}" / row_method(row)
 
     def _candidate(self, row: dict) -> Path:
         return (self.staging / CANDIDATES_FOLDER / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}"
-                / method_label(row["method"], row.get("source")))
+                / row_method(row))
 
     def _best_folder(self, dataset: str, k: str, grid: Path) -> Path:
         """``models/<dataset>_k<K>``, or ``models/<dataset>_k<K>@<source>`` for a grid with a source."""
