@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     from hf_transfer.data.sampling import k_shot_indices
     from hf_transfer.fewshot.encoder import SentenceEncoder
     from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
-    from hf_transfer.fewshot.methods.recommended import recommended
+    from hf_transfer.fewshot.methods.contrastive import contrastive_for as recommended  # the rule this study chose (then named recommended)
     from hf_transfer.data import load_text_dataset
 
     encoder = SentenceEncoder("default", max_length=128)

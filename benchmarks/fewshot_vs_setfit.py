@@ -139,8 +139,17 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------- results file
 
 
+def ours_method() -> str:
+    """What ``recommended`` is today (its class), part of our rows' resume key: a row of an earlier ``recommended``
+    (``Contrastive``, recorded without this field) is not reused for the current one."""
+    from hf_transfer.fewshot.methods import get_method
+
+    return type(get_method("recommended", 8, 2)).__name__
+
+
 def run_key(row: dict) -> tuple:
-    return (row["dataset"], int(row["k"]), int(row["seed"]), row["method"], row.get("max_test"), int(row["max_length"]))
+    return (row["dataset"], int(row["k"]), int(row["seed"]), row["method"], row.get("max_test"), int(row["max_length"]),
+            row.get("ours_method"))
 
 
 def read_runs(path: Path) -> list[dict]:
@@ -190,14 +199,18 @@ def run_setfit(setfit, backbone_folder: str, texts: list[str], labels: list[int]
     return np.asarray(predictions, dtype=np.int64), train_seconds, eval_seconds
 
 
-def run_ours(encoder, texts: list[str], labels: list[int], num_classes: int, k_per_class: int, test_texts: list[str], seed: int):
-    """Fit our recommended method; return (predictions, train seconds, eval seconds)."""
+def run_ours(encoder, texts: list[str], labels: list[int], num_classes: int, k_per_class: int, test_texts: list[str], seed: int,
+             class_names: list[str]):
+    """Fit our recommended method (given the class names, as the runner gives them); return (predictions, train seconds,
+    eval seconds)."""
     import numpy as np
 
     from hf_transfer.fewshot.methods import get_method
+    from hf_transfer.fewshot.methods.zeroshot import known_class_texts
 
     start = time.perf_counter()
-    predict = get_method("recommended", k_per_class, num_classes).fit(encoder, texts, labels, num_classes, seed)
+    method = get_method("recommended", k_per_class, num_classes, known_class_texts(class_names))
+    predict = method.fit(encoder, texts, labels, num_classes, seed)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = predict(test_texts)
@@ -216,7 +229,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def summarise(rows: list[dict], args: argparse.Namespace) -> str:
     """Markdown table over runs of this configuration where both methods finished the same (dataset, seed)."""
-    wanted = {(d, args.k, s, m, args.max_test, args.max_length) for d in args.datasets for s in args.seeds for m in METHODS}
+    ours_now = ours_method()
+    wanted = {(d, args.k, s, m, args.max_test, args.max_length, ours_now if m == "ours" else None)
+              for d in args.datasets for s in args.seeds for m in METHODS}
     by_key = {run_key(r): r for r in rows if run_key(r) in wanted}  # a repeated key: the last line wins
     test_desc = "full test split" if args.max_test is None else f"fixed subset of at most {args.max_test} test examples"
     lines = [
@@ -228,8 +243,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> str:
     ]
     per_dataset, total_setfit, total_ours = [], 0.0, 0.0
     for dataset in args.datasets:
-        pairs = [(by_key.get((dataset, args.k, s, "setfit", args.max_test, args.max_length)),
-                  by_key.get((dataset, args.k, s, "ours", args.max_test, args.max_length))) for s in args.seeds]
+        pairs = [(by_key.get((dataset, args.k, s, "setfit", args.max_test, args.max_length, None)),
+                  by_key.get((dataset, args.k, s, "ours", args.max_test, args.max_length, ours_now))) for s in args.seeds]
         pairs = [(a, b) for a, b in pairs if a and b]
         if not pairs:
             lines.append(f"| {dataset} | 0 | – | – | – | – | – | – | – |")
@@ -289,11 +304,13 @@ def main(argv: list[str] | None = None) -> str:
                 "sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__}
 
     done = {run_key(r) for r in read_runs(output)}
+    ours_now = ours_method()
     plan = []
     for d_index, dataset in enumerate(args.datasets):
         for s_index, seed in enumerate(args.seeds):
             order = METHODS if (d_index * len(args.seeds) + s_index) % 2 == 0 else METHODS[::-1]
-            plan += [(dataset, seed, m) for m in order if (dataset, args.k, seed, m, args.max_test, args.max_length) not in done]
+            plan += [(dataset, seed, m) for m in order
+                     if (dataset, args.k, seed, m, args.max_test, args.max_length, ours_now if m == "ours" else None) not in done]
     print(f"{len(plan)} run(s) to do, {len(done)} line(s) already in {output}; versions {versions}", flush=True)
 
     if plan:
@@ -315,7 +332,8 @@ def main(argv: list[str] | None = None) -> str:
             if method == "setfit":
                 predictions, train_seconds, eval_seconds = run_setfit(setfit, backbone_folder, texts, labels, splits.test_texts, seed)
             else:
-                predictions, train_seconds, eval_seconds = run_ours(encoder, texts, labels, splits.num_classes, k_per_class, splits.test_texts, seed)
+                predictions, train_seconds, eval_seconds = run_ours(encoder, texts, labels, splits.num_classes, k_per_class, splits.test_texts, seed,
+                                                                    splits.class_names)
             metrics = classification_metrics(splits.test_labels, predictions, splits.num_classes)
             row = {
                 "dataset": dataset, "k": args.k, "k_per_class": k_per_class, "seed": seed, "method": method,
@@ -324,7 +342,7 @@ def main(argv: list[str] | None = None) -> str:
                 "num_train": len(texts), "num_test": len(splits.test_texts), "num_classes": splits.num_classes,
                 "max_test": args.max_test, "max_length": args.max_length, "threads": args.threads,
                 "load_avg_1m": None if load_avg is None else round(load_avg, 2), "versions": versions,
-                "train_ids_sha": _ids_digest(chosen),
+                "train_ids_sha": _ids_digest(chosen), **({"ours_method": ours_now} if method == "ours" else {}),
             }
             append_run(output, row)
             print(

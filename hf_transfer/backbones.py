@@ -7,6 +7,7 @@ file is refused instead of silently giving worse results. Any Hub id or local fo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -16,7 +17,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedConfig
+from transformers import MODEL_MAPPING, AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PreTrainedConfig
 from transformers.activations import ACT2FN
 from transformers.utils import IMAGE_PROCESSOR_NAME, PROCESSOR_NAME
 
@@ -210,7 +211,8 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
             user_errors(LOAD_ERRORS, *load_failure(name, "weights")):
         try:
             try:
-                return AutoModel.from_pretrained(reference, add_pooling_layer=False, **options)
+                with _unused_pooler_expected(reference, trust_remote_code):
+                    return AutoModel.from_pretrained(reference, add_pooling_layer=False, **options)
             except TypeError:
                 return AutoModel.from_pretrained(reference, **options)
         except OSError as error:
@@ -220,6 +222,32 @@ def load_backbone(name: str | None, trust_remote_code: bool = False, allow_pickl
                 f"Model '{public_name(name)}' offers no safetensors weights; pickled weights can run code when loaded.",
                 "use a model with model.safetensors, or pass --allow_pickle_weights true if you trust its source.",
             ) from error
+
+
+UNUSED_POOLER = r"(^|\.)pooler\."
+
+
+@contextlib.contextmanager
+def _unused_pooler_expected(reference: str, trust_remote_code: bool):
+    """While loading ``reference`` without its pooler (the suite pools itself), the checkpoint's pooler weights are
+    expected: transformers would otherwise print a load report calling them UNEXPECTED. Changes no loaded value."""
+    try:
+        model_class = MODEL_MAPPING[type(AutoConfig.from_pretrained(reference, trust_remote_code=trust_remote_code))]
+    except Exception:  # no standard class (remote code) or no readable config: from_pretrained reports the real problem
+        model_class = None
+    if model_class is None:
+        yield
+        return
+    name, inherited = "_keys_to_ignore_on_load_unexpected", object()
+    own = model_class.__dict__.get(name, inherited)  # the class's own value, restored afterwards
+    setattr(model_class, name, [*(getattr(model_class, name) or ()), UNUSED_POOLER])
+    try:
+        yield
+    finally:
+        if own is inherited:
+            delattr(model_class, name)
+        else:
+            setattr(model_class, name, own)
 
 
 def load_processor(name: str | None, modality: str, trust_remote_code: bool = False, option: str = "--model"):

@@ -133,7 +133,7 @@ def parse_command(argv: list[str], dataclass: type, prog: str, description: str,
 
 
 def parse_config(argv: list[str] | None, classes: list[type], prog: str, description: str | None = None,
-                 example: str | None = None) -> tuple[dict[type, Any], dict[str, Any]]:
+                 example: str | None = None, unused_parameters: bool | None = False) -> tuple[dict[type, Any], dict[str, Any]]:
     """``[CONFIG.yaml] [--key value ...]`` -> the parsed dataclass instances (by class) and the keys the user set.
 
     The one parser of every recipe: a flat YAML mapping of the ``classes``' fields, overridden by the
@@ -141,6 +141,11 @@ def parse_config(argv: list[str] | None, classes: list[type], prog: str, descrip
     option's domain (``hf_transfer.options``) are one-line ``UserInputError``s raised before any
     dataclass is built; with ``TrainingArguments`` among the classes, ``output_dir`` must be chosen
     explicitly (its default 'trainer_output' is never what a user meant).
+
+    ``TrainingArguments`` defaults a user did not set: the progress bar on (``disable_tqdm`` false: the Trainer
+    would tie it to transformers' log level, which the console policy lowers) and DDP's
+    ``find_unused_parameters`` = ``unused_parameters`` (False: the recipe's model uses every trainable
+    parameter in each step; None leaves the Trainer's choice, for models that do not).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     keys = known_keys(classes)
@@ -153,7 +158,14 @@ def parse_config(argv: list[str] | None, classes: list[type], prog: str, descrip
     if TrainingArguments in classes and (not values.get("output_dir") or "output_dir" not in given):
         raise UserInputError("No output_dir given.", "set output_dir in the config or pass --output_dir DIR.")
     source = {**file_values, **_cli_keys(argv)}
-    return parsing.build(classes, values), source
+    by_class = parsing.build(classes, values)
+    if TrainingArguments in classes:
+        training = by_class[TrainingArguments]
+        if "disable_tqdm" not in given:
+            training.disable_tqdm = False
+        if "ddp_find_unused_parameters" not in given:
+            training.ddp_find_unused_parameters = unused_parameters
+    return by_class, source
 
 
 def parse_recipe_args(argv: list[str] | None = None, classes: list[type] | None = None) -> RecipeConfig:

@@ -15,7 +15,6 @@ unlabelled text (a transfer set) that the student learns through the teacher's s
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-from hf_transfer import backbones, cards, outputs
+from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config, recorded_values
 from hf_transfer.data import DataArguments, load_splits, load_texts
@@ -124,9 +123,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def save_all(staging: Path) -> None:
         save(trainer, args, data_args, training, metrics, layers, depth, staging, final_dir, len(train), source)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save_all)
+    teacher = metrics.get("teacher_test_accuracy", metrics.get("teacher_eval_accuracy"))
+    headline = "student " + console.headline(metrics) + (f" (teacher {teacher:.4f})" if teacher is not None else "")
+    console.done("distill", headline, [("model", run.finish(trainer, save_all))])
     return metrics
 
 

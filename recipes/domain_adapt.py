@@ -19,14 +19,13 @@ last checkpoint; a NaN/inf training loss stops the run naming the step; ``--push
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from hf_transfer import backbones, outputs
+from hf_transfer import backbones, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import ModelArguments, RecipeConfig, RunArguments, argument_classes, parse_config
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
@@ -221,9 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "target_oracle": f"supervised cross-entropy on the labelled target domain ({target_name})",
         }[adaptation.adaptation]
         save_classifier(trainer, strategy, config, metrics, staging, final_dir, len(train_set), objective)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save)
+    scores = [f"{domain} test accuracy {metrics[f'{domain}_test_accuracy']:.4f}" for domain in ("target", "source")
+              if isinstance(metrics.get(f"{domain}_test_accuracy"), float)]
+    console.done("domain_adapt", " · ".join([adaptation.adaptation, *scores]), [("model", run.finish(trainer, save))])
     return metrics
 
 if __name__ == "__main__":

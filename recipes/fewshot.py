@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hf_transfer import console
 from hf_transfer.cli import run_script
 from hf_transfer.config import known_keys, parse_config, read_yaml
 from hf_transfer.data import BUNDLED_DIR
@@ -28,6 +29,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods import method_names
 from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
+from hf_transfer.fewshot.report import read_results
 from hf_transfer.fewshot.runner import run_experiment
 from hf_transfer.options import SEED_MAX, check_instance, option
 
@@ -59,13 +61,13 @@ class FewShotArguments:
     methods: list[str] = option(
         default_factory=lambda: ["recommended"],
         help=f"Few-shot methods (comma- or space-separated), from: {', '.join(method_names())}. 'recommended' is "
-        "our default (SetFit's objective over every pair of each batch, 8 encoder passes per sentence, logistic "
-        "head; settings depend only on K and the class count). With no arguments at all: "
+        "our default (prototype_tuning: the body tuned by cross-entropy against every class's prototype, with the "
+        "class names when leave-one-out on the support set says they help, then a logistic head). With no arguments at all: "
         f"{','.join(MAIN_JOB_METHODS)}.")
     model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder.")
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
     max_test: int | None = option(None, "Evaluate on at most N test examples (a fixed random subset).", minimum=1)
-    output: str = option("fewshot_results", "Output folder (re-runs skip finished runs).", path="output")
+    output: str = option("outputs/fewshot", "Output folder (re-runs skip finished runs).", path="output")
     save_models: str | None = option(
         None, "Also save models to ship: a folder DIR gets the model of every run, in DIR/<dataset>/k<K>/seed<S>/<method>/; "
         "'best' keeps only the best method's per dataset x K (highest mean accuracy, as summary.md marks it; its median-accuracy "
@@ -129,8 +131,24 @@ def main(argv: list[str] | None = None) -> Path:
         model=args.model, max_length=args.max_length, max_test=args.max_test, sources=args.sources or {},
         save_models=args.save_models, label_descriptions=args.label_descriptions or {}, source=args.source,
     )
-    print((results.parent / "summary.md").read_text())
+    folder = results.parent
+    print((folder / "summary.md").read_text())
+    saved = [("models", folder / "models" if args.save_models == "best" else Path(args.save_models))] if args.save_models else []
+    console.done("fewshot", _headline(read_results(folder)), [("results", results), ("summary", folder / "summary.md"),
+                                                               ("plot", folder / "accuracy_vs_k.png"), *saved])
     return results
+
+
+def _headline(rows: list[dict]) -> str:
+    """The method with the highest mean test accuracy over the grid's runs, in words."""
+    by_method: dict[str, list[float]] = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row["accuracy"])
+    if not by_method:
+        return ""
+    best = max(by_method, key=lambda m: sum(by_method[m]) / len(by_method[m]))
+    scores = by_method[best]
+    return f"best {best}, mean test accuracy {sum(scores) / len(scores):.4f} over {len(scores)} run{'s' * (len(scores) > 1)}"
 
 
 if __name__ == "__main__":

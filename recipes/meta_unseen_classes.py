@@ -26,6 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_transfer import backbones, cards, outputs
 from hf_transfer.backbones import pool
+from hf_transfer import console
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config
 from hf_transfer.data.episodes import EpisodeCollator, EpisodeDataset, episode_sampler, tokenized_examples
@@ -295,13 +296,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if int(os.environ.get("RANK", "0")) == 0:
             outputs.write_json(run.staging / RESULTS_FILE, results)
             outputs.write_text(run.staging / TABLE_FILE, table(results, recipe, meta.n_way))
-            print(table(results, recipe, meta.n_way), flush=True)
+            print(f"meta_unseen_classes: {method} · " + _accuracies(results[-1], recipe.test_shots), flush=True)
 
     def save(staging: Path) -> None:
         cards.write(staging, card(results, recipe, meta, training.hub_model_id or Path(run.final_dir).name, command))
 
-    run.finish(None, save)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(table(results, recipe, meta.n_way), flush=True)
+    final_dir = run.finish(None, save)
+    best = max(results, key=lambda r: r[f"{max(recipe.test_shots)}shot"]["accuracy"])
+    console.done("meta_unseen_classes", f"best {best['method']} · {_accuracies(best, recipe.test_shots)}",
+                 [("models and results", final_dir), ("table", Path(final_dir) / TABLE_FILE)])
     return results
+
+
+def _accuracies(result: dict, shots: list[int]) -> str:
+    """``1-shot accuracy 0.8100, 5-shot accuracy 0.9000`` for one method's results."""
+    return ", ".join(f"{k}-shot accuracy {result[f'{k}shot']['accuracy']:.4f}" for k in shots)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ over its own data and learning rate), and ``comparison.md`` shows multi-task vs 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-from hf_transfer import backbones, cards, outputs
+from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RunArguments, parse_config, recorded_values
 from hf_transfer.data import DataArguments
@@ -108,7 +107,7 @@ def comparison_table(tasks: list[str], metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Parse, load every task, train jointly (and alone), evaluate per task, save; returns the metrics."""
-    by_class, source = parse_config(argv, OPTIONS, PROG)
+    by_class, source = parse_config(argv, OPTIONS, PROG, unused_parameters=None)  # a batch trains one task's head
     args, data_args, training = by_class[MultiTaskArguments], by_class[DataArguments], by_class[TrainingArguments]
     tasks = parse_tasks(args.tasks)
     final_dir = training.output_dir
@@ -146,9 +145,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         save_record(staging, final_dir, recorded_values(training, source, args, data_args), metrics,
                     card(name, args, tasks, data, training, metrics, table, command))
         print(table)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save)
+    accuracies = [(task, metrics.get(f"test_{task}_accuracy", metrics.get(f"eval_{task}_accuracy"))) for task in tasks]
+    headline = "test accuracy " + ", ".join(f"{task} {value:.4f}" for task, value in accuracies if value is not None)
+    console.done("multitask", headline, [("model", run.finish(trainer, save))])
     return metrics
 
 

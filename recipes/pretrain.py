@@ -14,7 +14,6 @@ fine-tunes. The projection head is saved beside it (``projection_head.safetensor
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from transformers import TrainingArguments, set_seed
 
-from hf_transfer import backbones, cards, outputs
+from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import ModelArguments, RunArguments, argument_classes, parse_config, resolved_values
 from hf_transfer.data import load_splits
@@ -223,9 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def save(staging: Path) -> None:
         save_encoder(encoder, processor, config, metrics, staging, final_dir, command)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save)
+    console.done("pretrain", f"linear probe accuracy {metrics['probe_accuracy_before']:.4f} -> {metrics['probe_accuracy_after']:.4f}",
+                 [("encoder", run.finish(trainer, save))])
     return metrics
 
 

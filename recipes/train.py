@@ -18,7 +18,6 @@ zero-shot classifier built from the class names (K = 0; ``hf_transfer.fewshot.ze
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from hf_transfer import backbones, cards, outputs
+from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse_recipe_args, recorded_values
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
@@ -108,9 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def save(staging: Path) -> None:
         save_classifier(trainer, strategy, config, metrics, staging, final_dir, len(prepared["train"]))
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
-    run.finish(trainer, save)
+    console.done("train", console.headline(metrics), [("model", run.finish(trainer, save))])
     return metrics
 
 
@@ -175,9 +173,8 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
         values = recorded_values(training, config.source, config.model, data, config.extra[FewShotModelArguments])
         save_fewshot_model(staging, classifier, id2label, method_name=name, method=method, k_per_class=k, num_train_examples=len(texts),
                            dataset=cards.data_name(data), metrics=metrics, seed=training.seed, values=values, final_dir=final_dir)
-        print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in metrics.items()}))
 
-    run.finish(None, save)
+    console.done("train", f"{name} (K={k}) " + console.headline(metrics), [("model", run.finish(None, save))])
     return metrics
 
 

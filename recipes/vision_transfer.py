@@ -41,7 +41,7 @@ import datasets
 import yaml
 from transformers import TrainingArguments
 
-from hf_transfer import cards, outputs
+from hf_transfer import cards, console, outputs
 from hf_transfer.cli import job, run_script
 from hf_transfer.config import parse_config
 from hf_transfer.data import read_jsonl
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 row.update(run_arm(arm, backbone, scratch_config, train_file, n_train, seed, args, work / "runs" / f"{arm}_k{k}_s{seed}"))
                 rows.append(row)
                 outputs.write_text(work / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
-                print(f"RUN {json.dumps(row)}", flush=True)
+                print(f"vision_transfer: {arm} K={k} seed {seed} · target accuracy {row['accuracy']:.4f}", flush=True)
     table = summary_table(rows, args.arms, args.shots)
 
     def save(staging: Path) -> None:
@@ -274,8 +274,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                            f"K = labelled target images per class.\n\n{table}\n")
         cards.write(staging, card(rows, args, args.hub_model_id or Path(run.final_dir).name, argv))
 
-    run.finish(None, save)
     print(table)
+    final_dir = Path(run.finish(None, save))
+    best = max(rows, key=lambda r: r["accuracy"])
+    console.done("vision_transfer", f"best {best['arm']} K={best['shots']} seed {best['seed']} target accuracy {best['accuracy']:.4f}",
+                 [("results", final_dir / RESULTS_FILE), ("summary", final_dir / SUMMARY_FILE), ("source backbone", final_dir / Path(backbone).name)
+                  if not args.source_model else ("folder", final_dir)])
     return rows
 
 if __name__ == "__main__":

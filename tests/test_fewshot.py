@@ -11,6 +11,8 @@ from hf_transfer.cli import main as cli_main
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
 from hf_transfer.fewshot.methods import get_method, method_names
+from hf_transfer.fewshot.methods.contrastive import contrastive_for
+from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
 from hf_transfer.fewshot.methods.recommended import recommended
 from hf_transfer.fewshot.runner import run_experiment
 
@@ -81,15 +83,19 @@ def test_trained_methods_fit_and_predict(name, tiny_text_backbone):
     assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
 
 
-def test_recommended_depends_only_on_k_and_class_count():
-    assert recommended(8, 2) == recommended(8, 2)
-    assert recommended(8, 2).batch_size == 16 and recommended(2, 3).batch_size == 6
+def test_recommended_is_prototype_tuning_with_one_rule_for_every_k_and_class_count():
+    assert recommended(8, 2) == recommended(5, 77) == PrototypeTuning()
+    assert "recommended" in method_names() and "prototype_tuning" in method_names()
+
+
+def test_contrastive_settings_depend_only_on_k_and_class_count():
+    assert contrastive_for(8, 2) == contrastive_for(8, 2)
+    assert contrastive_for(8, 2).batch_size == 16 and contrastive_for(2, 3).batch_size == 6
     # learning rate x steps matches SetFit's 2e-5 x 2.5 n steps for K=8 (n=16: 8 steps; n=48: 24 steps)
     for classes in (2, 6):
-        method, n = recommended(8, classes), 8 * classes
+        method, n = contrastive_for(8, classes), 8 * classes
         steps = method.epochs * -(-n // method.batch_size)
         assert abs(method.learning_rate * steps - 2e-5 * 2.5 * n) < 1e-9
-    assert "recommended" in method_names()
 
 
 def test_heads_fit_separable_features():
@@ -155,7 +161,7 @@ def test_config_file_with_a_datasets_source(tmp_path, tiny_text_backbone):
     assert [(r["dataset"], r["num_train"], r["num_test"]) for r in rows] == [("toycsv", 6, 9)]
 
 
-def test_recommended_body_tuning_lowers_its_own_loss(tiny_text_backbone):
+def test_contrastive_body_tuning_lowers_its_own_loss(tiny_text_backbone):
     from dataclasses import replace
 
     from hf_transfer.objectives.contrastive import contrastive_loss
@@ -163,9 +169,9 @@ def test_recommended_body_tuning_lowers_its_own_loss(tiny_text_backbone):
     encoder = SentenceEncoder(str(tiny_text_backbone))
     rows = testing.toy_sentences(4, seed=0)
     texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
-    method = recommended(4, 3)
+    method = contrastive_for(4, 3)
     assert method.loss == "multiple_negatives" and method.temperature == 0.1
-    assert recommended(8, 2).loss == "pairwise_cosine"  # two classes: nothing to rank among negatives
+    assert contrastive_for(8, 2).loss == "pairwise_cosine"  # two classes: nothing to rank among negatives
     loss_fn = contrastive_loss(method.loss)
 
     @torch.no_grad()
@@ -195,7 +201,7 @@ def test_no_arguments_is_the_main_job_and_any_option_keeps_the_other_defaults():
     main_job = parse([])
     assert (main_job.datasets, main_job.shots, main_job.seeds, main_job.methods) == (
         ["sms_spam", "banking77_10"], ["8"], [0, 1, 2], ["linear_probe", "protonet", "recommended"]) and main_job.methods == MAIN_JOB_METHODS
-    assert main_job.data == str(BUNDLED_DIR) and main_job.output == "fewshot_results" and main_job.sources is None
+    assert main_job.data == str(BUNDLED_DIR) and main_job.output == "outputs/fewshot" and main_job.sources is None
     assert parse(["--output", "x"]).methods == ["recommended"]
     args = parse(["--methods", "linear_probe,protonet", "lora", "--datasets", "a,b", "c", "--shots", "08", "all"])
     assert (args.methods, args.datasets, args.shots) == (["linear_probe", "protonet", "lora"], ["a", "b", "c"], ["8", "all"])
@@ -216,7 +222,7 @@ def test_a_new_method_is_one_registered_factory(toy_fewshot_dir, tiny_text_backb
         assert [r["method"] for r in _lines(tmp_path / "out" / "results.jsonl")] == ["majority"]
     finally:
         METHODS.pop("majority")
-    with pytest.raises(UserInputError, match="Unknown few-shot method 'majority'.*linear_probe, protonet, full, lora, contrastive, recommended"):
+    with pytest.raises(UserInputError, match="Unknown few-shot method 'majority'.*linear_probe, protonet, full, lora, contrastive, prototype_tuning, recommended"):
         get_method("majority", 2, 3)
 
 

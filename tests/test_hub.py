@@ -26,6 +26,7 @@ import hf_transfer
 from hf_transfer import hub
 from hf_transfer.cli import main as cli_main
 from hf_transfer.recipes.train import main as train_main
+from hf_transfer.strategies.lora import peft_without_deprecation_notice
 
 TOKEN = "hf_" + "FakeTokenForTests0123456789abcdefXYZ"
 SENTENCES = ["goal team today", "rain and snow", "pizza bread cheese", "the match was sunny"]
@@ -130,7 +131,8 @@ def test_adapter_upload_loads_with_auto_peft_and_predicts_like_the_merged_model(
     adapter_config = json.loads((folder / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "me/tiny-lora"
     monkeypatch.chdir(cwd)
-    peft_model = AutoPeftModelForSequenceClassification.from_pretrained("me/tiny-lora")
+    with peft_without_deprecation_notice():  # peft's own read of a deprecated transformers alias
+        peft_model = AutoPeftModelForSequenceClassification.from_pretrained("me/tiny-lora")
     assert isinstance(peft_model.get_base_model(), hf_transfer.TransferModel)
     merged = AutoModelForSequenceClassification.from_pretrained(trained)
     expected = _logits(merged, trained)

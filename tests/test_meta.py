@@ -179,7 +179,7 @@ def test_meta_trainer_checks_skip_padding_once_and_falls_back_with_a_warning(tin
     assert not torch.equal(mixer.model.body.weight, before)  # it still meta-learns, with padded layers
     # Gradient checkpointing recomputes forwards outside skip_padding (torch would refuse the mismatch): off.
     checkpointed = _trainer(_model(tiny_text_backbone).float(), tmp_path / "gc", meta_args, _toy_episodes(num_episodes=2),
-                            max_steps=2, gradient_checkpointing=True)
+                            max_steps=2, activation_checkpointing=True)
     checkpointed.train()
     assert checkpointed._padding.verified is False
 

@@ -110,8 +110,8 @@ def test_two_cpu_processes_match_one_process(tmp_path, tiny_text_backbone, toy_t
     # Written once, by the main process only, and complete.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one_process", "two_processes"]  # no .incomplete / .old
     assert COMPLETE <= {p.name for p in two_dir.iterdir()}
-    printed = [line for line in stdout.splitlines() if line.startswith('{"train_runtime"')]
-    assert len(printed) == 1, stdout[-2000:]
+    printed = [line for line in stdout.splitlines() if line.startswith("train done:")]
+    assert len(printed) == 1 and str(two_dir) in printed[0], stdout[-2000:]  # once, by the main process
     distributed = json.loads((two_dir / "metrics.json").read_text())
 
     # Really two ranks: 32 examples / global batch 8 = 4 steps an epoch.

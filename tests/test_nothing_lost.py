@@ -120,6 +120,7 @@ def _outside_staging(tree: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("job", ["pretrain", "distill", "domain_adapt", "multitask", "meta_unseen_classes", "vision_transfer"])
+@pytest.mark.filterwarnings("ignore:classes with fewer than K:UserWarning")  # the meta job's data warning, expected on this toy data
 def test_a_refused_run_of_every_other_job_leaves_the_finished_folder_and_inputs_as_they_were(job, workspace, capsys):
     """With --overwrite_output_dir true aimed at a finished folder; an unfinished OUTPUT.incomplete is the most a
     refusal found during the work may leave (it cannot pass for a result)."""

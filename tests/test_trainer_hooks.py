@@ -102,8 +102,11 @@ def test_the_stop_names_the_step_and_ignores_evaluation(tiny_text_backbone, tmp_
 def test_unwrap_removes_peft_and_ddp_style_wrappers(tiny_text_backbone):
     from peft import LoraConfig, get_peft_model
 
+    from hf_transfer.strategies.lora import peft_without_deprecation_notice
+
     model = TransferModel.from_backbone(str(tiny_text_backbone), LABELS)
     assert unwrap(model) is model
-    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["query"], modules_to_save=["classifier"]))
+    with peft_without_deprecation_notice():  # peft's own read of a deprecated transformers alias
+        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["query"], modules_to_save=["classifier"]))
     assert unwrap(peft_model) is model
     assert unwrap(torch.nn.DataParallel(peft_model)) is model

@@ -1,9 +1,10 @@
 """``hf-transfer`` / ``python -m hf_transfer``: one entry point, a sub-command per job.
 
 Bad input ends with a one-line ``error: ...`` naming the problem and the fix and exit status 2;
-``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C and SIGTERM (what ``kill``, job
-schedulers and ``torchrun``/``accelerate launch`` send their children) stop a job the same way: its
-finished work stays in ``OUTPUT.incomplete``, nothing is published, one line says so, and the exit
+``--debug`` (anywhere on the line) shows the traceback instead. The console policy (``hf_transfer.console``) is
+set here, once: library notices quiet unless ``--verbose`` (or ``--debug``), only rank 0 prints.
+Ctrl-C and SIGTERM (what ``kill``, job schedulers and ``torchrun``/``accelerate launch`` send their children)
+stop a job the same way: its finished work stays in ``OUTPUT.incomplete``, nothing is published, one line says so, and the exit
 status is 128 + the signal's number (130, 143).
 """
 
@@ -17,6 +18,7 @@ import threading
 import traceback
 from typing import Any, Callable
 
+from hf_transfer import console
 from hf_transfer.errors import UserInputError, closest
 
 RECIPES = "hf_transfer.recipes"
@@ -40,10 +42,16 @@ def job(name: str) -> Callable[[list[str] | None], Any]:
     """The ``main(argv)`` of the job or command ``name`` (imported on demand: ``import hf_transfer`` never imports a recipe).
 
     Recipes that run other jobs (``vision_transfer`` trains with ``train``) call them through here, never by importing
-    another recipe."""
+    another recipe; inside another job, a job's own final line is left out (``console.nested``): the outer job reports."""
+    return console.nested(_load(name))
+
+
+def _load(name: str) -> Callable[[list[str] | None], Any]:
     if name not in COMMANDS:
         raise UserInputError(f"Unknown command '{name}'.{closest(name, COMMANDS)}", f"choose from: {', '.join(COMMANDS)}.")
-    return importlib.import_module(COMMANDS[name][0]).main
+    main = importlib.import_module(COMMANDS[name][0]).main
+    console.reapply()  # importing a job's libraries may have changed their log levels
+    return main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,14 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors (and library notices)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' own log messages, warnings and small progress bars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
     parser = _parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -70,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}'; choose from: {', '.join(COMMANDS)}")
-    return run_main(lambda job_argv: job(command)(job_argv), rest, debug, relaunch_arguments=argv)  # imported after any relaunch
+    return run_main(lambda job_argv: _load(command)(job_argv), rest, debug, relaunch_arguments=argv,  # imported after any relaunch
+                    verbose=verbose)
 
 
 class Terminated(KeyboardInterrupt):
@@ -85,13 +95,15 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def run_main(main_fn: Callable[[list[str]], object], argv: list[str], debug: bool = False,
-             relaunch_arguments: list[str] | None = None, script: str | None = None) -> int:
-    """Run a job's ``main(argv)`` with the CLI's contract: one-line errors (exit 2), Ctrl-C (exit 130), SIGTERM
-    (exit 143), and several CPU processes when ``accelerate launch --cpu --num_processes N`` asked for them."""
+             relaunch_arguments: list[str] | None = None, script: str | None = None, verbose: bool = False) -> int:
+    """Run a job's ``main(argv)`` with the CLI's contract: the console policy, one-line errors (exit 2), Ctrl-C
+    (exit 130), SIGTERM (exit 143), and several CPU processes when ``accelerate launch --cpu --num_processes N`` asked
+    for them."""
     from hf_transfer.launch import relaunch_on_cpu_if_needed
 
     relaunch = relaunch_arguments if relaunch_arguments is not None else argv
-    relaunch_on_cpu_if_needed(relaunch + (["--debug"] if debug else []), script)
+    relaunch_on_cpu_if_needed(relaunch + (["--debug"] if debug else []) + (["--verbose"] if verbose else []), script)
+    console.configure(verbose=verbose or debug)
     on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
@@ -130,8 +142,8 @@ def end_distributed() -> None:
 def run_script(main_fn: Callable[[list[str]], object], script: str) -> int:
     """``if __name__ == "__main__": sys.exit(run_script(main, __file__))``: how a recipe runs as ``python recipes/NAME.py``."""
     argv = sys.argv[1:]
-    debug = "--debug" in argv
-    return run_main(main_fn, [a for a in argv if a != "--debug"], debug, script=script)
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    return run_main(main_fn, [a for a in argv if a not in ("--debug", "--verbose")], debug, script=script, verbose=verbose)
 
 
 if __name__ == "__main__":

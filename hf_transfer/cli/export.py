@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from hf_transfer import console
 from hf_transfer.config import parse_command
 from hf_transfer.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ONNX_FILE
 from hf_transfer.options import option
@@ -43,5 +44,5 @@ def main(argv: list[str] | None = None) -> str:
 
     args = parse(sys.argv[1:] if argv is None else argv)
     folder = export_onnx(args.model, args.onnx, args.opset)
-    print(f"Wrote {folder / ONNX_FILE} (+ tokenizer, config.json); checked against PyTorch on a padded batch.")
+    console.done("export", "ONNX logits checked against PyTorch on a padded batch", [("ONNX model", folder / ONNX_FILE), ("folder", folder)])
     return str(folder)

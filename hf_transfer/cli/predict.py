@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from hf_transfer import console
 from hf_transfer.config import parse_command
 from hf_transfer.options import option
 from hf_transfer.predict import ENGINES, predict
@@ -62,5 +63,5 @@ def main(argv: list[str] | None = None) -> str:
                    text_column=args.text_column, image_column=args.image_column, chunk_size=args.chunk_size,
                    max_length=args.max_length, split=args.split, dataset_config=args.dataset_config,
                    overwrite=args.overwrite, engine=args.engine)
-    print(f"Wrote predictions to {path}", file=sys.stderr)
+    console.done("predict", f"labelled every row of {args.input}", [("predictions", path)])
     return str(path)

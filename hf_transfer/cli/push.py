@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_transfer import hub, outputs
+from hf_transfer import console, hub, outputs
 from hf_transfer.config import parse_command
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import REPO_ID, option
@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> str:
             raise UserInputError(f"--dry_run folder '{args.dry_run}' is not empty.", "give a new or empty folder.")
         folder = outputs.build_then_publish(  # DIR.incomplete, renamed to DIR once complete
             args.dry_run, lambda staging: hub.prepare_upload(args.output_dir, staging, args.repo_id, args.revision, args.merged))
-        print(f"Would upload {sorted(p.name for p in folder.iterdir())} to {args.repo_id}.")
+        files = sorted(p.name for p in folder.iterdir())
+        console.done("push", f"dry run, nothing uploaded; {len(files)} files would go to {args.repo_id}",
+                     [("folder", folder)])
         return str(folder)
     url = hub.push(args.output_dir, args.repo_id, private=args.private, revision=args.revision, merged=args.merged,
                    commit_message=args.commit_message)
-    print(f"Uploaded to {url}")
+    console.done("push", f"uploaded {args.output_dir} to {args.repo_id}", [("commit", url)])
     return url

@@ -68,11 +68,12 @@ def prototype_head(prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 METHOD_DESCRIPTIONS = {
-    "recommended": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "
-                   "(settings chosen from K and the class count)",
+    "recommended": "the body fine-tuned by cross-entropy against frozen class prototypes (with the class names when "
+                   "leave-one-out on the support set says they help), then a logistic-regression head",
     "prototype_tuning": "the body fine-tuned by cross-entropy against frozen class prototypes (cosine similarity), "
                         "then a logistic-regression head",
-    "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head",
+    "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "
+                   "(settings chosen from K and the class count)",
     "linear_probe": "a logistic-regression head on the frozen pretrained body",
     "protonet": "class prototypes (mean embeddings) of the frozen pretrained body, cosine similarity",
     "zeroshot": "zero-shot from class names: each class's prototype is the frozen pretrained body's embedding of its name "

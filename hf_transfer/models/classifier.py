@@ -80,7 +80,10 @@ class TransferModel(modeling_hf_transfer.TransferModel):
             # Anyone else (AutoModelFor...Classification, pipeline) gets the trained model, not a random head.
             from peft import PeftModel
 
-            return PeftModel.from_pretrained(base, pretrained_model_name_or_path, revision=revision).merge_and_unload()
+            from hf_transfer.strategies.lora import peft_without_deprecation_notice
+
+            with peft_without_deprecation_notice():
+                return PeftModel.from_pretrained(base, pretrained_model_name_or_path, revision=revision).merge_and_unload()
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @classmethod

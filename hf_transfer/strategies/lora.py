@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 
+from hf_transfer.console import PEFT_DEPRECATED_ALIAS
 from hf_transfer.errors import UserInputError, closest, user_errors
 from hf_transfer.options import option
 from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, MODEL_CONFIG_FILE
@@ -65,6 +68,15 @@ def default_target_modules(backbone: nn.Module) -> list[str]:
     return list(targets)
 
 
+@contextmanager
+def peft_without_deprecation_notice():
+    """Building a PeftModel: peft itself reads transformers' deprecated ``is_gradient_checkpointing`` (peft_model.py),
+    which warns on every wrap; nothing a caller passes avoids it, and the user cannot act on it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_DEPRECATED_ALIAS, category=FutureWarning)
+        yield
+
+
 @register("lora", LoraArguments)
 class Lora(Strategy):
     """Wrap the model with PEFT; ``classifier`` is in ``modules_to_save`` so the head trains and is saved."""
@@ -97,7 +109,8 @@ class Lora(Strategy):
         with user_errors(ValueError, f"{option}: PEFT cannot adapt the modules {_shown(config.target_modules)} of this model",
                          "name Linear/Embedding/Conv modules that exist in the backbone, e.g. --lora_target_modules query value "
                          "(print(model) lists them), or leave --lora_target_modules unset for PEFT's default."):
-            wrapped = get_peft_model(model, config)
+            with peft_without_deprecation_notice():
+                wrapped = get_peft_model(model, config)
         _check_rank(wrapped, "--peft_config's r" if self.args.peft_config else "--lora_r")
         return wrapped
 
@@ -160,4 +173,5 @@ def load_adapter_model(adapter_dir: str | Path, backbone: str | None = None) -> 
     legacy = adapter_dir / "transfer_config.json"
     config = TransferConfig.from_dict(json.loads(legacy.read_text())) if legacy.is_file() else TransferConfig.from_pretrained(adapter_dir)
     base = TransferModel.base_for_adapter(config, backbone)
-    return PeftModel.from_pretrained(base, adapter_dir)
+    with peft_without_deprecation_notice():
+        return PeftModel.from_pretrained(base, adapter_dir)

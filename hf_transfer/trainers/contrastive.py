@@ -64,6 +64,7 @@ class ContrastiveTrainer(Trainer):
         if projection is not None and not isinstance(model, ContrastiveEncoder):
             model = ContrastiveEncoder(model, projection, pooling)
         super().__init__(model, *args, **kwargs)
+        self.hooks.attach()
         self.args.remove_unused_columns = False
 
     @property

@@ -84,6 +84,7 @@ class DANNTrainer(Trainer):
         )
         self.hooks = TrainerHooks(self, strategy, transfer_model=lambda: unwrap(self.classifier_model()))
         super().__init__(*args, model=wrapper, **kwargs)
+        self.hooks.attach()
         self.args.remove_unused_columns = False
 
     def classifier_model(self) -> nn.Module:

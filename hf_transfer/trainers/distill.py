@@ -120,6 +120,7 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher
         self.hooks = TrainerHooks(self, strategy)
         super().__init__(*args, **kwargs)
+        self.hooks.attach()
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)

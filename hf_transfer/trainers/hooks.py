@@ -5,9 +5,13 @@
 * the loss of a training step: the strategy's penalty added, then the non-finite-loss stop;
 * the model the strategy acts on, under accelerate's and PEFT's wrappers.
 
-A trainer builds one in its ``__init__`` and calls it from ``create_optimizer`` and ``compute_loss``::
+A trainer builds one in its ``__init__`` (``attach`` once the Trainer is built: the console progress of
+``hf_transfer.trainers.progress``, no pinned memory without an accelerator, the model's special token ids
+set from its tokenizer) and calls it from ``create_optimizer`` and ``compute_loss``::
 
     self.hooks = TrainerHooks(self, strategy)
+    super().__init__(*args, **kwargs)
+    self.hooks.attach()
     ...
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -27,11 +31,14 @@ from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import PrinterCallback, ProgressCallback, Trainer
 
 from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.models.common import unwrap
 from hf_transfer.strategies import Strategy
+from hf_transfer.trainers.progress import ConsoleProgress
+
+SPECIAL_TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id")
 
 
 def optimizer_errors(args) -> AbstractContextManager[None]:
@@ -54,6 +61,28 @@ class TrainerHooks:
         self.trainer = trainer
         self.strategy = strategy or Strategy()
         self._transfer_model = transfer_model or (lambda: unwrap(trainer.model))
+
+    def attach(self) -> None:
+        """Finish the Trainer's set-up (call at the end of its ``__init__``).
+
+        * ``ConsoleProgress`` instead of the Trainer's bar and log printer (which print raw log dicts);
+        * ``dataloader_pin_memory`` off on a CPU device (torch warns that pinning needs an accelerator; it changes no value);
+        * the model config's pad/bos/eos ids taken from the tokenizer, as the Trainer would align them at ``train()``
+          (it then logs that it did: "The tokenizer has new PAD/BOS/EOS tokens ...").
+        """
+        trainer = self.trainer
+        for callback in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(callback)
+        trainer.add_callback(ConsoleProgress())
+        if trainer.args.dataloader_pin_memory and trainer.args.device.type == "cpu":
+            trainer.args.dataloader_pin_memory = False
+        tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+        config = getattr(trainer.model, "config", None)
+        if config is not None and hasattr(tokenizer, "pad_token_id"):
+            for name in SPECIAL_TOKENS:
+                value = getattr(tokenizer, name, None)
+                if value is not None and getattr(config, name, None) != value:
+                    setattr(config, name, value)
 
     def transfer_model(self) -> nn.Module:
         """The model the strategy acts on, without accelerate or PEFT wrappers."""

@@ -76,6 +76,7 @@ class MetaTrainer(Trainer):
         self.hooks = TrainerHooks(self, strategy)
         self._padding = PaddingSkipper(self.meta.skip_padding)
         super().__init__(*args, **kwargs)
+        self.hooks.attach()
         self.args.remove_unused_columns = False
         if self.args.per_device_train_batch_size != 1 or self.args.per_device_eval_batch_size != 1:
             raise UserInputError(

@@ -35,6 +35,7 @@ class MultiTaskTrainer(Trainer):
     ):
         self.hooks = TrainerHooks(self, strategy)
         super().__init__(*args, **kwargs)
+        self.hooks.attach()
         if self.train_dataset is not None and sum(task_sizes) != len(self.train_dataset):
             raise ValueError(f"task_sizes add up to {sum(task_sizes)} but the training set has {len(self.train_dataset)} rows")
         self.task_sizes, self.task_sampling, self.task_temperature = list(task_sizes), task_sampling, task_temperature

@@ -19,6 +19,7 @@ class TransferTrainer(Trainer):
     def __init__(self, *args, strategy: Strategy | None = None, **kwargs):
         self.hooks = TrainerHooks(self, strategy)
         super().__init__(*args, **kwargs)
+        self.hooks.attach()
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:

@@ -4,8 +4,6 @@ Not to be confused with transfer strategies (``hf_transfer.strategies``): a meth
 recipe for K examples per class; a strategy only decides which parameters of a model move.
 """
 
-from transformers.utils import logging as hf_logging
-
 # importing the files registers the methods; this order is the order of method_names()
 from hf_transfer.fewshot.methods import linear_probe, protonet, finetune, contrastive, prototype_tuning, recommended, zeroshot  # noqa: F401  # isort: skip
 from hf_transfer.fewshot.methods.base import (
@@ -18,7 +16,6 @@ from hf_transfer.fewshot.methods.protonet import ProtoNet
 from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
 from hf_transfer.fewshot.methods.zeroshot import ZeroShot, class_texts
 
-hf_logging.set_verbosity_error()  # the many short trainings of a grid would each repeat transformers' notices
 
 __all__ = [
     "METHODS", "Contrastive", "FewShotMethod", "check_shots", "FineTune", "LinearProbe", "Predictor", "ProtoNet", "PrototypeTuning", "get_method",

@@ -1,37 +1,23 @@
-"""``recommended``: our default for few-shot text, the ``contrastive`` method with settings set by principle from K and the class count."""
+"""``recommended``: our default for few-shot text, ``prototype_tuning`` with the class names when they help.
+
+Why this method (``benchmarks/RESULTS.md``, "How the recommended defaults were chosen"): in-batch contrastive
+losses (SetFit's pairs, the ``contrastive`` method) compare an example only with what its batch holds; with 50-150
+classes a batch of 16-32 holds almost no same-class pair and a few of the other classes, so body tuning there cost
+accuracy against a plain linear probe. Cross-entropy against every class's prototype compares each example with
+all classes at every step, whatever the class count, so one rule serves 2 classes and 150.
+"""
 
 from __future__ import annotations
 
-import math
-
 from hf_transfer.fewshot.methods.base import register_method
-from hf_transfer.fewshot.methods.contrastive import Contrastive
-
-SETFIT_LEARNING_RATE = 2e-5
-SETFIT_STEPS_PER_EXAMPLE = 2.5  # 20 iterations x 2 pairs per example, batches of 16 pairs
+from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
 
 
 @register_method("recommended")
-def recommended(k: int, num_classes: int, passes: int = 8) -> Contrastive:
-    """Our default for few-shot text, set by principle from K and the number of classes.
-
-    SetFit's two stages and logistic-regression head, but each sentence is encoded once per step and
-    the loss covers the whole batch: 8 encoder passes per training sentence instead of SetFit's 80
-    (fewer once n exceeds 125, where about 1000 passes in all are plenty). The loss depends on the
-    number of classes. Two classes: SetFit's objective over every pair (cosine -> 1 for same-class
-    pairs, -> 0 otherwise); every negative pair then joins the same two classes, so there is nothing
-    to rank. Three or more: in-batch multiple-negatives ranking (temperature 0.1), where each
-    sentence must pick a same-class sentence out of all other-class ones; its softmax weights the
-    most confusable classes most, where the cosine MSE pushes every negative pair toward orthogonal
-    alike. Chosen on held-out train data (``benchmarks/fewshot_dev.py --losses``), never on test sets.
-    Because a whole-batch loss gives a much less noisy gradient, fewer, larger steps cover the same
-    distance: the learning rate is chosen so that learning rate x steps equals SetFit's
-    (2e-5 x 2.5 n steps), within [2e-5, 1e-4]; batches of 16 sentences give enough steps for that.
-    """
-    n = k * num_classes
-    batch_size = min(16, n)  # SetFit's batch size, so that capped learning rates still reach its distance
-    epochs = min(passes, max(2, math.ceil(1000 / n)))  # large training sets: ~1000 passes suffice (all-data row)
-    steps = epochs * math.ceil(n / batch_size)
-    learning_rate = min(1e-4, max(SETFIT_LEARNING_RATE, SETFIT_LEARNING_RATE * SETFIT_STEPS_PER_EXAMPLE * n / steps))
-    loss = "pairwise_cosine" if num_classes <= 2 else "multiple_negatives"
-    return Contrastive(loss=loss, temperature=0.1, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, C=1.0)
+def recommended(k: int, num_classes: int) -> PrototypeTuning:
+    """``PrototypeTuning`` with its defaults, set by principle, the same for every K and class count: 8 passes over
+    the support set (at least 50 optimizer steps, so that 16 examples still train), batches of 32, learning rate
+    5e-5 (the usual BERT fine-tuning rate), cosine scale 20 (temperature 0.05), logistic-regression head with C = 1.
+    The caller's class texts (names or descriptions) join the prototypes when leave-one-out over the support set
+    says they help (``names_help``); the card then lists them."""
+    return PrototypeTuning()

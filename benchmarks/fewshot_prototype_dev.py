@@ -1,0 +1,122 @@
+"""Development study behind ``prototype_tuning`` / ``recommended`` (issue 15): held-out TRAIN examples, no test split.
+
+For each dataset and seed the K-shot support set is drawn as the runner draws it (``k_shot_indices``) and a fixed
+development set of ``--dev_size`` other train examples (disjoint from every support set) is scored. Arms:
+
+- ``probe``: logistic regression on the frozen body (= ``linear_probe``); ``proto``: frozen prototypes (= ``protonet``);
+- ``names0``: class names alone (= ``zeroshot``); ``protonames``: frozen prototypes with the name counted in;
+- ``contrastive``: the ``contrastive`` method (the former ``recommended``);
+- ``ftce``: the body fine-tuned by cross-entropy against cosine class vectors initialised at the prototypes and
+  learned (10x the body's learning rate); ``ftce_fixed``: the same with the class vectors frozen (= ``prototype_tuning``);
+  ``ftce_ninit``: frozen, with the class names counted into the prototypes (= ``prototype_tuning`` when
+  ``names_help`` says yes); ``ftce_names``: FastFit-like, the class vectors are the *tuned* body's embeddings of the
+  names at every step. Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
+  ``_lr`` (logistic regression, what the method ships), ``_proto`` (prototypes recomputed).
+
+The training loop is written out here (AdamW, 10 % warm-up, linear decay, as ``TrainingArguments`` does) so that the
+head variants can be swapped; the library's ``PrototypeTuning`` trains through ``TransferTrainer``.
+
+    python benchmarks/fewshot_prototype_dev.py --datasets banking77,hwu64 --seeds 0 1 --arms probe ftce ftce_fixed ftce_ninit
+    python benchmarks/fewshot_prototype_dev.py --datasets sst2,mr,subj,sms_spam --arms probe contrastive ftce_fixed ftce_ninit --min_steps 50
+"""
+import argparse, json, math, random, time
+from pathlib import Path
+import torch, torch.nn.functional as F
+import common  # offline env (benchmarks/ is on sys.path when run as a script)
+from hf_transfer.data import load_text_dataset
+from hf_transfer.data.sampling import k_shot_indices
+from hf_transfer.fewshot.encoder import SentenceEncoder
+from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
+from hf_transfer.fewshot.methods.contrastive import contrastive_for
+
+p = argparse.ArgumentParser()
+p.add_argument("--datasets", default="banking77,hwu64")
+p.add_argument("--k", type=int, default=8)
+p.add_argument("--seeds", type=int, nargs="+", default=[0])
+p.add_argument("--dev_size", type=int, default=1000)
+p.add_argument("--arms", nargs="+", default=["probe", "proto", "ftce"])
+p.add_argument("--epochs", type=float, default=8)
+p.add_argument("--lr", type=float, default=5e-5)
+p.add_argument("--bs", type=int, default=32)
+p.add_argument("--scale", type=float, default=20.0)
+p.add_argument("--head_lr", type=float, default=None)
+p.add_argument("--min_steps", type=int, default=0)
+p.add_argument("--tag", default="")
+p.add_argument("--out", default=str(common.BENCHMARKS / "fewshot_prototype_dev.jsonl"))
+a = p.parse_args()
+
+enc = SentenceEncoder("default", max_length=64)
+names_of = lambda splits: [splits.name_of(c).replace("_", " ") for c in range(splits.num_classes)]
+
+def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=a.lr, bs=a.bs, scale=a.scale, learn_head=True):
+    torch.manual_seed(seed)
+    body = enc.fresh_body()
+    y = torch.tensor(labels)
+    with torch.no_grad():
+        e = enc.encode(texts)
+        proto = F.normalize(torch.zeros(C, e.shape[1]).index_add_(0, y, e), dim=-1)
+        if names is not None or init_names is not None:
+            proto = F.normalize(proto + enc.encode(names or init_names), dim=-1)
+    W = torch.nn.Parameter(proto.clone())
+    params = [{"params": body.parameters(), "lr": lr, "weight_decay": 0.01}]
+    if learn_head and names is None:
+        params.append({"params": [W], "lr": a.head_lr or lr * 10, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(params)
+    n = len(texts); steps_per = math.ceil(n / bs); total = max(a.min_steps, int(epochs * steps_per)); warm = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
+    g = torch.Generator().manual_seed(seed); step = 0
+    while step < total:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, bs):
+            if step >= total: break
+            idx = perm[i:i+bs].tolist()
+            z = F.normalize(enc.embed(body, [texts[j] for j in idx]), dim=-1)
+            if names is not None:
+                cls = F.normalize(enc.embed(body, names), dim=-1)
+                logits = scale * z @ cls.T
+            else:
+                logits = scale * z @ F.normalize(W, dim=-1).T
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
+    body.eval()
+    return body, W.detach()
+
+out = Path(a.out)
+for ds in a.datasets.split(","):
+    splits = load_text_dataset(common.DATA_DIR / ds, max_test=1)  # the test split is not used
+    sup = {s: k_shot_indices(splits.train_labels, a.k, s) for s in a.seeds}
+    taken = set().union(*map(set, sup.values()))
+    pool = [i for i in range(len(splits.train_texts)) if i not in taken]
+    dev = random.Random(1234).sample(pool, min(a.dev_size, len(pool)))
+    dt = [splits.train_texts[i] for i in dev]; dl = torch.tensor([splits.train_labels[i] for i in dev])
+    acc = lambda pred: round(100 * (pred == dl).float().mean().item(), 2)
+    C = splits.num_classes; names = names_of(splits)
+    for s in a.seeds:
+        texts = [splits.train_texts[i] for i in sup[s]]; labels = [splits.train_labels[i] for i in sup[s]]
+        y = torch.tensor(labels)
+        row = {"dataset": ds, "k": a.k, "seed": s, "epochs": a.epochs, "lr": a.lr, "bs": a.bs, "scale": a.scale, "min_steps": a.min_steps, "tag": a.tag}
+        for arm in a.arms:
+            t0 = time.perf_counter()
+            if arm == "probe":
+                h = LogisticRegressionHead(1.0).fit(enc.encode(texts), y, C); row[arm] = acc(h.predict(enc.encode(dt)))
+            elif arm == "proto":
+                h = PrototypeHead().fit(enc.encode(texts), y, C); row[arm] = acc(h.predict(enc.encode(dt)))
+            elif arm == "names0":
+                row[arm] = acc((enc.encode(dt) @ enc.encode(names).T).argmax(-1))
+            elif arm == "protonames":
+                e = enc.encode(texts); pr = F.normalize(torch.zeros(C, e.shape[1]).index_add_(0, y, e), dim=-1)
+                pr = F.normalize(pr + enc.encode(names), dim=-1); row[arm] = acc((enc.encode(dt) @ pr.T).argmax(-1))
+            elif arm == "contrastive":
+                m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
+                h = LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C); row[arm] = acc(h.predict(enc.encode(dt, body)))
+            elif arm in ("ftce", "ftce_names", "ftce_fixed", "ftce_ninit"):
+                body, W = ft(texts, labels, C, s, names=names if arm == "ftce_names" else None, init_names=names if arm == "ftce_ninit" else None, learn_head=arm != "ftce_fixed")
+                zt = enc.encode(dt, body); zs = enc.encode(texts, body)
+                if arm == "ftce_names":
+                    W = enc.encode(names, body)
+                row[arm + "_cos"] = acc((zt @ F.normalize(W, dim=-1).T).argmax(-1))
+                row[arm + "_lr"] = acc(LogisticRegressionHead(1.0).fit(zs, y, C).predict(zt))
+                row[arm + "_proto"] = acc(PrototypeHead().fit(zs, y, C).predict(zt))
+            row[f"{arm}_s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(row), flush=True)
+        with out.open("a") as f: f.write(json.dumps(row) + "\n")
