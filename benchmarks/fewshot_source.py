@@ -12,7 +12,8 @@ runs): methods ``recommended`` and ``linear_probe``, K = 5 and 8, seeds 0-4, fir
 ``source=`` the pair's source into the same folder, so both arms see the identical K-shot sample per (K, seed) and the
 identical test set. The adaptation (``hf_transfer.fewshot.source``: stage 1 of ``prototype_tuning``, one epoch over
 the source) runs once per pair and is cached (``$HF_TRANSFER_ADAPTED_CACHE``, here ``benchmarks/.cache/adapted``
-unless set); the grids are kept in ``--grids``, so an interrupted run resumes. Its time is not in ``train_seconds``
+unless set); the grids are kept in ``--grids``, so an interrupted run resumes; rows are reused by method *name*, so after
+``recommended`` changes, give a new ``--grids`` folder (or delete ``benchmarks/.cache/fewshot_source``). Its time is not in ``train_seconds``
 (which times the target fit only); it is printed by the runner.
 
 Output: every run's row (plus ``pair``) in ``--output``, a table of mean accuracy (%) with and without the source and
