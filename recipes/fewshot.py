@@ -4,12 +4,14 @@
     hf-transfer fewshot --datasets sms_spam --shots 8 16 all --seeds 0 1 2 --methods linear_probe,recommended
     hf-transfer fewshot my.yaml --seeds 0 1               # any option in a YAML file (command line wins), plus 'sources'
     hf-transfer fewshot --methods linear_probe,recommended --save_models best   # + OUTPUT/models/<dataset>_k<K>/
+    hf-transfer fewshot --data ../shared/datasets --datasets banking77:50-76 --shots 5 8 --source banking77:0-49
 
 For every dataset x K x seed, the same K-shot sample goes to every method; each run appends one line
 to ``OUTPUT.incomplete/results.jsonl`` as soon as it finishes (so Ctrl-C keeps every finished run and a
 re-run skips them); when the grid is done, ``summary.md`` and ``accuracy_vs_k.png`` are written and the
 folder is renamed to ``OUTPUT``. ``--save_models DIR`` (or ``best``) also keeps the runs' models
-(``hf_transfer/fewshot/save_models.py``).
+(``hf_transfer/fewshot/save_models.py``). ``--source NAME`` first adapts the body on a labelled source task
+(``hf_transfer/fewshot/source.py``); ``NAME:0-49`` (a dataset or a source) keeps only those classes.
 """
 
 from __future__ import annotations
@@ -73,7 +75,13 @@ class FewShotArguments:
         "'hf-transfer predict'. Methods: " + ", ".join(SAVEABLE_METHODS) + ".", path="output", special=("best",))
     sources: dict | str | None = option(
         None, "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
-        "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used.")
+        "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used; "
+        "plus 'classes' (ids, 'A-B' ranges or names) to keep only those classes.")
+    source: str | None = option(
+        None, "A labelled source task whose whole train split first adapts the body (stage 1 of prototype_tuning, one "
+        "epoch; cached by fingerprint under $HF_HOME/hf_transfer/adapted, so a sweep adapts once); then every method runs "
+        "from the adapted body. A dataset folder name under data or a name of sources; NAME:0-49 keeps classes 0-49 (ids "
+        "and ranges joined by '+'). Its runs are 'method@source' in results.jsonl and summary.md.")
     label_descriptions: dict | str | None = option(
         None, "For K=0: a mapping from a dataset name to {class name: sentence}; a described class is embedded by its "
         "sentence instead of its name (in the YAML file, or JSON on the command line).")
@@ -111,7 +119,7 @@ def parse(argv: list[str]) -> FewShotArguments:
     by_class, source = parse_config(argv, OPTIONS, PROG, DESCRIPTION, example=None)
     args = by_class[FewShotArguments]
     if args.sources and "datasets" not in source:  # a config file's sources are the datasets unless it names them
-        args.datasets = list(args.sources)
+        args.datasets = [name for name in args.sources if name != args.source]  # (the source task is not a target)
     return args
 
 
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> Path:
     results = run_experiment(
         Path(args.data), args.datasets, args.shots, args.seeds, args.methods, Path(args.output),
         model=args.model, max_length=args.max_length, max_test=args.max_test, sources=args.sources or {},
-        save_models=args.save_models, label_descriptions=args.label_descriptions or {},
+        save_models=args.save_models, label_descriptions=args.label_descriptions or {}, source=args.source,
     )
     folder = results.parent
     print((folder / "summary.md").read_text())

@@ -8,7 +8,8 @@
 
 With ``fewshot_method`` (``recommended``, ``contrastive``, ``linear_probe`` or ``protonet``) the job fits that
 few-shot method of ``hf-transfer fewshot`` on every example of the train file (no validation split is carved)
-and saves it as an ordinary classifier folder whose predictions are the method's (``train_fewshot`` below).
+and saves it as an ordinary classifier folder whose predictions are the method's (``train_fewshot`` below);
+``--source FOLDER`` first adapts the body on that labelled source task (``hf_transfer.fewshot.source``).
 With no train file (or an empty one) and ``--class_names``, or ``--fewshot_method zeroshot``, it saves the
 zero-shot classifier built from the class names (K = 0; ``hf_transfer.fewshot.zero_shot_data``):
 
@@ -51,6 +52,10 @@ class FewShotModelArguments:
     label_descriptions: dict | str | None = option(
         None, "Zero-shot only: a mapping {class name: sentence}; a described class is embedded by its sentence instead of "
         "its name (a YAML mapping in the config, JSON on the command line).")
+    source: str | None = option(
+        None, "With fewshot_method: a labelled source task (a folder with train.jsonl and test.jsonl; FOLDER:0-49 keeps classes "
+        "0-49) whose whole train split first adapts the body (stage 1 of prototype_tuning, one epoch, cached by fingerprint "
+        "under $HF_HOME/hf_transfer/adapted); the method then fits from the adapted body, and the card says so.")
 
     def __post_init__(self):
         self.label_descriptions = parse_descriptions(self.label_descriptions, "{class name: sentence}")
@@ -62,6 +67,9 @@ OPTIONS = argument_classes(FewShotModelArguments)  # every option of 'hf-transfe
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the recipe; returns the final metrics (also written to ``OUTPUT_DIR/metrics.json``)."""
     config = parse_recipe_args(argv, OPTIONS)
+    if config.extra[FewShotModelArguments].source and not config.extra[FewShotModelArguments].fewshot_method:
+        raise UserInputError("--source is used only with --fewshot_method (it adapts the few-shot body on a source task).",
+                             "add --fewshot_method recommended (recipes/configs/fewshot_text.yaml), or leave source out.")
     if config.extra[FewShotModelArguments].fewshot_method:
         return train_fewshot(config)
     training = config.training
@@ -110,6 +118,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     from hf_transfer.fewshot.encoder import SentenceEncoder
     from hf_transfer.fewshot.methods import get_method
     from hf_transfer.fewshot.methods.zeroshot import known_class_texts
+    from hf_transfer.fewshot.source import load_source_task, source_encoder
     from hf_transfer.fewshot.zero_shot_data import wants_zero_shot, zero_shot_data
 
     name = config.extra[FewShotModelArguments].fewshot_method
@@ -144,7 +153,11 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
             raise UserInputError(f"--fewshot_method {name} needs at least {needed} examples per class, but class "
                                  f"'{id2label[smallest]}' has {k} in the train split.",
                                  "add examples of that class, or use --fewshot_method linear_probe (one example per class is enough).")
+    source = config.extra[FewShotModelArguments].source
+    source_task = load_source_task(source, None) if source else None  # bad source data: one line, before the output exists
     encoder = SentenceEncoder(config.model.model, max_length=data.max_length, pooling=config.model.pooling)  # a bad model: one line
+    if source_task is not None:
+        encoder = source_encoder(encoder, source_task, source)  # cached by fingerprint
 
     run = Run.start(training, fingerprint(config.source))  # staging folder, push once at the end
     start = time.perf_counter()

@@ -75,7 +75,7 @@ def load_text_dataset(folder: Path, text_column: str = "text", label_column: str
         column = f"{label_column}_text"
         named = names_of_ids(([[row[label_column] for row in rows], [row.get(column) for row in rows], source]
                               for rows, source in parts.values()), column)
-    test_texts, test_labels = _at_most(test_texts, test_labels, max_test)
+    test_texts, test_labels = at_most(test_texts, test_labels, max_test)
     return TextSplits(train_texts, [index[l] for l in train_labels], test_texts, [index[l] for l in test_labels], len(names),
                       [named.get(name, str(name)) for name in names])
 
@@ -85,7 +85,7 @@ def _check_max_test(max_test: int | None) -> None:
         raise UserInputError(f"--max_test {max_test} leaves no test examples.", "set --max_test to at least 1, or leave it out (no limit).")
 
 
-def _at_most(texts: list[str], labels: list, max_test: int | None) -> tuple[list[str], list]:
+def at_most(texts: list[str], labels: list, max_test: int | None) -> tuple[list[str], list]:
     """A fixed random subset of at most ``max_test`` test examples (all when None)."""
     _check_max_test(max_test)
     if max_test is None or len(texts) <= max_test:

@@ -83,10 +83,11 @@ METHOD_DESCRIPTIONS = {
 
 def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, k_per_class: int, num_train_examples: int,
                  dataset: str, metrics: dict[str, float], seed: int, command: str, selection: str | None = None,
-                 class_texts: list[str] | None = None):
+                 class_texts: list[str] | None = None, source: str | None = None):
     """The card of a few-shot model (``model_cards/fewshot.md``): the method, K per class, the labels, the base weights;
     every ``eval_*``/``test_*`` metric is a ``model-index`` result; ``selection``: how the model was chosen among others
-    (``hf-transfer fewshot --save_models best``); ``class_texts``: what a zero-shot (K = 0) head embedded."""
+    (``hf-transfer fewshot --save_models best``); ``class_texts``: what a zero-shot (K = 0) head embedded; ``source``: how
+    the body was adapted on a source task before the method ran (``hf_transfer.fewshot.source``)."""
     from hf_transfer import cards
 
     facts = cards.backbone_facts(model_config)
@@ -103,5 +104,5 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
         method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
         pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
-        selection=selection, class_texts=cards.label_text([repr(text) for text in class_texts]) if class_texts else "",
+        selection=selection, class_texts=cards.label_text([repr(text) for text in class_texts]) if class_texts else "", source=source or "",
     ))

@@ -26,9 +26,20 @@ def read_results(folder: Path) -> list[dict]:
     return [row for row in rows if all(key in row for key in ROW_KEYS)]
 
 
+def method_label(method: str, source: str | None = None) -> str:
+    """A method as results tell it apart: its name, or ``method@source`` when its body was adapted on a source task
+    (``--source``); a grid with a source and one without are different runs of the same folder."""
+    return f"{method}@{source}" if source else method
+
+
+def row_method(row: dict) -> str:
+    """The method label of a results row (``method_label`` of its method and source)."""
+    return method_label(row["method"], row.get("source"))
+
+
 def run_key(row: dict) -> tuple[str, str, int, str]:
-    """What identifies a run: (dataset, K, seed, method)."""
-    return row["dataset"], str(row["k"]), int(row["seed"]), row["method"]
+    """What identifies a run: (dataset, K, seed, method label)."""
+    return row["dataset"], str(row["k"]), int(row["seed"]), row_method(row)
 
 
 def _k_order(k: str) -> float:
@@ -39,7 +50,7 @@ def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str
     """(dataset, k, method) -> (mean, std, number of seeds, mean train seconds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["dataset"], str(row["k"]), row["method"])].append(row)
+        groups[(row["dataset"], str(row["k"]), row_method(row))].append(row)
     return {
         key: (
             float(np.mean([r[metric] for r in group])),
@@ -65,7 +76,7 @@ def representative_run(rows: list[dict], dataset: str, k: str) -> dict | None:
     marked = best_methods(aggregate(rows), dataset, k)
     if not marked:
         return None
-    runs = sorted((row for row in rows if row["dataset"] == dataset and str(row["k"]) == str(k) and row["method"] == marked[0]),
+    runs = sorted((row for row in rows if row["dataset"] == dataset and str(row["k"]) == str(k) and row_method(row) == marked[0]),
                   key=lambda row: (row["accuracy"], int(row["seed"])))
     return runs[(len(runs) - 1) // 2]
 
@@ -73,9 +84,11 @@ def representative_run(rows: list[dict], dataset: str, k: str) -> dict | None:
 def summary_markdown(rows: list[dict]) -> str:
     """One table per dataset: rows K, columns methods, cells 'mean ± std' accuracy; best in bold."""
     stats = aggregate(rows)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = list(dict.fromkeys(row_method(r) for r in rows))
     lines = ["# Few-shot results", "", "Test accuracy (%) as mean ± std over seeds (n = seeds); **bold** = best mean for that K;",
              "train seconds are per run, mean over seeds.", ""]
+    if any(r.get("source") for r in rows):
+        lines[-1:-1] = ["`method@NAME`: the body was first adapted on the source task NAME (`--source`)."]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"## {dataset}", "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for k in sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order):
@@ -106,7 +119,7 @@ def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         ks = sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order)
-        for method in dict.fromkeys(r["method"] for r in rows):
+        for method in dict.fromkeys(row_method(r) for r in rows):
             points = [(i, stats[(dataset, k, method)]) for i, k in enumerate(ks) if (dataset, k, method) in stats]
             if points:
                 axis.errorbar([p[0] for p in points], [100 * p[1][0] for p in points], yerr=[100 * p[1][1] for p in points],

@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 
 from hf_transfer import outputs
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
-from hf_transfer.data.text_splits import TextSplits, load_source, load_text_dataset
+from hf_transfer.data.class_subset import load_named
+from hf_transfer.data.text_splits import TextSplits
 from hf_transfer.fewshot.methods import check_shots, get_method
 from hf_transfer.fewshot.methods.zeroshot import ZERO_SHOT, ZeroShot, check_grid, class_texts, grid_methods, known_class_texts
-from hf_transfer.fewshot.report import RESULTS_FILE, read_results, run_key, write_reports
+from hf_transfer.fewshot.report import RESULTS_FILE, method_label, read_results, run_key, write_reports
 from hf_transfer.fewshot.save_models import ModelSaver
 from hf_transfer.metrics import classification_metrics
 
@@ -73,19 +74,23 @@ def _publish(staging: Path, output: Path, models: ModelSaver) -> None:
 def run_experiment(
     data_dir: Path, datasets: list[str], shots: list[str], seeds: list[int], methods: list[str], output: Path,
     model: str = "default", max_length: int = 128, max_test: int | None = None, sources: dict | None = None,
-    save_models: str | Path | None = None, label_descriptions: dict | None = None,
+    save_models: str | Path | None = None, label_descriptions: dict | None = None, source: str | None = None,
 ) -> Path:
     """Run every missing (dataset, K, seed, method) in ``output.incomplete``, then publish it as ``output``;
     returns ``output/results.jsonl``.
 
-    A dataset named in ``sources`` is loaded from its data keys (``load_source``), any other from
-    ``data_dir/<dataset>/{train,test}.jsonl``. Finished runs of ``output`` and of an unfinished run with
-    the same model, ``max_length``, ``max_test`` and data are kept, not redone. K = 0 runs ``zeroshot`` (whatever
+    A dataset named in ``sources`` is loaded from its data keys (``load_source``; its ``classes`` key selects classes),
+    any other from ``data_dir/<dataset>/{train,test}.jsonl``; ``NAME:0-49`` keeps classes 0-49 only, relabelled
+    (``hf_transfer.data.class_subset``). ``source``: a dataset named the same way whose whole train split first adapts
+    the body (``hf_transfer.fewshot.source``, cached); its runs are ``method@source`` rows, apart from runs without it.
+    Finished runs of ``output`` and of an unfinished run with the same model, ``max_length``, ``max_test`` and data are
+    kept, not redone. K = 0 runs ``zeroshot`` (whatever
     ``methods`` says) from each dataset's class names, or its sentences in ``label_descriptions`` (dataset -> class -> text).
     ``save_models``: a folder for the model of every run, or ``"best"`` for the best method's per dataset x K in
     ``output/models`` (``save_models.py``).
     """
     from hf_transfer.fewshot.encoder import SentenceEncoder
+    from hf_transfer.fewshot.source import load_source_task, source_encoder
 
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
@@ -96,12 +101,14 @@ def run_experiment(
     # a finished grid is not: it is extended (a copy of it is the staging folder's start), and replaced once done
     staging = outputs.staging_dir(output)
     settings = {"model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),  # what a row depends on
-                "sources": sources or {}, **({"label_descriptions": label_descriptions} if label_descriptions else {})}
+                "sources": sources or {}, **({"label_descriptions": label_descriptions} if label_descriptions else {}),
+                **({"source": source} if source else {})}
     models = ModelSaver.create(save_models, output, staging, settings, datasets, shots, seeds, methods)
     continuing = outputs.same_run(staging, settings)
     finished = models.drop_unsaved(_finished_runs(output, staging, continuing), continuing)
     done = {run_key(row) for row in finished}
-    plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in grid_methods(k, methods) if (d, str(k), s, m) not in done]
+    plan = [(d, k, s, m) for d in datasets for k in shots for s in seeds for m in grid_methods(k, methods)
+            if (d, str(k), s, method_label(m, source)) not in done]
     if not plan:
         if continuing:  # a run killed after its last grid item, before publishing
             _start_staging(output, staging, settings, continuing, finished)
@@ -113,17 +120,17 @@ def run_experiment(
     loaded: dict[str, TextSplits] = {}
     zero_shot: dict[str, ZeroShot] = {}
     for dataset in dict.fromkeys(d for d, *_ in plan):  # bad data fails before the model loads or the folder exists
-        if sources and dataset in sources:
-            loaded[dataset] = load_source(sources[dataset], max_test)
-        else:
-            loaded[dataset] = load_text_dataset(Path(data_dir) / dataset, max_test=max_test)
+        loaded[dataset] = load_named(dataset, data_dir, sources, max_test)
         few_shot = [k for k in shots if k != ZERO_SHOT]
         check_shots(dataset, loaded[dataset], few_shot, [m for m in methods if m != "zeroshot"])  # an unbalanced or too small
         # K-shot sample, before the model loads; K=0: classes that are only ids, descriptions of unknown classes
         if ZERO_SHOT in shots:
             zero_shot[dataset] = ZeroShot(class_texts(loaded[dataset].class_names, label_descriptions.get(dataset), f"dataset '{dataset}'"))
+    source_task = load_source_task(source, data_dir, sources) if source else None  # bad source data fails here too
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     encoder = SentenceEncoder(model, max_length=max_length)  # a bad model fails before the staging folder exists
+    if source_task is not None:
+        encoder = source_encoder(encoder, source_task, source)  # cached by fingerprint: a sweep adapts once
     _start_staging(output, staging, settings, continuing, finished)
     results = staging / RESULTS_FILE
     progress = tqdm(plan, desc="few-shot runs", unit="run")
@@ -150,7 +157,7 @@ def run_experiment(
                 "dataset": dataset, "k": str(k), "k_per_class": per_class, "seed": seed, "method": name,
                 "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "mcc": metrics["mcc"],
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
-                "num_train": len(texts), "num_test": len(splits.test_texts), "model": model,
+                "num_train": len(texts), "num_test": len(splits.test_texts), "model": model, **({"source": source} if source else {}),
             }
             _append(results, row)
             models.save(row, predict, method, splits)

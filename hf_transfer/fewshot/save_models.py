@@ -31,7 +31,7 @@ from hf_transfer import cards, outputs
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods.zeroshot import grid_methods
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
-from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, read_results, representative_run, run_key
+from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, method_label, read_results, representative_run, row_method, run_key
 from hf_transfer.fewshot.saving import save_fewshot_model
 from hf_transfer.outputs import METRICS_FILE, MODEL_CONFIG_FILE
 from hf_transfer.redact import portable_value
@@ -39,7 +39,7 @@ from hf_transfer.redact import portable_value
 BEST = "best"
 MODELS_FOLDER = "models"  # inside the published grid, with --save_models best
 CANDIDATES_FOLDER = ".model_candidates"  # inside the grid's staging folder only
-Run = tuple[str, str, int, str]  # (dataset, K, seed, method), as ``run_key`` makes it
+Run = tuple[str, str, int, str]  # (dataset, K, seed, method), as the runner plans it
 
 
 def _metrics(folder: Path) -> dict:
@@ -53,15 +53,17 @@ def _metrics(folder: Path) -> dict:
 def holds_run(folder: Path, row: dict) -> bool:
     """Whether ``folder`` is a saved model of the run ``row`` (same dataset, K, seed, method and test accuracy)."""
     saved = _metrics(folder)
-    return bool(saved) and (saved.get("dataset"), str(saved.get("k")), saved.get("seed"), saved.get("method"),
-                            saved.get("test_accuracy")) == (row["dataset"], str(row["k"]), row["seed"], row["method"], row["accuracy"])
+    return bool(saved) and (saved.get("dataset"), str(saved.get("k")), saved.get("seed"), saved.get("method"), saved.get("source"),
+                            saved.get("test_accuracy")) == (row["dataset"], str(row["k"]), row["seed"], row["method"], row.get("source"),
+                                                            row["accuracy"])
 
 
 def model_metrics(row: dict) -> dict[str, Any]:
     """A run's ``metrics.json``: which run it is and what it measured (``test_*``: the card's results)."""
     return {"dataset": row["dataset"], "k": str(row["k"]), "k_per_class": row["k_per_class"], "seed": row["seed"],
             "method": row["method"], "test_accuracy": row["accuracy"], "test_macro_f1": row["macro_f1"], "test_mcc": row["mcc"],
-            "train_runtime": row["train_seconds"], "train_examples": row["num_train"], "test_examples": row["num_test"]}
+            "train_runtime": row["train_seconds"], "train_examples": row["num_train"], "test_examples": row["num_test"],
+            **({"source": row["source"]} if row.get("source") else {})}
 
 
 @dataclass
@@ -71,7 +73,7 @@ class ModelSaver:
     target: str | None
     output: Path
     staging: Path
-    settings: dict  # the grid's model, max_length, max_test, data, sources
+    settings: dict  # the grid's model, max_length, max_test, data, sources, source
     datasets: list[str]
     shots: list[str]
     seeds: list[int]
@@ -100,15 +102,17 @@ class ModelSaver:
         candidate (``continuing``: the staging folder is kept) nor the published ``models/`` folder holds it."""
         if self.target is None:
             return rows
-        grid = {(d, k, s, m) for d in self.datasets for k in self.shots for s in self.seeds for m in grid_methods(k, self.methods)}
+        grid = {(d, k, s, method_label(m, self.source)) for d in self.datasets for k in self.shots for s in self.seeds
+                for m in grid_methods(k, self.methods)}
         if self.target != BEST:
             redo = {run_key(row) for row in rows if run_key(row) in grid and not holds_run(self._run_folder(row), row)}
         else:
-            self._refuse_unsaveable_rows(rows)
-            keys, redo = {run_key(row) for row in rows}, set()
+            own = self._own(rows)
+            self._refuse_unsaveable_rows(own)
+            keys, redo = {run_key(row) for row in own}, set()
             for dataset, k in self._groups():
-                if all((dataset, k, s, m) in keys for s in self.seeds for m in grid_methods(k, self.methods)):
-                    chosen = representative_run(rows, dataset, k)
+                if all((dataset, k, s, method_label(m, self.source)) in keys for s in self.seeds for m in grid_methods(k, self.methods)):
+                    chosen = representative_run(own, dataset, k)
                     if self._source(chosen, self.staging if continuing else self.output, candidates=continuing) is None:
                         redo.add(run_key(chosen))
         if redo:
@@ -155,15 +159,15 @@ class ModelSaver:
         if self.target != BEST:
             return
         while True:
-            rows = read_results(self.staging)
+            rows = self._own(read_results(self.staging))
             chosen = representative_run(rows, *group)
             if self._source(chosen, self.staging) is not None:
                 break
             tqdm.write(f"fewshot: running {group[0]} K={group[1]} seed {chosen['seed']} {chosen['method']} again for its model "
                        "(the best of that K; its run is from an earlier grid).", file=sys.stderr)
-            kept = [row for row in rows if run_key(row) != run_key(chosen)]  # the re-run appends it again
+            kept = [row for row in read_results(self.staging) if run_key(row) != run_key(chosen)]  # the re-run appends it again
             outputs.write_text(self.staging / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in kept))
-            yield run_key(chosen)
+            yield chosen["dataset"], str(chosen["k"]), chosen["seed"], chosen["method"]
         self._keep_best(group, rows)
         shutil.rmtree(self.staging / CANDIDATES_FOLDER / group[0] / f"k{group[1]}", ignore_errors=True)
 
@@ -171,7 +175,7 @@ class ModelSaver:
     def publish(self, staging: Path) -> None:
         """Before the grid is published: with best, every dataset x K's best model in ``models/``; candidates go."""
         if self.target == BEST:
-            rows = read_results(staging)
+            rows = self._own(read_results(staging))
             for group in self._groups():
                 self._keep_best(group, rows)
         shutil.rmtree(staging / CANDIDATES_FOLDER, ignore_errors=True)
@@ -181,7 +185,7 @@ class ModelSaver:
         chosen = representative_run(rows, *group)
         final = self._best_folder(*group, self.staging)
         stats = aggregate(rows)
-        mean, _, seeds, _ = stats[(group[0], group[1], chosen["method"])]
+        mean, _, seeds, _ = stats[(group[0], group[1], row_method(chosen))]
         compared = [method for (dataset, k, method) in stats if (dataset, k) == group]
         selection = {"selected_by": "best mean test accuracy over seeds, then the median seed", "method_mean_test_accuracy": mean,
                      "method_seeds": seeds, "methods_compared": compared}
@@ -205,18 +209,28 @@ class ModelSaver:
         outputs.build_then_publish(final, build)
 
     # ---- where things go
+    @property
+    def source(self) -> str | None:
+        """The grid's source task (``--source``), or None."""
+        return self.settings.get("source")
+
+    def _own(self, rows: list[dict]) -> list[dict]:
+        """The rows of this grid's source (a folder may also hold runs with another source, or none): ``best`` chooses among them."""
+        return [row for row in rows if row.get("source") == self.source]
+
     def _groups(self) -> list[tuple[str, str]]:
         return [(dataset, k) for dataset in self.datasets for k in self.shots]
 
     def _run_folder(self, row: dict) -> Path:
-        return Path(self.target) / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}" / row["method"]
+        return Path(self.target) / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}" / row_method(row)
 
     def _candidate(self, row: dict) -> Path:
-        return self.staging / CANDIDATES_FOLDER / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}" / row["method"]
+        return (self.staging / CANDIDATES_FOLDER / row["dataset"] / f"k{row['k']}" / f"seed{row['seed']}"
+                / row_method(row))
 
-    @staticmethod
-    def _best_folder(dataset: str, k: str, grid: Path) -> Path:
-        return Path(grid) / MODELS_FOLDER / f"{dataset}_k{k}"
+    def _best_folder(self, dataset: str, k: str, grid: Path) -> Path:
+        """``models/<dataset>_k<K>``, or ``models/<dataset>_k<K>@<source>`` for a grid with a source."""
+        return Path(grid) / MODELS_FOLDER / method_label(f"{dataset}_k{k}", self.source)
 
     def _source(self, chosen: dict, grid: Path, candidates: bool = True) -> Path | None:
         """A saved model of the run ``chosen``: its candidate, or the grid's ``models/`` folder when it already holds it."""
@@ -230,7 +244,7 @@ class ModelSaver:
         settings, dataset = self.settings, row["dataset"]
         values = {"data": settings["data"], "datasets": [dataset], "shots": [str(row["k"])], "seeds": [row["seed"]],
                   "methods": [row["method"]], "model": settings["model"], "max_length": settings["max_length"],
-                  "max_test": settings["max_test"]}
+                  "max_test": settings["max_test"], **({"source": settings["source"]} if settings.get("source") else {})}
         if dataset in (settings.get("sources") or {}):
             values["sources"] = {dataset: {key: portable_value(value) for key, value in settings["sources"][dataset].items()}}
         return values

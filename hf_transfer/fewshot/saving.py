@@ -34,13 +34,19 @@ def save_fewshot_model(folder: str | Path, classifier: EmbeddingClassifier, id2l
     settings) to ``recipe_config.yaml``; ``method`` is the fitted method object, whose settings the card lists."""
     from hf_transfer.run import save_record
 
+    from hf_transfer.fewshot.source import adaptation_of, adaptation_text
+
     folder = Path(folder)
     model = classifier.to_model(id2label)
+    adapted = adaptation_of(classifier.encoder.name)  # a body adapted on a source task: the card names the source and the base
+    if adapted:
+        model.config.backbone_name, model.config.backbone_sha256 = adapted["base_model"], adapted["base_model_sha256"]
     model.save_pretrained(folder)
     tokenizer = copy.deepcopy(classifier.encoder.tokenizer)
     tokenizer.model_max_length = classifier.encoder.max_length
     tokenizer.save_pretrained(folder)
     card = fewshot_card(model_name=Path(final_dir).name, method=method_name, settings=method_settings(method), model_config=model.config,
                         k_per_class=k_per_class, num_train_examples=num_train_examples, dataset=dataset, metrics=metrics,
-                        seed=seed, command=command_line(), class_texts=getattr(method, "texts", None))  # a zero-shot head's texts
+                        seed=seed, command=command_line(), class_texts=getattr(method, "texts", None),
+                        source=adaptation_text(adapted) if adapted else None)  # a zero-shot head's texts
     save_record(folder, str(final_dir), values, metrics, card)

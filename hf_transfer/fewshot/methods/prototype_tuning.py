@@ -85,8 +85,10 @@ class PrototypeTuning:
         """The class texts the fitted prototypes counted in (the card lists them), or None."""
         return self.class_texts if self.names_used else None
 
-    def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> torch.nn.Module:
-        """Stage 1: a fresh copy of the pretrained body, tuned toward the frozen prototypes (eval mode)."""
+    def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int,
+                   callbacks: list | None = None) -> torch.nn.Module:
+        """Stage 1: a fresh copy of the pretrained body, tuned toward the frozen prototypes (eval mode); ``callbacks``:
+        Trainer callbacks (a progress bar for a long source adaptation, ``hf_transfer.fewshot.source``)."""
         from hf_transfer.models.classifier import TransferModel
         from hf_transfer.trainers import TransferTrainer
 
@@ -101,7 +103,8 @@ class PrototypeTuning:
             model.classifier.bias.zero_()
         model.classifier.requires_grad_(False)
         schedule = _Schedule(self.steps_epochs(len(texts)), self.batch_size, self.learning_rate)
-        train_on_sample(TransferTrainer, model, schedule, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer), seed)
+        train_on_sample(TransferTrainer, model, schedule, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer), seed,
+                        callbacks=callbacks)
         return model.backbone.eval()
 
 
