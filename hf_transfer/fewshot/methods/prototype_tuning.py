@@ -15,7 +15,7 @@ so the result saves and predicts like every embedding classifier (``EmbeddingCla
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -102,19 +102,10 @@ class PrototypeTuning:
             model.classifier.weight.copy_(self.scale * prototypes)
             model.classifier.bias.zero_()
         model.classifier.requires_grad_(False)
-        schedule = _Schedule(self.steps_epochs(len(texts)), self.batch_size, self.learning_rate)
+        schedule = replace(self, epochs=self.steps_epochs(len(texts)))  # what train_on_sample reads: epochs, batch size, rate
         train_on_sample(TransferTrainer, model, schedule, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer), seed,
                         callbacks=callbacks)
         return model.backbone.eval()
-
-
-@dataclass
-class _Schedule:
-    """What ``train_on_sample`` reads: epochs, batch size, learning rate."""
-
-    epochs: float
-    batch_size: int
-    learning_rate: float
 
 
 @register_method("prototype_tuning")
