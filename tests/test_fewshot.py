@@ -12,7 +12,8 @@ from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
 from hf_transfer.fewshot.methods import get_method, method_names
 from hf_transfer.fewshot.methods.contrastive import contrastive_for
-from hf_transfer.fewshot.methods.recommended import SupportValidated, recommended
+from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
+from hf_transfer.fewshot.methods.recommended import recommended
 from hf_transfer.fewshot.runner import run_experiment
 
 
@@ -82,8 +83,8 @@ def test_trained_methods_fit_and_predict(name, tiny_text_backbone):
     assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
 
 
-def test_recommended_is_one_rule_for_every_k_and_class_count():
-    assert recommended(8, 2) == recommended(5, 77) == SupportValidated()
+def test_recommended_is_prototype_tuning_with_one_rule_for_every_k_and_class_count():
+    assert recommended(8, 2) == recommended(5, 77) == PrototypeTuning()
     assert "recommended" in method_names() and "prototype_tuning" in method_names()
 
 

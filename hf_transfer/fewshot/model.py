@@ -68,8 +68,8 @@ def prototype_head(prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 METHOD_DESCRIPTIONS = {
-    "recommended": "prototype_tuning or contrastive, whichever 2-fold cross-validation over the support set scores higher "
-                   "(the chosen one and both scores are listed below), refitted on every example",
+    "recommended": "the body fine-tuned by cross-entropy against frozen class prototypes (with the class names when "
+                   "leave-one-out on the support set says they help), then a logistic-regression head",
     "prototype_tuning": "the body fine-tuned by cross-entropy against frozen class prototypes (cosine similarity), "
                         "then a logistic-regression head",
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "
