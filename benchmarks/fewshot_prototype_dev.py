@@ -6,10 +6,12 @@ development set of ``--dev_size`` other train examples (disjoint from every supp
 - ``probe``: logistic regression on the frozen body (= ``linear_probe``); ``proto``: frozen prototypes (= ``protonet``);
 - ``names0``: class names alone (= ``zeroshot``); ``protonames``: frozen prototypes with the name counted in;
 - ``contrastive``: the ``contrastive`` method (the former ``recommended``);
+- ``hybrid``: the body tuned on the ``contrastive`` schedule by ``anchored_loss`` (prototypes as extra batch members);
 - ``ftce``: the body fine-tuned by cross-entropy against cosine class vectors initialised at the prototypes and
   learned (10x the body's learning rate); ``ftce_fixed``: the same with the class vectors frozen (= ``prototype_tuning``);
-  ``ftce_ninit``: frozen, with the class names counted into the prototypes (= ``prototype_tuning`` when
-  ``names_help`` says yes); ``ftce_names``: FastFit-like, the class vectors are the *tuned* body's embeddings of the
+  ``ftce_ninit``: the class names counted into the initial class vectors, which are then learned as in ``ftce``;
+  ``prototype_tuning`` / ``recommended``: the library's methods as they ship (frozen prototypes, names when ``names_help`` says so); ``ftce_refresh``: frozen class vectors
+  recomputed (class means + names, by the *current* body) at the start of every pass; ``ftce_names``: FastFit-like, the class vectors are the *tuned* body's embeddings of the
   names at every step. Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
   ``_lr`` (logistic regression, what the method ships), ``_proto`` (prototypes recomputed).
 
@@ -28,6 +30,9 @@ from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
 from hf_transfer.fewshot.methods.contrastive import contrastive_for
+from hf_transfer.fewshot.methods import get_method
+from hf_transfer.fewshot.methods.prototype_tuning import class_prototypes, names_help
+from hf_transfer.fewshot.methods.zeroshot import known_class_texts
 
 p = argparse.ArgumentParser()
 p.add_argument("--datasets", default="banking77,hwu64")
@@ -48,7 +53,8 @@ a = p.parse_args()
 enc = SentenceEncoder("default", max_length=64)
 names_of = lambda splits: [splits.name_of(c).replace("_", " ") for c in range(splits.num_classes)]
 
-def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=a.lr, bs=a.bs, scale=a.scale, learn_head=True):
+def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=a.lr, bs=a.bs, scale=a.scale, learn_head=True,
+       refresh=False):
     torch.manual_seed(seed)
     body = enc.fresh_body()
     y = torch.tensor(labels)
@@ -66,6 +72,12 @@ def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
     g = torch.Generator().manual_seed(seed); step = 0
     while step < total:
+        if refresh:  # the prototypes follow the body: recomputed from the current body at every pass
+            body.eval()
+            with torch.no_grad():
+                e = enc.encode(texts, body)
+                W.data = F.normalize(torch.zeros(C, e.shape[1]).index_add_(0, y, e) + (enc.encode(init_names, body) if init_names else 0), dim=-1)
+            body.train()
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, bs):
             if step >= total: break
@@ -80,6 +92,39 @@ def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
     body.eval()
     return body, W.detach()
+
+def anchored_loss(z, y, prototypes, tau):
+    """Prototypes as extra members of the batch: each example's candidates are the batch's other examples and every
+    class prototype; its positives are its same-class batch examples and its own prototype (SupCon-style mean)."""
+    B = len(y)
+    logits = torch.cat([z @ z.T, z @ prototypes.T], dim=1) / tau
+    logits[:, :B] = logits[:, :B].masked_fill(torch.eye(B, dtype=torch.bool), float("-inf"))
+    positive = torch.cat([(y[:, None] == y[None, :]) & ~torch.eye(B, dtype=torch.bool), F.one_hot(y, len(prototypes)).bool()], dim=1)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    return -(log_prob.masked_fill(~positive, 0.0).sum(1) / positive.sum(1)).mean()
+
+
+def hybrid(texts, labels, C, k, seed, class_texts, tau):
+    """The body tuned by ``anchored_loss`` on the ``contrastive_for`` schedule (batch 16, its epochs and rate)."""
+    m = contrastive_for(k, C)
+    torch.manual_seed(seed)
+    body = enc.fresh_body(); y = torch.tensor(labels)
+    use = bool(class_texts) and names_help(enc, texts, labels, C, class_texts)
+    prototypes = class_prototypes(enc, texts, labels, C, class_texts if use else None)
+    opt = torch.optim.AdamW(body.parameters(), lr=m.learning_rate, weight_decay=0.01)
+    n = len(texts); bs = min(m.batch_size, n); total = int(m.epochs * math.ceil(n / bs)); warm = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
+    g = torch.Generator().manual_seed(seed); step = 0
+    while step < total:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, bs):
+            if step >= total: break
+            idx = perm[i:i+bs].tolist()
+            z = F.normalize(enc.embed(body, [texts[j] for j in idx]), dim=-1)
+            loss = anchored_loss(z, y[idx], prototypes, tau)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
+    return body.eval(), use
+
 
 out = Path(a.out)
 for ds in a.datasets.split(","):
@@ -109,8 +154,20 @@ for ds in a.datasets.split(","):
             elif arm == "contrastive":
                 m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
                 h = LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C); row[arm] = acc(h.predict(enc.encode(dt, body)))
-            elif arm in ("ftce", "ftce_names", "ftce_fixed", "ftce_ninit"):
-                body, W = ft(texts, labels, C, s, names=names if arm == "ftce_names" else None, init_names=names if arm == "ftce_ninit" else None, learn_head=arm != "ftce_fixed")
+            elif arm.startswith("hybrid"):  # hybrid (tau 0.05) or hybrid10 (tau 0.1)
+                body, used = hybrid(texts, labels, C, a.k, s, known_class_texts(splits.class_names), 0.1 if arm == "hybrid10" else 0.05)
+                row[arm] = acc(LogisticRegressionHead(1.0).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))
+                row["names_used"] = used
+            elif arm in ("prototype_tuning", "recommended"):  # the library's methods as they ship
+                m = get_method(arm, a.k, C, known_class_texts(splits.class_names)); model = m.fit(enc, texts, labels, C, s)
+                row[arm] = acc(torch.from_numpy(model(dt)))
+                row[arm + "_names"] = bool(m.texts)
+                if arm == "recommended":
+                    row["recommended_chose"], row["recommended_cv"] = getattr(m, "chosen", None), getattr(m, "validation_accuracy", None)
+            elif arm in ("ftce", "ftce_names", "ftce_fixed", "ftce_ninit", "ftce_refresh"):
+                body, W = ft(texts, labels, C, s, names=names if arm == "ftce_names" else None,
+                             init_names=names if arm in ("ftce_ninit", "ftce_refresh") else None,
+                             learn_head=arm not in ("ftce_fixed", "ftce_refresh"), refresh=arm == "ftce_refresh")
                 zt = enc.encode(dt, body); zs = enc.encode(texts, body)
                 if arm == "ftce_names":
                     W = enc.encode(names, body)
