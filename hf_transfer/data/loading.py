@@ -287,7 +287,8 @@ def _columns(args: DataArguments, modality: str) -> Columns:
     texts = (((args.text_column, "text_column"),) + (((args.text_pair_column, "text_pair_column"),) if args.text_pair_column else ())
              if modality == "text" else ())
     one_class = args.task in ("auto", "single_label") and len(args.label_columns) == 1  # other tasks: checked after loading
-    return Columns(texts, args.label_column if one_class else None)
+    targets = tuple(args.label_columns) if args.task == "regression" or len(args.label_columns) > 1 else ()
+    return Columns(texts, args.label_column if one_class else None, targets)
 
 
 def _at_least_one(value: int | None, option: str) -> None:

@@ -11,6 +11,7 @@ from a ``label_text`` column, one per id.
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -244,6 +245,7 @@ class Columns:
 
     texts: tuple[tuple[str, str], ...] = ()
     label: str | None = None
+    targets: tuple[str, ...] = ()  # regression: numeric target columns
 
 
 def check_records(records: Sequence[dict], source: RowSource, columns: Columns) -> None:
@@ -263,6 +265,34 @@ def check_records(records: Sequence[dict], source: RowSource, columns: Columns) 
         if missing is not None:
             raise label_error(source.at(missing), columns.label, "is missing")
         check_labels((record[columns.label] for record in records), source, columns.label)
+    for column in columns.targets:
+        if column in present:
+            check_target_values([record.get(column, MISSING) for record in records], source, column)
+
+
+MISSING = object()  # a JSON object without the key
+
+
+def target_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a regression target (None when it can): a finite int or float, not a bool, text or null."""
+    if value is MISSING:
+        return "is missing"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "is empty"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"holds {describe(value)}, not a number"
+    if not math.isfinite(value):
+        return f"holds {value!r}, not a finite number"
+    return None
+
+
+def check_target_values(values: Sequence, source: RowSource, column: str) -> None:
+    """Every value of a regression target column is a number; else the first bad row is named."""
+    for index, value in enumerate(values):
+        problem = target_problem(value)
+        if problem:
+            raise UserInputError(f"{source.at(index)}: regression target column '{column}' {problem}.",
+                                 "give every row a number in every label_column (or remove the row).")
 
 
 def dataset_from_records(records: Sequence[dict], source: RowSource) -> Dataset:

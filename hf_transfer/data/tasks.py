@@ -9,13 +9,12 @@ of a column of label lists, and ``multi_hot`` / ``target_vectors`` the float ``l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import datasets
 from datasets import Dataset
 
-from hf_transfer.data.rows import RowSource, check_class_ids, describe, label_problem, value_task
+from hf_transfer.data.rows import RowSource, check_class_ids, check_target_values, describe, label_problem, value_task
 from hf_transfer.errors import UserInputError
 
 TASKS = ("single_label", "multi_label", "regression", "token_classification")
@@ -138,17 +137,7 @@ def check_targets(dataset: Dataset, source: RowSource, columns: list[str]) -> li
     """Every row holds a finite number in every target column (not a bool, text or null); returns one vector per row."""
     columns_values = [list(dataset[column]) for column in columns]
     for column, values in zip(columns, columns_values):
-        for index, value in enumerate(values):
-            problem = None
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                problem = "is empty"
-            elif isinstance(value, bool) or not isinstance(value, (int, float)):
-                problem = f"holds {describe(value)}, not a number"
-            elif not math.isfinite(value):
-                problem = f"holds {value!r}, not a finite number"
-            if problem:
-                raise UserInputError(f"{source.at(index)}: regression target column '{column}' {problem}.",
-                                     "give every row a number in every label_column (or remove the row).")
+        check_target_values(values, source, column)
     return [[float(v) for v in row] for row in zip(*columns_values)]
 
 
