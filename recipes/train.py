@@ -30,14 +30,14 @@ from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse_recipe_args, recorded_values
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
-from hf_transfer.data.tasks import PROBLEM_TYPES
+from hf_transfer.data.tasks import PROBLEM_TYPES, SEQUENCE_TASKS
 from hf_transfer.data.sampling import shots_per_class
 from hf_transfer.errors import UserInputError
+from hf_transfer.evaluation import EvaluationArguments, TaskMetrics, sigmoid
+from hf_transfer.evaluation.multi_label import choose_threshold
 from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.saving import save_fewshot_model
-from hf_transfer.evaluation import EvaluationArguments, TaskMetrics, sigmoid
-from hf_transfer.evaluation.multi_label import choose_threshold
 from hf_transfer.metrics import classification_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
 from hf_transfer.models.common import unwrap
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     backbone_config, scratch = backbone_config_of(config.model)
     modality = backbones.modality_of(backbone_config)
-    splits, id2label = load_splits(config.data, modality, seed=training.seed)  # resolves config.data.task (auto -> the data's)
+    splits, id2label = load_splits(config.data, modality, seed=training.seed, tasks=SEQUENCE_TASKS)  # resolves config.data.task
     task = config.data.task
     compute_metrics = TaskMetrics(task, list(id2label.values()), config.extra[EvaluationArguments].metrics)
     strategy = get_strategy(config.model.strategy, config.strategy_args)
@@ -156,9 +156,6 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
                                  "the train file's examples.", "leave label_descriptions out, or build a zero-shot model "
                                  "(--fewshot_method zeroshot, or --class_names without examples).")
         splits, id2label = load_splits(data, "text", seed=training.seed, carve_validation=False)  # every example trains
-        if data.task != "single_label":
-            raise UserInputError(f"--fewshot_method {name} fits a single-label classifier, but the train data is {data.task}.",
-                                 f"leave fewshot_method out to fine-tune a {data.task} model (e.g. --strategy full), or give single-label data.")
         texts, labels = list(splits["train"][data.text_column]), list(splits["train"]["labels"])
         missing = [id2label[i] for i in sorted(id2label) if i not in set(labels)]
         if missing:  # a declared class name, or a gap in integer labels

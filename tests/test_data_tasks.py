@@ -11,6 +11,7 @@ import pytest
 
 from hf_transfer import testing
 from hf_transfer.data import DataArguments, load_splits
+from hf_transfer.data.tasks import SEQUENCE_TASKS
 from hf_transfer.errors import UserInputError
 
 ML = testing.toy_multi_label_rows(20)
@@ -24,7 +25,7 @@ def _jsonl(path: Path, rows: list) -> Path:
 
 def _load(**kwargs):
     args = DataArguments(**kwargs)
-    splits, id2label = load_splits(args, "text")
+    splits, id2label = load_splits(args, "text", tasks=SEQUENCE_TASKS)
     return args.task, splits, id2label
 
 
@@ -144,3 +145,18 @@ def test_carved_validation_and_max_samples_for_vector_tasks(tmp_path):
     task, splits, _ = _load(train_file=str(_jsonl(tmp_path / "ml.jsonl", ML)), label_column="labels", validation_fraction=0.25,
                             max_train_samples=16)
     assert len(splits["train"]) == 12 and len(splits["validation"]) == 4
+
+
+def test_commands_that_train_single_label_models_refuse_other_tasks(tmp_path):
+    train = _jsonl(tmp_path / "ml.jsonl", ML)
+    with pytest.raises(UserInputError, match="This command trains single_label models, but the data of train file .* is multi_label"):
+        load_splits(DataArguments(train_file=str(train), label_column="labels"), "text")
+
+
+def test_fewshot_method_on_multi_label_data_is_one_error(tmp_path, capsys):
+    from hf_transfer.cli import main
+
+    train = _jsonl(tmp_path / "ml.jsonl", ML)
+    assert main(["train", "--fewshot_method", "linear_probe", "--train_file", str(train), "--label_column", "labels",
+                 "--output_dir", str(tmp_path / "out")]) == 2
+    assert "is multi_label" in capsys.readouterr().err and not (tmp_path / "out").exists()

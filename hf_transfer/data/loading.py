@@ -296,8 +296,10 @@ def _at_least_one(value: int | None, option: str) -> None:
         raise UserInputError(f"--{option} {value} leaves no examples.", f"set --{option} to at least 1, or leave it out (no limit).")
 
 
-def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_validation: bool = True) -> tuple[DatasetDict, dict[int, str]]:
-    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column.
+def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_validation: bool = True,
+                tasks: tuple[str, ...] = ("single_label",)) -> tuple[DatasetDict, dict[int, str]]:
+    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column, or for
+    multi_label/regression (when in ``tasks``, the ones the caller trains) a float one; ``args.task`` is resolved.
 
     Without a validation split one is carved from train, unless ``carve_validation`` is False (few-shot: every example trains).
 
@@ -319,6 +321,10 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_valida
         if modality == "image":
             check_images(sources[split], dataset, args.image_column, decode=args.validate_images)
     args.task = resolve_task(args.task, splits["train"], sources["train"], args.label_columns)  # auto -> what the data holds
+    if args.task not in tasks:
+        raise UserInputError(f"This command trains {' or '.join(tasks)} models, but the data of {sources['train'].name} is "
+                             f"{args.task} (--task {args.task}).", f"train a {args.task} model with hf-transfer train, or give "
+                             "single-label data (one class per row).")
     if args.task in ("multi_label", "regression"):
         return _vector_splits(splits, sources, args, seed, carve_validation)
     for split, dataset in splits.items():  # JSON rows of one class each were checked before loading
