@@ -193,3 +193,15 @@ def test_metrics_option_names_the_modules_a_run_reports(tiny_text_backbone, task
                           *COMMON, "--max_steps", "1", "--metrics", str(script), "regression", "--output_dir", str(tmp_path / "out")])
     assert "test_mean_error" in metrics and "test_pearson_valence" in metrics
     assert isinstance(metrics["test_mean_error"], float)
+
+
+def test_lora_adapter_folder_reloads_the_multi_label_model_with_its_threshold(runs, task_data, tiny_text_backbone):
+    output, _ = runs("multi_label", "lora")
+    texts = [json.loads(line)["text"] for line in (task_data / "multi_label" / "test.jsonl").read_text().splitlines()]
+    adapter = hf_transfer.load_model(output / "adapter", backbone=str(tiny_text_backbone)).eval()
+    assert adapter.config.problem_type == "multi_label_classification"
+    assert adapter.config.threshold == json.loads((output / "config.json").read_text())["threshold"]
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    with torch.no_grad():
+        logits = adapter(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    assert torch.allclose(logits, reloaded_logits(output, texts), atol=1e-5)
