@@ -9,7 +9,6 @@ of a column of label lists, and ``multi_hot`` / ``target_vectors`` the float ``l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import datasets
 from datasets import Dataset
@@ -20,7 +19,6 @@ from hf_transfer.errors import UserInputError
 TASKS = ("single_label", "multi_label", "regression", "token_classification")
 # transformers' ``config.problem_type`` of each sequence task: what its pipelines and loss selection read
 PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification", "regression": "regression"}
-TASK_OF_PROBLEM = {problem: task for task, problem in PROBLEM_TYPES.items()}
 SEQUENCE_TASKS = tuple(PROBLEM_TYPES)  # one label, label set or value vector per example: what hf-transfer train's classifier head trains
 LIST_SEPARATOR = ","  # a csv/tsv cell of a multi_label column: "joy,love"
 TASK_FIX = "set --task to what the data holds (single_label, multi_label or regression), or --task auto to infer it."
