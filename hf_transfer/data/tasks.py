@@ -4,11 +4,10 @@
 column of floats: regression; a column of lists: multi_label; else single_label) and refuses a named task the
 data contradicts, in one line naming the file and the column. ``check_multi_label`` / ``check_targets`` are the
 row checks of the two non-single-label tasks (file, line or row, field), ``multi_label_names`` the class names
-of a column of label lists, and ``multi_hot`` / ``target_vectors`` the float ``labels`` column the model trains on.
+of a column of label lists, and ``multi_hot`` / ``with_labels`` the float ``labels`` column the model trains on.
 """
 
 from __future__ import annotations
-
 
 import datasets
 from datasets import Dataset
