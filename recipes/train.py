@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     result = run.train(trainer)
     metrics = dict(result.metrics)
-    validation = trainer.predict(prepared["validation"], metric_key_prefix="eval")
-    metrics.update(validation.metrics)
+    metrics.update(trainer.evaluate(prepared["validation"], metric_key_prefix="eval"))
     if task == "multi_label":  # the decision threshold is chosen on the validation split, recorded in the saved config
+        validation = trainer.predict(prepared["validation"], metric_key_prefix="eval")
         threshold = choose_threshold(sigmoid(validation.predictions), validation.label_ids)
         unwrap(trainer.model).config.threshold = threshold  # from now on the model's logits are shifted by it
         shifted = EvalPrediction(validation.predictions - threshold_offset(threshold), validation.label_ids)
