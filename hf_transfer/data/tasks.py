@@ -28,8 +28,10 @@ def _column_task(dataset: Dataset, column: str) -> str:
     if isinstance(feature, (datasets.List, datasets.LargeList)):
         return "multi_label"
     if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
-        if all(v is not None and v == v for v in dataset[column]):
-            return "regression"  # class ids read as floats because of an empty csv cell stay single-label (that cell is named)
+        values = dataset[column]
+        whole = sum(v is not None and v == v and float(v).is_integer() for v in values)
+        if all(v is not None and v == v for v in values) and whole < 0.9 * len(values):
+            return "regression"  # class ids read as floats (an empty csv cell, a typo such as 1.5) stay single-label: that cell is named
     if isinstance(feature, (datasets.Value, datasets.Json)) and not isinstance(feature, datasets.ClassLabel):
         return value_task(list(dataset[column])) if isinstance(feature, datasets.Json) else "single_label"
     return "single_label"
