@@ -26,7 +26,24 @@ from hf_transfer.outputs import CARD_FILE, CARD_VALUES_FILE
 from hf_transfer.redact import last_part
 
 TEMPLATE_PACKAGE = "hf_transfer.model_cards"
-METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall",
+                "micro_f1": "Micro F1", "micro_precision": "Micro precision", "micro_recall": "Micro recall",
+                "subset_accuracy": "Subset accuracy", "mse": "MSE", "rmse": "RMSE", "pearson": "Pearson", "spearman": "Spearman"}
+# what each sequence task reports (``hf_transfer.evaluation``'s modules), by transformers' problem_type
+PROBLEMS = {"single_label_classification": "single-label classification (softmax, cross-entropy)",
+            "multi_label_classification": "multi-label classification (sigmoid, binary cross-entropy)",
+            "regression": "regression (mean squared error)"}
+
+
+def metric_label(metric: str) -> str | None:
+    """The card's name of a metric key (``pearson_valence`` -> "Pearson (valence)"), None for keys that are no quality metric."""
+    if metric in METRIC_NAMES:
+        return METRIC_NAMES[metric]
+    base, _, target = metric.partition("_")
+    for key, name in METRIC_NAMES.items():
+        if "_" not in key and metric.startswith(key + "_") and target:
+            return f"{name} ({metric[len(key) + 1:]})"
+    return None
 SPLITS = {"eval": "validation", "test": "test"}  # metric-key prefix -> dataset split
 
 
@@ -158,7 +175,8 @@ def backbone_facts(model_config) -> dict[str, Any]:
     """What a classifier's config records about its base model: name, weights' sha256 and revision, pooling, labels, modality."""
     return dict(base_model=model_config.backbone_name, base_model_sha256=model_config.backbone_sha256,
                 base_model_revision=model_config.backbone_revision, pooling=model_config.pooling,
-                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=model_config.modality)
+                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=model_config.modality,
+                problem_type=getattr(model_config, "problem_type", None), threshold=getattr(model_config, "threshold", None))
 
 
 def classifier_card(
@@ -179,23 +197,32 @@ def classifier_card(
     command: str,
     adapter_folder: bool = False,
     base_model_revision: str | None = None,
+    problem_type: str | None = None,
+    threshold: float | None = None,
 ) -> Card:
     """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
     ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean);
-    ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it).
+    ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it);
+    ``problem_type`` (transformers' name of the task) and the multi-label ``threshold`` are said in the card, and the
+    labels are called targets for a regression model.
     """
     task = task_of(modality)
     means, texts = summarize(metrics)
     results, rows = [], []
     for key, value in means.items():
         prefix, _, metric = key.partition("_")
-        if prefix in SPLITS and metric in METRIC_NAMES:
-            results.append(Result(f"{METRIC_NAMES[metric]} ({prefix})", metric, value, dataset, SPLITS[prefix]))
-            rows.append({"split": SPLITS[prefix], "metric": METRIC_NAMES[metric], "value": texts[key]})
+        name = metric_label(metric) if prefix in SPLITS else None
+        if name:
+            results.append(Result(f"{name} ({prefix})", metric, value, dataset, SPLITS[prefix]))
+            rows.append({"split": SPLITS[prefix], "metric": name, "value": texts[key]})
+    problem = PROBLEMS.get(problem_type or "single_label_classification", problem_type)
+    if threshold is not None:
+        problem += f"; decision threshold {threshold:g} chosen on the validation split (the saved logits are shifted by it: score >= 0.5 is a predicted label)"
     return Card("classifier.md", dict(
         model_name=model_name, task=task, pipeline_tag=task, tags=["hf-transfer", f"strategy-{strategy}", modality],
-        datasets=[dataset], model_index=results, task_description=task.replace("-", " "),
+        datasets=[dataset], model_index=results, task_description=task.replace("-", " "), problem=problem,
+        labels_name="targets" if problem_type == "regression" else "labels",
         base_model=base_model, base_model_sha256=base_model_sha256, base_model_revision=base_model_revision,
         strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), objective=objective,
         pooling=pooling, labels=label_text(labels), dataset_description=dataset, num_train_examples=num_train_examples,

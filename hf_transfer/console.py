@@ -116,7 +116,7 @@ def done(job: str, headline: str, outputs: Iterable[tuple[str, object]]) -> str:
     return line
 
 
-def headline(metrics: dict, names: Iterable[str] = ("accuracy", "macro_f1", "mcc", "loss")) -> str:
+def headline(metrics: dict, names: Iterable[str] = ("accuracy", "micro_f1", "macro_f1", "mcc", "pearson", "loss")) -> str:
     """The first of ``names`` found in ``metrics`` on the test split, else validation, else training, in words."""
     for split, prefix in (("test", "test_"), ("validation", "eval_"), ("train", "train_")):
         for name in names:

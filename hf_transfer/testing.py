@@ -138,3 +138,27 @@ def write_image_dataset(folder: str | Path, n_train: int = 8, n_test: int = 4, s
         images, labels = toy_images(n, side, seed + offset)
         Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(str(folder / f"{split}.parquet"))
     return folder
+
+
+def toy_multi_label_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentences holding words of one to three toy classes; ``labels``: the names of those classes."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        classes = sorted(rng.sample(list(CLASS_WORDS), rng.randint(1, 3)))
+        words = [rng.choice(CLASS_WORDS[name]) for name in classes] + rng.sample(FILLER_WORDS, rng.randint(1, 4))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "labels": classes})
+    return rows
+
+
+def toy_regression_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentences whose ``valence`` (1-5) grows with their count of 'sports' words and whose ``arousal`` with 'weather' words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        sports, weather = rng.randint(0, 3), rng.randint(0, 3)
+        words = rng.sample(CLASS_WORDS["sports"], sports) + rng.sample(CLASS_WORDS["weather"], weather) + rng.sample(FILLER_WORDS, 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "valence": 1.0 + sports + rng.random() / 2, "arousal": 2.0 + weather / 2 + rng.random() / 4})
+    return rows

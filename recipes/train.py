@@ -23,19 +23,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import set_seed
+import torch
+from transformers import EvalPrediction, set_seed
 
 from hf_transfer import backbones, cards, console, outputs
 from hf_transfer.cli import run_script
 from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse_recipe_args, recorded_values
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
+from hf_transfer.data.tasks import PROBLEM_TYPES, SEQUENCE_TASKS
 from hf_transfer.data.sampling import shots_per_class
 from hf_transfer.errors import UserInputError
+from hf_transfer.evaluation import EvaluationArguments, TaskMetrics, sigmoid
+from hf_transfer.evaluation.multi_label import choose_threshold
 from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.saving import save_fewshot_model
-from hf_transfer.metrics import classification_metrics, compute_metrics
+from hf_transfer.metrics import classification_metrics
 from hf_transfer.models.build import backbone_config_of, build_model
+from hf_transfer.models.common import unwrap
+from hf_transfer.models.modeling_hf_transfer import threshold_offset
 from hf_transfer.options import option
 from hf_transfer.run import NOT_FINGERPRINTED, Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
@@ -61,7 +67,7 @@ class FewShotModelArguments:
         self.label_descriptions = parse_descriptions(self.label_descriptions, "{class name: sentence}")
 
 
-OPTIONS = argument_classes(FewShotModelArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
+OPTIONS = argument_classes(FewShotModelArguments, EvaluationArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -79,9 +85,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     backbone_config, scratch = backbone_config_of(config.model)
     modality = backbones.modality_of(backbone_config)
-    splits, id2label = load_splits(config.data, modality, seed=training.seed)
+    splits, id2label = load_splits(config.data, modality, seed=training.seed, tasks=SEQUENCE_TASKS)  # resolves config.data.task
+    task = config.data.task
+    compute_metrics = TaskMetrics(task, list(id2label.values()), config.extra[EvaluationArguments].metrics)
     strategy = get_strategy(config.model.strategy, config.strategy_args)
-    model, processor = build_model(config.model, id2label, backbone_config if scratch else None)
+    model, processor = build_model(config.model, id2label, backbone_config if scratch else None, PROBLEM_TYPES[task])
+    if task == "regression":  # the head starts at the train mean of each target, not at 0 (targets such as 1-5 ratings)
+        model.classifier.bias.data.copy_(torch.tensor(splits["train"]["labels"]).mean(dim=0))
     model = strategy.prepare(model)
     with training.main_process_first(desc="preprocessing"):
         prepared, collator = prepare_splits(splits, processor, modality, config.data, getattr(backbone_config, "num_channels", 3))
@@ -102,6 +112,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     result = run.train(trainer)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate(prepared["validation"], metric_key_prefix="eval"))
+    if task == "multi_label":  # the decision threshold is chosen on the validation split, recorded in the saved config
+        validation = trainer.predict(prepared["validation"], metric_key_prefix="eval")
+        threshold = choose_threshold(sigmoid(validation.predictions), validation.label_ids)
+        unwrap(trainer.model).config.threshold = threshold  # from now on the model's logits are shifted by it
+        shifted = EvalPrediction(validation.predictions - threshold_offset(threshold), validation.label_ids)
+        metrics.update({f"eval_{key}": value for key, value in compute_metrics(shifted).items()}, eval_threshold=threshold)
     if "test" in prepared:
         metrics.update(trainer.evaluate(prepared["test"], metric_key_prefix="test"))
 

@@ -104,7 +104,7 @@ def inputs(tmp_path_factory, tiny_text_backbone, tiny_image_backbone, toy_text_d
         "non_utf8_jsonl": ([*text, "--train_file", str(data("latin1", latin1))], ["line 4", "not UTF-8", "re-save the file as UTF-8"]),
         "non_utf8_csv": ([*text, "--train_file", str(data("latin1_csv", b"text,label\ngoal team,0\ncaf\xe9 soup,2\n", "train.csv"))],
                          ["train.csv", "line 3", "not UTF-8"]),
-        "float_labels": ([*text, "--train_file", str(data("float", _jsonl_lines([{"text": "goal", "label": 0.5}, {"text": "rain", "label": 1.5}])))],
+        "float_labels": ([*text, "--train_file", str(data("float", _jsonl_lines([{"text": "goal", "label": 0.5}, {"text": "rain", "label": 1}])))],
                          ["line 1", "column 'label'", "float 0.5"]),
         "mixed_label_kinds": ([*text, "--train_file", str(data("mixed", _jsonl_lines([{"text": "goal", "label": "sports"}, {"text": "rain", "label": 1}])))],
                               ["mixes class-name strings and integer ids"]),

@@ -179,8 +179,8 @@ def test_parquet_null_text_and_list_label_are_named_by_row(tmp_path):
     path = tmp_path / "train.parquet"
     datasets.Dataset.from_list([*GOOD[:4], {"text": None, "label": "cat"}]).to_parquet(str(path))
     assert f"train file '{path}' row 5: column 'text' is null" in _error(lambda: load_splits(DataArguments(train_file=str(path)), "text"))
-    datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0], [1]]}).to_parquet(str(path))
-    assert "column 'label' holds List values" in _error(lambda: load_splits(DataArguments(train_file=str(path)), "text"))
+    datasets.Dataset.from_dict({"text": ["a", "b"], "label": [[0], [1]]}).to_parquet(str(path))  # lists: multi_label, unless told
+    assert "--task single_label contradicts train file" in _error(lambda: load_splits(DataArguments(train_file=str(path), task="single_label"), "text"))
 
 
 def test_corrupt_parquet_is_one_error_naming_the_file(tmp_path):

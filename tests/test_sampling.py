@@ -64,3 +64,30 @@ def test_meta_train_and_meta_test_classes_are_disjoint():
 def test_episode_sampler_refuses_too_few_classes():
     with pytest.raises(ValueError, match="need N=5"):
         EpisodeSampler([0, 0, 0, 1, 1, 1], n_way=5, k_shot=1, n_query=1)
+
+
+def test_multi_label_k_shot_gives_every_label_k_examples_and_nothing_redundant():
+    import random
+
+    from hf_transfer.data.sampling import multi_label_k_shot_indices
+
+    rng = random.Random(0)
+    label_sets = [sorted(rng.sample(range(8), rng.randint(1, 3))) for _ in range(300)]
+    for k in (1, 2, 5):
+        chosen = multi_label_k_shot_indices(label_sets, k, seed=3)
+        assert chosen == multi_label_k_shot_indices(label_sets, k, seed=3) and len(set(chosen)) == len(chosen)
+        counts = {label: sum(label in label_sets[i] for i in chosen) for label in range(8)}
+        assert min(counts.values()) >= k
+        for index in chosen:  # minimal: removing any example leaves some label below K
+            assert any(counts[label] - 1 < k for label in label_sets[index])
+    assert multi_label_k_shot_indices(label_sets, 2, seed=3) != multi_label_k_shot_indices(label_sets, 2, seed=4)
+    assert multi_label_k_shot_indices(label_sets, "all", seed=0) == list(range(300))
+
+
+def test_multi_label_k_shot_keeps_a_rare_label_whole_with_a_warning():
+    from hf_transfer.data.sampling import multi_label_k_shot_indices
+
+    label_sets = [[0], [0, 1], [0], [0], [2], [2], [2], [0, 2]]
+    with pytest.warns(UserWarning, match="fewer than K=3 examples keep all of theirs: 1 \\(1\\)"):
+        chosen = multi_label_k_shot_indices(label_sets, 3, seed=0)
+    assert 1 in chosen and sum(0 in label_sets[i] for i in chosen) >= 3 and sum(2 in label_sets[i] for i in chosen) >= 3

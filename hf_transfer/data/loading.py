@@ -19,8 +19,9 @@ from datasets.exceptions import DatasetsError
 from hf_transfer.data.files import check_text_file
 from hf_transfer.data.rows import (
     Columns, RowSource, check_class_ids, check_classes, check_images, check_label_column, check_records, check_text_column, dataset_from_records,
-    names_of_ids,
+    names_of_ids, value_task,
 )
+from hf_transfer.data.tasks import check_multi_label, check_targets, multi_hot, multi_label_names, resolve_task, with_labels
 from hf_transfer.errors import UserInputError, closest, library_message, user_errors
 from hf_transfer.options import option
 
@@ -51,7 +52,10 @@ class DataArguments:
     text_column: str = option("text", "Column with the input text.")
     text_pair_column: str | None = option(None, "Optional second text column (pairs).")
     image_column: str = option("image", "Column with the input image.")
-    label_column: str = option("label", "Column with the class label (int or string).")
+    label_column: str = option(
+        "label", "Column with the class label (int or string); multi_label: a column of label lists (a csv cell: "
+        "'joy,love'); regression: the numeric target column, or several comma-separated (valence,arousal).")
+    task: str = option("auto", "What the model predicts: single_label (one class per example), multi_label (a set of classes), regression (one or more numbers) or token_classification (a tag per token, e.g. NER); auto infers it from the data.", choices=["auto", "single_label", "multi_label", "regression", "token_classification"])
     class_names: list[str] | None = option(None, "Class names in id order; default: from the data.")
     validation_fraction: float = option(0.1, "Share of train carved out as validation when none is given.", above=0, below=1)
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
@@ -60,6 +64,11 @@ class DataArguments:
     validate_images: bool = option(
         True, "Decode every image once before training, so a corrupt one is named by row instead of stopping "
         "the run later (about 0.4 ms per small image; turn off for very large image sets).")
+
+    @property
+    def label_columns(self) -> list[str]:
+        """``label_column`` as a list: several comma-separated columns are regression targets."""
+        return [part.strip() for part in self.label_column.split(",") if part.strip()] or [self.label_column]
 
 
 def _builder_for(path: str) -> str:
@@ -255,7 +264,7 @@ def _check_columns(splits: DatasetDict, args: DataArguments, modality: str) -> N
     for split, dataset in splits.items():
         if len(dataset) == 0:
             raise UserInputError(f"The {split} split is empty.", "add examples to it or leave it out.")
-        for column in filter(None, (input_column, args.label_column, args.text_pair_column if modality == "text" else None)):
+        for column in filter(None, (input_column, *args.label_columns, args.text_pair_column if modality == "text" else None)):
             if column not in dataset.column_names:
                 other = args.text_column if modality == "image" else args.image_column
                 if column == input_column and other in dataset.column_names:
@@ -265,7 +274,8 @@ def _check_columns(splits: DatasetDict, args: DataArguments, modality: str) -> N
                         f"(column '{other}', no column '{column}').",
                         f"use a{kind} dataset, or a {'text' if modality == 'image' else 'vision'} backbone for this data (--model).",
                     )
-                option = {input_column: "text_column" if modality == "text" else "image_column", args.label_column: "label_column"}.get(column, "text_pair_column")
+                option = {input_column: "text_column" if modality == "text" else "image_column",
+                          **dict.fromkeys(args.label_columns, "label_column")}.get(column, "text_pair_column")
                 raise UserInputError(
                     f"Column '{column}' is missing from the {split} split "
                     f"(columns: {', '.join(dataset.column_names)}).{closest(column, dataset.column_names)}",
@@ -276,7 +286,9 @@ def _check_columns(splits: DatasetDict, args: DataArguments, modality: str) -> N
 def _columns(args: DataArguments, modality: str) -> Columns:
     texts = (((args.text_column, "text_column"),) + (((args.text_pair_column, "text_pair_column"),) if args.text_pair_column else ())
              if modality == "text" else ())
-    return Columns(texts, args.label_column)
+    one_class = args.task in ("auto", "single_label") and len(args.label_columns) == 1  # other tasks: checked after loading
+    targets = tuple(args.label_columns) if args.task == "regression" or len(args.label_columns) > 1 else ()
+    return Columns(texts, args.label_column if one_class else None, targets)
 
 
 def _at_least_one(value: int | None, option: str) -> None:
@@ -284,8 +296,10 @@ def _at_least_one(value: int | None, option: str) -> None:
         raise UserInputError(f"--{option} {value} leaves no examples.", f"set --{option} to at least 1, or leave it out (no limit).")
 
 
-def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_validation: bool = True) -> tuple[DatasetDict, dict[int, str]]:
-    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column.
+def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_validation: bool = True,
+                tasks: tuple[str, ...] = ("single_label",)) -> tuple[DatasetDict, dict[int, str]]:
+    """Checked ``train``/``validation`` (and ``test`` when given) splits with an int ``labels`` column, or for
+    multi_label/regression (when in ``tasks``, the ones the caller trains) a float one; ``args.task`` is resolved.
 
     Without a validation split one is carved from train, unless ``carve_validation`` is False (few-shot: every example trains).
 
@@ -304,9 +318,18 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_valida
         if split not in checked:  # JSON files were checked line by line before loading
             for column, option in columns.texts:
                 check_text_column(dataset, sources[split], column, option)
-            check_label_column(dataset, sources[split], args.label_column)
         if modality == "image":
             check_images(sources[split], dataset, args.image_column, decode=args.validate_images)
+    args.task = resolve_task(args.task, splits["train"], sources["train"], args.label_columns)  # auto -> what the data holds
+    if args.task not in tasks:
+        raise UserInputError(f"This command trains {' or '.join(tasks)} models, but the data of {sources['train'].name} is "
+                             f"{args.task} (--task {args.task}).", f"train a {args.task} model with hf-transfer train, or give "
+                             "single-label data (one class per row).")
+    if args.task in ("multi_label", "regression"):
+        return _vector_splits(splits, sources, args, seed, carve_validation)
+    for split, dataset in splits.items():  # JSON rows of one class each were checked before loading
+        if split not in checked or value_task(dataset[args.label_column]) != "single_label":
+            check_label_column(dataset, sources[split], args.label_column)
     train_labels = set(splits["train"][args.label_column])
     check_classes(train_labels, "The train split", "add examples of a second class (a classifier needs two or more).")
     names = _class_names(splits, args, sources["train"])
@@ -332,14 +355,49 @@ def load_splits(args: DataArguments, modality: str, seed: int = 42, carve_valida
     return splits, dict(enumerate(names))
 
 
+def _vector_splits(splits: DatasetDict, sources: dict[str, RowSource], args: DataArguments, seed: int,
+                   carve_validation: bool) -> tuple[DatasetDict, dict[int, str]]:
+    """Multi-label or regression splits with a float ``labels`` column (multi-hot, or the targets), every row checked."""
+    if args.task == "multi_label":
+        column = args.label_column
+        lists = {split: check_multi_label(dataset, sources[split], column) for split, dataset in splits.items()}
+        names = multi_label_names(lists["train"], splits["train"], sources["train"], column, args.class_names)
+        if len(names) < 2:
+            raise UserInputError(f"The train split of a multi_label task has one class ({names[0]!r}); it needs two or more.",
+                                 "add examples of other classes, or train a single_label (binary) classifier.")
+        vectors = {split: multi_hot(lists[split], names, split, sources[split], column) for split in splits}
+    else:
+        if args.class_names:
+            raise UserInputError("--class_names was given for a regression task, whose outputs are the label columns.",
+                                 "leave class_names out (the targets are named by --label_column).")
+        names = args.label_columns
+        vectors = {split: check_targets(dataset, sources[split], names) for split, dataset in splits.items()}
+    splits = DatasetDict({split: with_labels(dataset, vectors[split]) for split, dataset in splits.items()})
+    if args.max_train_samples is not None:
+        splits["train"] = splits["train"].select(range(min(args.max_train_samples, len(splits["train"]))))
+    if "validation" not in splits and carve_validation:
+        _check_carve(len(splits["train"]), args.validation_fraction)
+        parts = splits["train"].train_test_split(test_size=args.validation_fraction, seed=seed)
+        splits = DatasetDict({**splits, "train": parts["train"], "validation": parts["test"]})
+    if args.max_eval_samples is not None:
+        for split in ("validation", "test"):
+            if split in splits:
+                splits[split] = splits[split].select(range(min(args.max_eval_samples, len(splits[split]))))
+    return splits, dict(enumerate(names))
+
+
+def _check_carve(size: int, fraction: float) -> None:
+    if not 0 < fraction < 1 or int(size * fraction) < 1:
+        raise UserInputError(
+            f"Cannot carve a validation split of {fraction:.0%} from {size} training examples.",
+            "give a validation_file, or a validation_fraction (or --max_train_samples) that holds out at least one example.",
+        )
+
+
 def _carve_validation(splits: DatasetDict, fraction: float, seed: int, names: list[str]) -> DatasetDict:
     """Train minus a ``fraction`` held out as validation (stratified when every class can be); train keeps every class."""
     train = splits["train"]
-    if not 0 < fraction < 1 or int(len(train) * fraction) < 1:
-        raise UserInputError(
-            f"Cannot carve a validation split of {fraction:.0%} from {len(train)} training examples.",
-            "give a validation_file, or a validation_fraction (or --max_train_samples) that holds out at least one example.",
-        )
+    _check_carve(len(train), fraction)
     try:
         parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="labels")
     except ValueError:  # a class too small to stratify

@@ -11,6 +11,7 @@ from a ``label_text`` column, one per id.
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,8 @@ from datasets import Dataset
 from hf_transfer.errors import UserInputError
 
 TEXT_FIX = "give every row a non-empty text in column '{column}' (or remove the row); set {option} if the text is in another column."
-LABEL_FIX = "give every row a label of one kind: an integer class id 0..N-1 or a class-name string (or remove the row)."
+LABEL_FIX = ("give every row a label of one kind: an integer class id 0..N-1 or a class-name string (or remove the row); "
+             "for a list of labels a row or numeric targets set --task multi_label or --task regression.")
 MIN_IMAGE_SIDE = 4
 WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's convert("L"/"RGB") clips them to 0..255
 STRING_TYPES = {"string", "large_string"}
@@ -88,6 +90,17 @@ def label_problem(value: object) -> str | None:
     if isinstance(value, str) and not value.strip():
         return "is an empty class name"
     return None
+
+
+def value_task(values: Sequence) -> str:
+    """The task a label column's raw values suggest: every value a list -> multi_label, every value a float ->
+    regression, else single_label (a mix is left to the single-label checks, which name the odd row)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (list, tuple)) for v in present):
+        return "multi_label"
+    if present and all(isinstance(v, float) for v in present):
+        return "regression"
+    return "single_label"
 
 
 def text_error(where: str, column: str, problem: str, option: str = "text_column") -> UserInputError:
@@ -232,6 +245,7 @@ class Columns:
 
     texts: tuple[tuple[str, str], ...] = ()
     label: str | None = None
+    targets: tuple[str, ...] = ()  # regression: numeric target columns
 
 
 def check_records(records: Sequence[dict], source: RowSource, columns: Columns) -> None:
@@ -246,11 +260,39 @@ def check_records(records: Sequence[dict], source: RowSource, columns: Columns) 
                 problem = "is missing" if column not in record else text_problem(record[column])
                 if problem:
                     raise text_error(source.at(index), column, problem, option)
-    if columns.label in present:
+    if columns.label in present and value_task([record.get(columns.label) for record in records]) == "single_label":
         missing = next((i for i, record in enumerate(records) if columns.label not in record), None)
         if missing is not None:
             raise label_error(source.at(missing), columns.label, "is missing")
         check_labels((record[columns.label] for record in records), source, columns.label)
+    for column in columns.targets:
+        if column in present:
+            check_target_values([record.get(column, MISSING) for record in records], source, column)
+
+
+MISSING = object()  # a JSON object without the key
+
+
+def target_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a regression target (None when it can): a finite int or float, not a bool, text or null."""
+    if value is MISSING:
+        return "is missing"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "is empty"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"holds {describe(value)}, not a number"
+    if not math.isfinite(value):
+        return f"holds {value!r}, not a finite number"
+    return None
+
+
+def check_target_values(values: Sequence, source: RowSource, column: str) -> None:
+    """Every value of a regression target column is a number; else the first bad row is named."""
+    for index, value in enumerate(values):
+        problem = target_problem(value)
+        if problem:
+            raise UserInputError(f"{source.at(index)}: regression target column '{column}' {problem}.",
+                                 "give every row a number in every label_column (or remove the row).")
 
 
 def dataset_from_records(records: Sequence[dict], source: RowSource) -> Dataset:

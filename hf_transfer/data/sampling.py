@@ -1,4 +1,4 @@
-"""Sampling: K examples per class, N-way K-shot episodes for meta-learning, and one-task batches for multi-task training.
+"""Sampling: K examples per class (or per label, for multi-label data), N-way K-shot episodes for meta-learning, and one-task batches for multi-task training.
 
 Both depend only on the labels and the seed, never on the strategy, so every strategy of an
 experiment sees exactly the same examples.
@@ -39,6 +39,47 @@ def k_shot_indices(labels: Sequence[int], k: int | str, seed: int) -> list[int]:
         chosen.extend(rng.permutation(members)[:k].tolist())
     if short:
         warnings.warn(f"classes with fewer than K={k} examples keep all of theirs: {', '.join(short)}", stacklevel=2)
+    return chosen
+
+
+def multi_label_k_shot_indices(label_sets: Sequence[Sequence[int]], k: int | str, seed: int) -> list[int]:
+    """Indices of a multi-label K-shot sample: every label in at least K chosen examples (all of its examples when it has
+    fewer, with a warning), drawn greedily from the rarest label up, then every example whose removal keeps each label
+    at K or more dropped (the "minimum-including" sampling of Hou et al., 2020). A function of ``(label_sets, k, seed)``.
+    """
+    if k == "all":
+        return list(range(len(label_sets)))
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"K must be at least 1 (got {k})")
+    rng = np.random.default_rng(seed)
+    sets = [set(labels) for labels in label_sets]
+    members: dict[int, list[int]] = {}
+    for index, labels in enumerate(sets):
+        for label in labels:
+            members.setdefault(label, []).append(index)
+    counts = dict.fromkeys(members, 0)
+    chosen: list[int] = []
+    picked: set[int] = set()
+    short = []
+    for label in sorted(members, key=lambda lab: (len(members[lab]), lab)):  # rarest first
+        if len(members[label]) < k:
+            short.append(f"{label} ({len(members[label])})")
+        for index in rng.permutation(members[label]).tolist():
+            if counts[label] >= k:
+                break
+            if index not in picked:
+                picked.add(index)
+                chosen.append(index)
+                for other in sets[index]:
+                    counts[other] += 1
+    for index in list(reversed(chosen)):  # drop what the later draws made redundant
+        if all(counts[label] > min(k, len(members[label])) for label in sets[index]):
+            chosen.remove(index)
+            for label in sets[index]:
+                counts[label] -= 1
+    if short:
+        warnings.warn(f"labels with fewer than K={k} examples keep all of theirs: {', '.join(short)}", stacklevel=2)
     return chosen
 
 

@@ -41,18 +41,19 @@ def backbone_config_of(args) -> tuple[PretrainedConfig, bool]:
     return backbones.load_backbone_config(args.model, args.trust_remote_code), False
 
 
-def build_model(args, id2label: dict[int, str], backbone_config: PretrainedConfig | None = None):
-    """The ``TransferModel`` for ``ModelArguments`` ``args`` and its tokenizer/image processor.
+def build_model(args, id2label: dict[int, str], backbone_config: PretrainedConfig | None = None,
+                problem_type: str = "single_label_classification"):
+    """The ``TransferModel`` for ``ModelArguments`` ``args`` and its tokenizer/image processor (``problem_type``: the loss).
 
     ``backbone_config`` given: a randomly initialised backbone of that config (images get a plain
     resize + [-1, 1] processor); otherwise the pretrained ``args.model``."""
     if backbone_config is None:
         model = TransferModel.from_backbone(
-            args.model, id2label, args.pooling, args.classifier_dropout, args.trust_remote_code, args.allow_pickle_weights
+            args.model, id2label, args.pooling, args.classifier_dropout, args.trust_remote_code, args.allow_pickle_weights, problem_type
         )
         processor = backbones.load_processor(args.model, model.config.modality, args.trust_remote_code)
         return model, processor
-    model = TransferModel.from_backbone_config(backbone_config, id2label, args.pooling, args.classifier_dropout)
+    model = TransferModel.from_backbone_config(backbone_config, id2label, args.pooling, args.classifier_dropout, problem_type)
     if model.config.modality == "image":
         side = backbone_config.image_size
         processor = ViTImageProcessorPil(size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3)

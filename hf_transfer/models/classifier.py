@@ -50,11 +50,13 @@ class TransferModel(modeling_hf_transfer.TransferModel):
         classifier_dropout: float = 0.1,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
+        problem_type: str = "single_label_classification",
     ) -> "TransferModel":
-        """Pretrained backbone weights + a freshly initialised head for ``id2label`` (safetensors only unless ``allow_pickle``)."""
+        """Pretrained backbone weights + a freshly initialised head for ``id2label`` (safetensors only unless ``allow_pickle``);
+        ``problem_type`` (transformers' names) picks the loss, and how pipelines turn logits into scores."""
         backbone_config = backbones.load_backbone_config(name, trust_remote_code)
         revision = getattr(backbone_config, "_commit_hash", None)
-        model = cls(cls._config(backbone_config, name, id2label, pooling, classifier_dropout))
+        model = cls(cls._config(backbone_config, name, id2label, pooling, classifier_dropout, problem_type))
         model.backbone = backbones.load_backbone(name, trust_remote_code, allow_pickle)
         model.config.backbone_sha256 = backbones.weights_sha256(name)
         model.config.backbone_revision = revision if name not in (None, "", backbones.DEFAULT_BACKBONE) else backbones.DEFAULT_BACKBONE_REVISION
@@ -91,7 +93,9 @@ class TransferModel(modeling_hf_transfer.TransferModel):
         """Pretrained backbone named in ``config`` (or ``backbone``) + a head of the right shape."""
         default = config.backbone_sha256 == backbones.DEFAULT_BACKBONE_SHA256
         name = backbone or (backbones.DEFAULT_BACKBONE if default else config.backbone_name)
-        base = cls.from_backbone(name, config.id2label, config.pooling, config.classifier_dropout)
+        base = cls.from_backbone(name, config.id2label, config.pooling, config.classifier_dropout,
+                                 problem_type=config.problem_type or "single_label_classification")
+        base.config.threshold = config.threshold
         if backbone is None and config.backbone_sha256 and base.config.backbone_sha256 not in (None, config.backbone_sha256):
             from hf_transfer.errors import UserInputError
 
@@ -104,13 +108,14 @@ class TransferModel(modeling_hf_transfer.TransferModel):
 
     @classmethod
     def from_backbone_config(
-        cls, backbone_config: PreTrainedConfig, id2label: dict[int, str], pooling: str = "mean", classifier_dropout: float = 0.1
+        cls, backbone_config: PreTrainedConfig, id2label: dict[int, str], pooling: str = "mean", classifier_dropout: float = 0.1,
+        problem_type: str = "single_label_classification",
     ) -> "TransferModel":
         """A model trained from scratch (e.g. a ViT from ``ViTConfig`` when no pretrained one can be had)."""
-        return cls(cls._config(backbone_config, None, id2label, pooling, classifier_dropout))
+        return cls(cls._config(backbone_config, None, id2label, pooling, classifier_dropout, problem_type))
 
     @staticmethod
-    def _config(backbone_config, name, id2label, pooling, classifier_dropout) -> TransferConfig:
+    def _config(backbone_config, name, id2label, pooling, classifier_dropout, problem_type="single_label_classification") -> TransferConfig:
         id2label = {int(i): str(label) for i, label in id2label.items()}
         if name is not None:  # never keep a local absolute path in a saved config
             backbone_config._name_or_path = backbones.public_name(name)
@@ -122,6 +127,7 @@ class TransferModel(modeling_hf_transfer.TransferModel):
             modality=backbones.modality_of(backbone_config),
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},
+            problem_type=problem_type,
         )
 
     def embed(self, **inputs: torch.Tensor) -> torch.Tensor:

@@ -94,6 +94,9 @@ class TransferConfig(_TrunkConfig):
 
     backbone_revision: str | None = None
     normalize_embeddings: bool = False  # L2-normalise the pooled embedding before the head (few-shot heads fitted on unit vectors)
+    # multi_label_classification: the decision threshold on sigmoid(head) chosen on the validation split; the logits the model
+    # returns are shifted by -logit(threshold), so sigmoid(logits) >= 0.5 (what pipeline users cut at) means "label on"
+    threshold: float | None = None
 
 
 class MultiTaskConfig(_TrunkConfig):
@@ -146,9 +149,26 @@ class _TrunkModel(PreTrainedModel):
         return embed(self.backbone, self.config.pooling, **inputs)
 
 
+def head_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """The loss of ``config.problem_type``: binary cross-entropy (multi-label), mean squared error (regression), else
+    cross-entropy over class ids."""
+    if problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if problem_type == "regression":
+        return nn.functional.mse_loss(logits, labels.to(logits.dtype).view_as(logits))
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def threshold_offset(threshold: float | None) -> float:
+    """logit(threshold): what the returned multi-label logits are shifted by (0 for no threshold or 0.5)."""
+    if threshold is None or threshold == 0.5:
+        return 0.0
+    return float(torch.logit(torch.tensor(threshold, dtype=torch.float64)))
+
+
 class TransferModel(_TrunkModel):
-    """Backbone -> pooled embedding (L2-normalised when ``config.normalize_embeddings``) -> dropout -> linear classifier;
-    cross-entropy when labels are given."""
+    """Backbone -> pooled embedding (L2-normalised when ``config.normalize_embeddings``) -> dropout -> linear head;
+    the loss of ``config.problem_type`` when labels are given (cross-entropy, binary cross-entropy, MSE)."""
 
     config_class = TransferConfig
 
@@ -172,7 +192,9 @@ class TransferModel(_TrunkModel):
         if self.config.normalize_embeddings:
             embedding = nn.functional.normalize(embedding, dim=-1)
         logits = self.classifier(self.dropout(embedding))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = head_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        if self.config.problem_type == "multi_label_classification":
+            logits = logits - threshold_offset(self.config.threshold)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

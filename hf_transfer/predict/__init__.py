@@ -3,7 +3,8 @@
 ``predict`` streams the input in chunks (``inputs``), encodes each batch with dynamic padding and
 runs it through an engine (``engines``: the saved PyTorch model; an ONNX Runtime engine plugs into
 ``ENGINES``), and writes one row per input, in input order, into a staging file renamed into place
-at the end (``writers``). Memory holds one chunk of rows whatever the size of the input. Inside a
+at the end (``writers``): the best labels with their probabilities (single-label), every label whose sigmoid score
+is at least 0.5 (multi-label: the saved logits carry the threshold chosen on validation), or the values (regression). Memory holds one chunk of rows whatever the size of the input. Inside a
 chunk, inputs are batched by token count (fewer pad tokens) and their predictions put back in input order.
 """
 
@@ -19,7 +20,7 @@ from hf_transfer.predict.engines import ENGINES, Encoder, Engine, TorchEngine, l
 from hf_transfer.predict.inputs import check_source, check_texts, count_rows, is_local, open_images, read_chunks
 from hf_transfer.predict.writers import Prediction, check_output, default_output, staged_rows
 
-__all__ = ["ENGINES", "Encoder", "Engine", "TorchEngine", "classify", "load", "predict", "softmax", "top_k"]
+__all__ = ["ENGINES", "Encoder", "Engine", "TorchEngine", "classify", "decide", "load", "predict", "sigmoid", "softmax", "top_k"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -35,15 +36,31 @@ def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[Predicti
     return [[(labels[i], float(row[i])) for i in best] for row, best in zip(probabilities, order)]
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Elementwise logistic function (float64): a multi-label model's per-label scores."""
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def decide(logits: np.ndarray, labels: list[str], k: int, problem_type: str | None) -> list[Prediction]:
+    """Each row's prediction: the ``k`` most probable labels (softmax), the labels scoring >= 0.5 best first (multi-label,
+    possibly none), or every target with its value (regression)."""
+    if problem_type == "regression":
+        return [[(label, float(value)) for label, value in zip(labels, row)] for row in logits.astype(np.float64)]
+    if problem_type == "multi_label_classification":
+        scores = sigmoid(logits)
+        return [[(labels[i], float(row[i])) for i in np.argsort(-row, kind="stable") if row[i] >= 0.5] for row in scores]
+    return top_k(softmax(logits), labels, k)
+
+
 def classify(values: list, encoder: Encoder, engine: Engine, batch_size: int, k: int = 1) -> list[Prediction]:
-    """Predictions for ``values``, in their order: batches of similar length (dynamic padding), then put back."""
+    """Predictions for ``values``, in their order (``decide``): batches of similar length (dynamic padding), then put back."""
     lengths = encoder.lengths(values)
     order = sorted(range(len(values)), key=lengths.__getitem__)
     found: list[Prediction | None] = [None] * len(values)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        probabilities = softmax(engine.logits(encoder([values[i] for i in rows])))
-        for i, prediction in zip(rows, top_k(probabilities, engine.labels, k)):
+        logits = engine.logits(encoder([values[i] for i in rows]))
+        for i, prediction in zip(rows, decide(logits, engine.labels, k, getattr(engine, "problem_type", None))):
             found[i] = prediction
     return found  # type: ignore[return-value]
 
@@ -63,13 +80,17 @@ def predict(model: str, source: str, output: str | None = None, *, k: int = 1, b
     check_output(path, source, overwrite)
     check_source(source)
     encoder, runner = ENGINES[engine](model, task=task, max_length=max_length)
+    problem_type = getattr(runner, "problem_type", None)
+    if k > 1 and problem_type in ("multi_label_classification", "regression"):
+        kind = "regression model writes every target's value" if problem_type == "regression" else "multi-label model writes every label above its threshold"
+        raise UserInputError(f"--top_k {k} was given, but MODEL '{model}' is a {kind}.", "leave --top_k out.")
     if k > len(runner.labels):
         raise UserInputError(f"--top_k {k} is more than the model's {len(runner.labels)} classes.",
                              f"give --top_k {len(runner.labels)} or less.")
     column, option = (text_column, "text_column") if encoder.modality == "text" else (image_column, "image_column")
     folder = Path(source).parent if local else Path.cwd()
     total = 0
-    with staged_rows(path, k) as rows, tqdm(total=count_rows(source, not local), unit="rows", desc="predict",
+    with staged_rows(path, k, problem_type, runner.labels) as rows, tqdm(total=count_rows(source, not local), unit="rows", desc="predict",
                                             disable=None if progress else True) as bar:  # None: only on a terminal
         for where, values in read_chunks(source, column, chunk_size, option, split, dataset_config):
             if encoder.modality == "text":

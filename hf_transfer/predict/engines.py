@@ -68,6 +68,7 @@ class TorchEngine:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.labels, self.task_id = labels, task_id
+        self.problem_type = getattr(model.config, "problem_type", None) if task_id is None else None  # how logits become predictions
 
     @torch.inference_mode()
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -3,7 +3,8 @@
 A run that fails or is interrupted removes its staging file, so the output path either holds every
 prediction or is left as it was. Formats by extension: ``.jsonl`` (one JSON object a line: ``label``,
 ``score`` and, with top-k > 1, ``top_k``: ``[{"label", "score"}, ...]``) and ``.csv`` (``label``,
-``score``, then ``label_2``, ``score_2``, ... up to k).
+``score``, then ``label_2``, ``score_2``, ... up to k). A multi-label model's row is ``labels`` and ``scores`` (best
+first; csv: comma-joined), a regression model's one value per target (``{"valence": 3.1}``; csv: a column each).
 """
 
 from __future__ import annotations
@@ -50,14 +51,22 @@ def check_output(output: Path, source: str, overwrite: bool) -> None:
 
 
 class _Rows:
-    def __init__(self, file: IO[str], kind: str, top_k: int):
-        self.file, self.kind, self.top_k = file, kind, top_k
+    def __init__(self, file: IO[str], kind: str, top_k: int, problem_type: str | None = None, labels: list[str] | None = None):
+        self.file, self.kind, self.top_k, self.problem_type = file, kind, top_k, problem_type
         if kind == ".csv":
             self.csv = csv.writer(file)
-            self.csv.writerow(["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
+            if problem_type == "regression":
+                self.csv.writerow(labels)
+            elif problem_type == "multi_label_classification":
+                self.csv.writerow(["labels", "scores"])
+            else:
+                self.csv.writerow(["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
 
     def write(self, predictions: list[Prediction]) -> None:
         """Append one row per prediction (in the order given)."""
+        if self.problem_type in ("regression", "multi_label_classification"):
+            self._write_vectors(predictions)
+            return
         if self.kind == ".csv":
             self.csv.writerows([value for pair in prediction for value in pair] for prediction in predictions)
             return
@@ -67,9 +76,22 @@ class _Rows:
                 row["top_k"] = [{"label": label, "score": score} for label, score in prediction]
             self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
 
+    def _write_vectors(self, predictions: list[Prediction]) -> None:
+        """Regression: one value per target; multi-label: the labels and their scores, best first."""
+        for prediction in predictions:
+            if self.problem_type == "regression":
+                row = {label: value for label, value in prediction}
+            else:
+                row = {"labels": [label for label, _ in prediction], "scores": [score for _, score in prediction]}
+            if self.kind == ".csv":
+                self.csv.writerow(list(row.values()) if self.problem_type == "regression"
+                                  else [",".join(row["labels"]), ",".join(f"{s:.6g}" for s in row["scores"])])
+            else:
+                self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
 
 @contextmanager
-def staged_rows(output: Path, top_k: int) -> Iterator[_Rows]:
+def staged_rows(output: Path, top_k: int, problem_type: str | None = None, labels: list[str] | None = None) -> Iterator[_Rows]:
     """A writer of prediction rows into a hidden staging file beside ``output``, renamed onto it when the block ends
     without an exception (Ctrl-C and SIGTERM included: then the staging file is removed and ``output`` is untouched)."""
     missing = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # made here, removed on failure
@@ -78,7 +100,7 @@ def staged_rows(output: Path, top_k: int) -> Iterator[_Rows]:
     done = False
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            yield _Rows(file, output.suffix.lower(), top_k)
+            yield _Rows(file, output.suffix.lower(), top_k, problem_type, labels)
         os.replace(staging, output)
         done = True
     finally:

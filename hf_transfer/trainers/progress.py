@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 LOG_FILE = "trainer_log.jsonl"
-SHOWN = ("accuracy", "macro_f1", "mcc")  # the first of these an evaluation reports is shown beside its loss
+SHOWN = ("accuracy", "micro_f1", "macro_f1", "mcc", "pearson")  # the first of these an evaluation reports is shown beside its loss
 
 
 def _number(value) -> str:
