@@ -27,6 +27,9 @@ from hf_transfer.redact import last_part
 
 TEMPLATE_PACKAGE = "hf_transfer.model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "mcc": "MCC", "macro_precision": "Macro precision", "macro_recall": "Macro recall"}
+TAGGING_METRIC_NAMES = {"f1": "Entity F1", "precision": "Entity precision", "recall": "Entity recall", "macro_f1": "Entity macro F1",
+                        "token_accuracy": "Token accuracy"}  # seqeval_entities'
+HF_TASKS = {"token_classification": "token-classification"}  # a --task whose Hub task is not the modality's classification
 SPLITS = {"eval": "validation", "test": "test"}  # metric-key prefix -> dataset split
 
 
@@ -157,8 +160,8 @@ def training_summary(training, *details: str) -> str:
 def backbone_facts(model_config) -> dict[str, Any]:
     """What a classifier's config records about its base model: name, weights' sha256 and revision, pooling, labels, modality."""
     return dict(base_model=model_config.backbone_name, base_model_sha256=model_config.backbone_sha256,
-                base_model_revision=model_config.backbone_revision, pooling=model_config.pooling,
-                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=model_config.modality)
+                base_model_revision=model_config.backbone_revision, pooling=getattr(model_config, "pooling", "none (a prediction per token)"),
+                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=getattr(model_config, "modality", "text"))
 
 
 def classifier_card(
@@ -179,20 +182,24 @@ def classifier_card(
     command: str,
     adapter_folder: bool = False,
     base_model_revision: str | None = None,
+    task: str | None = None,
 ) -> Card:
     """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
     ``metrics`` values are numbers, or lists of per-seed numbers (shown as mean ± std, recorded as the mean);
-    ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it).
+    ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it);
+    ``task``: the ``--task`` trained (``token_classification``: a token tagger, its seqeval metrics in ``model-index``).
     """
-    task = task_of(modality)
+    trained_task, task = task, HF_TASKS.get(task or "", task_of(modality))
+    names = TAGGING_METRIC_NAMES if trained_task == "token_classification" else METRIC_NAMES
     means, texts = summarize(metrics)
     results, rows = [], []
     for key, value in means.items():
         prefix, _, metric = key.partition("_")
-        if prefix in SPLITS and metric in METRIC_NAMES:
-            results.append(Result(f"{METRIC_NAMES[metric]} ({prefix})", metric, value, dataset, SPLITS[prefix]))
-            rows.append({"split": SPLITS[prefix], "metric": METRIC_NAMES[metric], "value": texts[key]})
+        if prefix in SPLITS and metric in names:
+            results.append(Result(f"{names[metric]} ({prefix})", metric, value, dataset, SPLITS[prefix]))
+            rows.append({"split": SPLITS[prefix], "metric": names[metric], "value": texts[key]})
+    auto_class = {"token-classification": "AutoModelForTokenClassification", "text-classification": "AutoModelForSequenceClassification"}
     return Card("classifier.md", dict(
         model_name=model_name, task=task, pipeline_tag=task, tags=["hf-transfer", f"strategy-{strategy}", modality],
         datasets=[dataset], model_index=results, task_description=task.replace("-", " "),
@@ -200,7 +207,7 @@ def classifier_card(
         strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), objective=objective,
         pooling=pooling, labels=label_text(labels), dataset_description=dataset, num_train_examples=num_train_examples,
         training_summary=training_summary, results=rows, command=command,
-        auto_class="AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification",
+        auto_class=auto_class.get(task, "AutoModelForImageClassification"), trained_task=trained_task or "single_label",
         pipeline_task=task, load_path=model_name, adapter_folder=adapter_folder,
     ))
 
