@@ -138,3 +138,32 @@ def write_image_dataset(folder: str | Path, n_train: int = 8, n_test: int = 4, s
         images, labels = toy_images(n, side, seed + offset)
         Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(str(folder / f"{split}.parquet"))
     return folder
+
+
+def toy_tagged_sentences(n: int, seed: int = 0) -> list[dict]:
+    """Tagged toy sentences (``tokens``, ``tags``, BIO): a food word is ``B-food``, a pair of sports words
+    ``B-sports I-sports``, a weather word ``B-weather``; filler words are ``O``."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for kind in rng.sample(["food", "sports", "weather", None], rng.randint(1, 3)):
+            filler = rng.sample(FILLER_WORDS, rng.randint(1, 3))
+            tokens += filler
+            tags += ["O"] * len(filler)
+            if kind == "sports":
+                tokens += rng.sample(CLASS_WORDS["sports"], 2)
+                tags += ["B-sports", "I-sports"]
+            elif kind:
+                tokens.append(rng.choice(CLASS_WORDS[kind]))
+                tags.append(f"B-{kind}")
+        rows.append({"tokens": tokens, "tags": tags})
+    return rows
+
+
+def write_conll(path: str | Path, rows: list[dict]) -> Path:
+    """``rows`` (``tokens``, ``tags``) as a CoNLL file: token TAB tag lines, a blank line after each sentence."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("".join(f"{t}\t{g}\n" for t, g in zip(r["tokens"], r["tags"])) + "\n" for r in rows))
+    return path

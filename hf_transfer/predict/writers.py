@@ -3,7 +3,8 @@
 A run that fails or is interrupted removes its staging file, so the output path either holds every
 prediction or is left as it was. Formats by extension: ``.jsonl`` (one JSON object a line: ``label``,
 ``score`` and, with top-k > 1, ``top_k``: ``[{"label", "score"}, ...]``) and ``.csv`` (``label``,
-``score``, then ``label_2``, ``score_2``, ... up to k).
+``score``, then ``label_2``, ``score_2``, ... up to k); a token tagger's rows are ``{"entities": [{"text", "type",
+"score", "start", "end"}, ...]}`` (csv: one ``entities`` column holding that list as JSON).
 """
 
 from __future__ import annotations
@@ -50,14 +51,22 @@ def check_output(output: Path, source: str, overwrite: bool) -> None:
 
 
 class _Rows:
-    def __init__(self, file: IO[str], kind: str, top_k: int):
-        self.file, self.kind, self.top_k = file, kind, top_k
+    def __init__(self, file: IO[str], kind: str, top_k: int, entities: bool = False):
+        self.file, self.kind, self.top_k, self.entities = file, kind, top_k, entities
         if kind == ".csv":
             self.csv = csv.writer(file)
-            self.csv.writerow(["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
+            self.csv.writerow(["entities"] if entities else
+                              ["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
 
-    def write(self, predictions: list[Prediction]) -> None:
-        """Append one row per prediction (in the order given)."""
+    def write(self, predictions: list) -> None:
+        """Append one row per prediction (in the order given): a ``Prediction``, or a tagger's list of entities."""
+        if self.entities:
+            for found in predictions:
+                if self.kind == ".csv":
+                    self.csv.writerow([json.dumps(found, ensure_ascii=False)])
+                else:
+                    self.file.write(json.dumps({"entities": found}, ensure_ascii=False) + "\n")
+            return
         if self.kind == ".csv":
             self.csv.writerows([value for pair in prediction for value in pair] for prediction in predictions)
             return
@@ -69,7 +78,7 @@ class _Rows:
 
 
 @contextmanager
-def staged_rows(output: Path, top_k: int) -> Iterator[_Rows]:
+def staged_rows(output: Path, top_k: int, entities: bool = False) -> Iterator[_Rows]:
     """A writer of prediction rows into a hidden staging file beside ``output``, renamed onto it when the block ends
     without an exception (Ctrl-C and SIGTERM included: then the staging file is removed and ``output`` is untouched)."""
     missing = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # made here, removed on failure
@@ -78,7 +87,7 @@ def staged_rows(output: Path, top_k: int) -> Iterator[_Rows]:
     done = False
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            yield _Rows(file, output.suffix.lower(), top_k)
+            yield _Rows(file, output.suffix.lower(), top_k, entities)
         os.replace(staging, output)
         done = True
     finally:
