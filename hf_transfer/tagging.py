@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import DataCollatorForTokenClassification, EvalPrediction, set_seed
 
 from hf_transfer import console, outputs
@@ -61,6 +62,18 @@ def tagging_metrics(id2label: dict[int, str]) -> Callable[[EvalPrediction], dict
     return compute
 
 
+def token_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Cross-entropy summed over the labelled sub-words, divided by their count in the whole (accumulated, all-process)
+    batch when the Trainer gives it: the mean over every labelled token of the global batch, as one process computes
+    it. transformers' token classifiers take ``**kwargs`` but average per batch, so the Trainer, believing they
+    normalise by ``num_items_in_batch``, would scale their loss by the process count and skip the accumulation divide."""
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    total = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten().to(logits.device),
+                                              ignore_index=IGNORED, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORED).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
 def train_tagger(config) -> dict[str, float]:
     """Fine-tune a token tagger with ``config``'s strategy; returns the final metrics (also in ``metrics.json``)."""
     training = config.training
@@ -85,6 +98,7 @@ def train_tagger(config) -> dict[str, float]:
         processing_class=tokenizer,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         compute_metrics=tagging_metrics(id2label),
+        compute_loss_func=token_loss,
         strategy=strategy,
     )
     result = run.train(trainer)
