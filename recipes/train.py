@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                              "add --fewshot_method recommended (recipes/configs/fewshot_text.yaml), or leave source out.")
     if config.extra[FewShotModelArguments].fewshot_method:
         return train_fewshot(config)
-    if resolve_task(config.data.task, config.data) == "token_classification":
-        return train_tagger(config)  # hf_transfer.tagging: AutoModelForTokenClassification, seqeval metrics
     training = config.training
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
+    if resolve_task(config.data.task, config.data) == "token_classification":
+        return train_tagger(config)  # hf_transfer.tagging: AutoModelForTokenClassification, seqeval metrics
 
     backbone_config, scratch = backbone_config_of(config.model)
     modality = backbones.modality_of(backbone_config)
