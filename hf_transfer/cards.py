@@ -22,6 +22,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_transfer import outputs
+from hf_transfer.data.tasks import PROBLEM_TYPES
 from hf_transfer.outputs import CARD_FILE, CARD_VALUES_FILE
 from hf_transfer.redact import last_part
 
@@ -44,6 +45,9 @@ def metric_label(metric: str) -> str | None:
         if "_" not in key and metric.startswith(key + "_") and target:
             return f"{name} ({metric[len(key) + 1:]})"
     return None
+TAGGING_METRIC_NAMES = {"f1": "Entity F1", "precision": "Entity precision", "recall": "Entity recall", "macro_f1": "Entity macro F1",
+                        "token_accuracy": "Token accuracy"}  # seqeval_entities'
+HF_TASKS = {"token_classification": "token-classification"}  # a --task whose Hub task is not the modality's classification
 SPLITS = {"eval": "validation", "test": "test"}  # metric-key prefix -> dataset split
 
 
@@ -174,8 +178,8 @@ def training_summary(training, *details: str) -> str:
 def backbone_facts(model_config) -> dict[str, Any]:
     """What a classifier's config records about its base model: name, weights' sha256 and revision, pooling, labels, modality."""
     return dict(base_model=model_config.backbone_name, base_model_sha256=model_config.backbone_sha256,
-                base_model_revision=model_config.backbone_revision, pooling=model_config.pooling,
-                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=model_config.modality,
+                base_model_revision=model_config.backbone_revision, pooling=getattr(model_config, "pooling", "none (a prediction per token)"),
+                labels=[model_config.id2label[i] for i in sorted(model_config.id2label)], modality=getattr(model_config, "modality", "text"),
                 problem_type=getattr(model_config, "problem_type", None), threshold=getattr(model_config, "threshold", None))
 
 
@@ -199,6 +203,7 @@ def classifier_card(
     base_model_revision: str | None = None,
     problem_type: str | None = None,
     threshold: float | None = None,
+    task: str | None = None,
 ) -> Card:
     """The card of a classifier (``model_cards/classifier.md``): every ``eval_*``/``test_*`` metric is a ``model-index`` result.
 
@@ -206,19 +211,24 @@ def classifier_card(
     ``adapter_folder``: the output folder also holds the PEFT adapter + head in ``adapter/`` (the card says how to load it);
     ``problem_type`` (transformers' name of the task) and the multi-label ``threshold`` are said in the card, and the
     labels are called targets for a regression model.
+    ``task``: the ``--task`` trained (``token_classification``: a token tagger, its seqeval metrics in ``model-index``).
     """
-    task = task_of(modality)
+    trained_task = task or {problem: name for name, problem in PROBLEM_TYPES.items()}.get(problem_type or "", "single_label")
+    task = HF_TASKS.get(trained_task, task_of(modality))
     means, texts = summarize(metrics)
     results, rows = [], []
     for key, value in means.items():
         prefix, _, metric = key.partition("_")
-        name = metric_label(metric) if prefix in SPLITS else None
+        name = (TAGGING_METRIC_NAMES.get(metric) if trained_task == "token_classification" else metric_label(metric)) if prefix in SPLITS else None
         if name:
             results.append(Result(f"{name} ({prefix})", metric, value, dataset, SPLITS[prefix]))
             rows.append({"split": SPLITS[prefix], "metric": name, "value": texts[key]})
     problem = PROBLEMS.get(problem_type or "single_label_classification", problem_type)
+    if trained_task == "token_classification":
+        problem = "token classification (a tag per word, cross-entropy; entity metrics by seqeval)"
     if threshold is not None:
         problem += f"; decision threshold {threshold:g} chosen on the validation split (the saved logits are shifted by it: score >= 0.5 is a predicted label)"
+    auto_class = {"token-classification": "AutoModelForTokenClassification", "text-classification": "AutoModelForSequenceClassification"}
     return Card("classifier.md", dict(
         model_name=model_name, task=task, pipeline_tag=task, tags=["hf-transfer", f"strategy-{strategy}", modality],
         datasets=[dataset], model_index=results, task_description=task.replace("-", " "), problem=problem,
@@ -227,7 +237,7 @@ def classifier_card(
         strategy=strategy, strategy_hyperparameters=hyperparameter_text(strategy_hyperparameters), objective=objective,
         pooling=pooling, labels=label_text(labels), dataset_description=dataset, num_train_examples=num_train_examples,
         training_summary=training_summary, results=rows, command=command,
-        auto_class="AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification",
+        auto_class=auto_class.get(task, "AutoModelForImageClassification"), trained_task=trained_task,
         pipeline_task=task, load_path=model_name, adapter_folder=adapter_folder,
     ))
 

@@ -126,9 +126,10 @@ def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: 
 
 
 def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
-                    objective: str = "supervised cross-entropy") -> None:
+                    objective: str = "supervised cross-entropy", task: str | None = None) -> None:
     """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
-    processor, resolved config (``recipe_config.yaml``, rerunnable), metrics and a card naming the ``objective``."""
+    processor, resolved config (``recipe_config.yaml``, rerunnable), metrics and a card naming the ``objective`` (and the
+    ``task``, when not single-label classification)."""
     from hf_transfer.strategies.lora import point_adapter_at
 
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -152,5 +153,6 @@ def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, fin
         metrics=metrics,
         command=command_line(),
         adapter_folder=(staging / ADAPTER_FOLDER).is_dir(),
+        task=task,
     )
     save_record(staging, final_dir, resolved_values(config), metrics, card)

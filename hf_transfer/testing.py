@@ -162,3 +162,32 @@ def toy_regression_rows(n: int, seed: int = 0) -> list[dict]:
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "valence": 1.0 + sports + rng.random() / 2, "arousal": 2.0 + weather / 2 + rng.random() / 4})
     return rows
+
+
+def toy_tagged_sentences(n: int, seed: int = 0) -> list[dict]:
+    """Tagged toy sentences (``tokens``, ``tags``, BIO): a food word is ``B-food``, a pair of sports words
+    ``B-sports I-sports``, a weather word ``B-weather``; filler words are ``O``."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for kind in rng.sample(["food", "sports", "weather", None], rng.randint(1, 3)):
+            filler = rng.sample(FILLER_WORDS, rng.randint(1, 3))
+            tokens += filler
+            tags += ["O"] * len(filler)
+            if kind == "sports":
+                tokens += rng.sample(CLASS_WORDS["sports"], 2)
+                tags += ["B-sports", "I-sports"]
+            elif kind:
+                tokens.append(rng.choice(CLASS_WORDS[kind]))
+                tags.append(f"B-{kind}")
+        rows.append({"tokens": tokens, "tags": tags})
+    return rows
+
+
+def write_conll(path: str | Path, rows: list[dict]) -> Path:
+    """``rows`` (``tokens``, ``tags``) as a CoNLL file: token TAB tag lines, a blank line after each sentence."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("".join(f"{t}\t{g}\n" for t, g in zip(r["tokens"], r["tags"])) + "\n" for r in rows))
+    return path

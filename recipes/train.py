@@ -14,6 +14,11 @@ With no train file (or an empty one) and ``--class_names``, or ``--fewshot_metho
 zero-shot classifier built from the class names (K = 0; ``hf_transfer.fewshot.zero_shot_data``):
 
     hf-transfer train recipes/configs/fewshot_text.yaml --class_names sports weather food --output_dir my_zero_shot_model
+
+With tagged sentences (a ``tokens`` and a ``tags`` column, or CoNLL files) it trains a token tagger (NER) instead,
+``hf_transfer.tagging``:
+
+    hf-transfer train --dataset bundled:wnut17_sample --task token_classification --num_train_epochs 3 --output_dir my_tagger
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hf_transfer.config import RecipeConfig, argument_classes, known_keys, parse
 from hf_transfer.data import DataArguments, load_splits, prepare_splits
 from hf_transfer.data.tasks import PROBLEM_TYPES, SEQUENCE_TASKS
 from hf_transfer.data.sampling import shots_per_class
+from hf_transfer.data.tokens import is_token_task
 from hf_transfer.errors import UserInputError
 from hf_transfer.evaluation import EvaluationArguments, TaskMetrics, sigmoid
 from hf_transfer.evaluation.multi_label import choose_threshold
@@ -45,6 +51,7 @@ from hf_transfer.models.modeling_hf_transfer import threshold_offset
 from hf_transfer.options import option
 from hf_transfer.run import NOT_FINGERPRINTED, Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
+from hf_transfer.tagging import train_tagger
 from hf_transfer.trainers import TransferTrainer
 
 
@@ -82,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     final_dir = training.output_dir
     outputs.check_output_dir(final_dir, config.run.overwrite_output_dir)
     set_seed(training.seed)
+    if is_token_task(config.data.task, config.data):
+        config.data.task = "token_classification"
+        return train_tagger(config)  # hf_transfer.tagging: AutoModelForTokenClassification, seqeval metrics
 
     backbone_config, scratch = backbone_config_of(config.model)
     modality = backbones.modality_of(backbone_config)

@@ -56,6 +56,11 @@ class DataArguments:
         "label", "Column with the class label (int or string); multi_label: a column of label lists (a csv cell: "
         "'joy,love'); regression: the numeric target column, or several comma-separated (valence,arousal).")
     task: str = option("auto", "What the model predicts: single_label (one class per example), multi_label (a set of classes), regression (one or more numbers) or token_classification (a tag per token, e.g. NER); auto infers it from the data.", choices=["auto", "single_label", "multi_label", "regression", "token_classification"])
+    tokens_column: str = option("tokens", "token_classification: column with each sentence's words (a list; in csv a JSON list or space-separated words).")
+    tags_column: str = option("tags", "token_classification: column with one tag per word (BIO strings, or ids named by class_names or a ClassLabel).")
+    label_all_tokens: bool = option(
+        False, "token_classification: train on every sub-word of a word (B- becomes I- after the first) instead of the first "
+        "sub-word alone; evaluation always scores one tag per word.")
     class_names: list[str] | None = option(None, "Class names in id order; default: from the data.")
     validation_fraction: float = option(0.1, "Share of train carved out as validation when none is given.", above=0, below=1)
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)

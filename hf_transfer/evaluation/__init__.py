@@ -1,6 +1,7 @@
 """Metrics as ``evaluate`` modules that load offline, and the ``compute_metrics`` of each task built from them.
 
-The suite's own modules are files of this package (``classification``, ``multi_label``, ``regression``), each an
+The suite's own modules are files of this package (``classification``, ``multi_label``, ``regression``,
+``seqeval_entities``), each an
 ``evaluate.Metric`` subclass that ``evaluate.load(<its path>)`` loads without the Hub. ``load_metric(name)`` gives
 one of them by short name, or any other ``evaluate`` metric (a Hub name such as ``f1``, a local script path) through
 ``evaluate.load``; ``--metrics`` (``EvaluationArguments``) names those a run reports instead of its task's default.
@@ -18,7 +19,8 @@ from transformers import EvalPrediction
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import option
 
-LOCAL = {"classification": "classification.py", "multi_label": "multi_label.py", "regression": "regression.py"}
+LOCAL = {"classification": "classification.py", "multi_label": "multi_label.py", "regression": "regression.py",
+         "seqeval_entities": "seqeval_entities.py"}
 DEFAULTS = {"single_label": ["classification"], "multi_label": ["multi_label"], "regression": ["regression"]}
 
 
@@ -26,7 +28,7 @@ DEFAULTS = {"single_label": ["classification"], "multi_label": ["multi_label"], 
 class EvaluationArguments:
     metrics: list[str] | None = option(
         None, "evaluate metrics to report on validation/test instead of the task's own (classification, multi_label, "
-        "regression: offline modules of hf_transfer); any other name or script path goes to evaluate.load (Hub names need "
+        "regression, seqeval_entities: offline modules of hf_transfer); any other name or script path goes to evaluate.load (Hub names need "
         "the network).")
 
 

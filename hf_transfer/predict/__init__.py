@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hf_transfer.errors import UserInputError
 from hf_transfer.predict.engines import ENGINES, Encoder, Engine, TorchEngine, load
+from hf_transfer.predict.entities import check_tagger_options, entities, is_tagger_folder, tagger_pipeline
 from hf_transfer.predict.inputs import check_source, check_texts, count_rows, is_local, open_images, read_chunks
 from hf_transfer.predict.writers import Prediction, check_output, default_output, staged_rows
 
@@ -79,6 +80,11 @@ def predict(model: str, source: str, output: str | None = None, *, k: int = 1, b
     path = Path(output) if output else default_output(source, local)
     check_output(path, source, overwrite)
     check_source(source)
+    if is_tagger_folder(model):  # a token tagger (NER): entities with character offsets, one row per input
+        check_tagger_options(k, task, engine)
+        tagger = tagger_pipeline(model, max_length)
+        return _write(path, source, local, text_column, "text_column", chunk_size, split, dataset_config, progress, None,
+                      lambda values: entities(tagger, values, batch_size), problem_type="token_classification")
     encoder, runner = ENGINES[engine](model, task=task, max_length=max_length)
     problem_type = getattr(runner, "problem_type", None)
     if k > 1 and problem_type in ("multi_label_classification", "regression"):
@@ -88,16 +94,25 @@ def predict(model: str, source: str, output: str | None = None, *, k: int = 1, b
         raise UserInputError(f"--top_k {k} is more than the model's {len(runner.labels)} classes.",
                              f"give --top_k {len(runner.labels)} or less.")
     column, option = (text_column, "text_column") if encoder.modality == "text" else (image_column, "image_column")
+    image_mode = None if encoder.modality == "text" else encoder.image_mode
+    return _write(path, source, local, column, option, chunk_size, split, dataset_config, progress, image_mode,
+                  lambda values: classify(values, encoder, runner, batch_size, k), k=k, problem_type=problem_type, labels=runner.labels)
+
+
+def _write(path: Path, source: str, local: bool, column: str, option: str, chunk_size: int, split: str, dataset_config: str | None,
+           progress: bool, image_mode: str | None, run, k: int = 1, problem_type: str | None = None, labels: list[str] | None = None) -> Path:
+    """Read ``source`` chunk by chunk, check each chunk's texts (or open its images: ``image_mode`` set), write ``run``'s rows
+    (their kind: ``problem_type``, ``token_classification`` for a tagger's entities; see ``staged_rows``)."""
     folder = Path(source).parent if local else Path.cwd()
     total = 0
-    with staged_rows(path, k, problem_type, runner.labels) as rows, tqdm(total=count_rows(source, not local), unit="rows", desc="predict",
-                                            disable=None if progress else True) as bar:  # None: only on a terminal
+    with staged_rows(path, k, problem_type, labels) as rows, tqdm(total=count_rows(source, not local), unit="rows", desc="predict",
+                                                                  disable=None if progress else True) as bar:  # None: only on a terminal
         for where, values in read_chunks(source, column, chunk_size, option, split, dataset_config):
-            if encoder.modality == "text":
+            if image_mode is None:
                 check_texts(where, values, column, option)
             else:
-                values = open_images(where, values, column, folder, encoder.image_mode)
-            rows.write(classify(values, encoder, runner, batch_size, k))
+                values = open_images(where, values, column, folder, image_mode)
+            rows.write(run(values))
             total += len(values)
             bar.update(len(values))
         if total == 0:

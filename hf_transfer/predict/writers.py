@@ -4,7 +4,9 @@ A run that fails or is interrupted removes its staging file, so the output path 
 prediction or is left as it was. Formats by extension: ``.jsonl`` (one JSON object a line: ``label``,
 ``score`` and, with top-k > 1, ``top_k``: ``[{"label", "score"}, ...]``) and ``.csv`` (``label``,
 ``score``, then ``label_2``, ``score_2``, ... up to k). A multi-label model's row is ``labels`` and ``scores`` (best
-first; csv: comma-joined), a regression model's one value per target (``{"valence": 3.1}``; csv: a column each).
+first; csv: comma-joined), a regression model's one value per target (``{"valence": 3.1}``; csv: a column each), a
+token tagger's ``{"entities": [{"text", "type", "score", "start", "end"}, ...]}`` (csv: one ``entities`` column
+holding that list as JSON).
 """
 
 from __future__ import annotations
@@ -59,11 +61,20 @@ class _Rows:
                 self.csv.writerow(labels)
             elif problem_type == "multi_label_classification":
                 self.csv.writerow(["labels", "scores"])
+            elif problem_type == "token_classification":
+                self.csv.writerow(["entities"])
             else:
                 self.csv.writerow(["label", "score", *(f"{name}_{i}" for i in range(2, top_k + 1) for name in ("label", "score"))])
 
-    def write(self, predictions: list[Prediction]) -> None:
-        """Append one row per prediction (in the order given)."""
+    def write(self, predictions: list) -> None:
+        """Append one row per prediction (in the order given): a ``Prediction``, or a tagger's list of entities."""
+        if self.problem_type == "token_classification":
+            for found in predictions:
+                if self.kind == ".csv":
+                    self.csv.writerow([json.dumps(found, ensure_ascii=False)])
+                else:
+                    self.file.write(json.dumps({"entities": found}, ensure_ascii=False) + "\n")
+            return
         if self.problem_type in ("regression", "multi_label_classification"):
             self._write_vectors(predictions)
             return

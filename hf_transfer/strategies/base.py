@@ -85,3 +85,8 @@ def freeze(module: nn.Module, trainable: bool = False) -> None:
     for parameter in module.parameters():
         parameter.requires_grad_(trainable)
 
+
+def body_of(model: nn.Module) -> nn.Module:
+    """The pretrained body a strategy freezes or adapts: a TransferModel's ``backbone``, or a transformers
+    ``...For...`` model's base model (``base_model_prefix``: ``bert``, ``roberta``...); the head is ``model.classifier``."""
+    return model.backbone if hasattr(model, "backbone") else model.base_model

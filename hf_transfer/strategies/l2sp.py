@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hf_transfer.options import option
-from hf_transfer.strategies.base import Strategy, register
+from hf_transfer.strategies.base import Strategy, body_of, register
 
 
 @dataclass
@@ -25,7 +25,7 @@ class L2SP(Strategy):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         # Hold the parameter objects themselves: they survive .to(device) and DDP wrapping.
-        self._anchors = [(p, p.detach().clone()) for p in model.backbone.parameters() if p.requires_grad]
+        self._anchors = [(p, p.detach().clone()) for p in body_of(model).parameters() if p.requires_grad]
         self._head = [p for name, p in model.classifier.named_parameters() if name.endswith("weight")]
         return model
 

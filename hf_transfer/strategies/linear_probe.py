@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from hf_transfer.strategies.base import Strategy, freeze, register
+from hf_transfer.strategies.base import Strategy, body_of, freeze, register
 
 
 @register("linear_probe")
@@ -10,6 +10,6 @@ class LinearProbe(Strategy):
     """Freeze the whole backbone; the classifier is the only trainable module."""
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        freeze(model.backbone)
+        freeze(body_of(model))
         freeze(model.classifier, trainable=True)
         return model

@@ -6,7 +6,7 @@ from torch import nn
 
 from hf_transfer.backbones import encoder_layers
 from hf_transfer.options import option
-from hf_transfer.strategies.base import Strategy, register
+from hf_transfer.strategies.base import Strategy, body_of, register
 
 
 @dataclass
@@ -20,14 +20,14 @@ class LayerwiseLearningRateDecay(Strategy):
 
     def parameter_groups(self, model: nn.Module, learning_rate: float, weight_decay: float) -> list[dict]:
         decay = self.args.llrd_decay
-        layers = encoder_layers(model.backbone)
+        layers = encoder_layers(body_of(model))
         depth = len(layers)
         scale_of: dict[int, float] = {}
         for index, layer in enumerate(layers):
             for parameter in layer.parameters():
                 scale_of[id(parameter)] = decay ** (depth - index)
-        embeddings = model.backbone.get_input_embeddings()
-        embedding_module = getattr(model.backbone, "embeddings", embeddings)
+        embeddings = body_of(model).get_input_embeddings()
+        embedding_module = getattr(body_of(model), "embeddings", embeddings)
         for parameter in embedding_module.parameters():
             scale_of[id(parameter)] = decay ** (depth + 1)
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}

@@ -19,7 +19,7 @@ from hf_transfer.console import PEFT_DEPRECATED_ALIAS
 from hf_transfer.errors import UserInputError, closest, user_errors
 from hf_transfer.options import option
 from hf_transfer.outputs import ADAPTER_CONFIG_FILE, ADAPTER_FOLDER, MODEL_CONFIG_FILE
-from hf_transfer.strategies.base import Strategy, register
+from hf_transfer.strategies.base import Strategy, body_of, register
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Lora(Strategy):
         if self.args.peft_config:
             config = _peft_config_from(self.args.peft_config)
         else:
-            targets = self.args.lora_target_modules or default_target_modules(model.backbone)
+            targets = self.args.lora_target_modules or default_target_modules(body_of(model))
             config = LoraConfig(
                 r=self.args.lora_r, lora_alpha=self.args.lora_alpha, lora_dropout=self.args.lora_dropout,
                 target_modules=list(targets),
@@ -151,12 +151,16 @@ def point_adapter_at(adapter_dir: str | Path, location: str | None, revision: st
     PEFT loads the base model from ``base_model_name_or_path`` with the Auto class of ``auto_mapping``.
     Both point back at the adapter folder itself (``location``: its Hub repo id, or a path): its
     ``config.json`` makes ``TransferModel.from_pretrained`` rebuild the pretrained backbone + head shape,
-    then PEFT applies the adapter and the trained head. ``import hf_transfer`` must come first.
+    then PEFT applies the adapter and the trained head. ``import hf_transfer`` must come first. A token tagger
+    (transformers' own class) points at its backbone instead.
     """
     path = Path(adapter_dir) / ADAPTER_CONFIG_FILE
     values = json.loads(path.read_text(encoding="utf-8"))
-    modality = json.loads((Path(adapter_dir) / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("modality", "text")
+    model_config = json.loads((Path(adapter_dir) / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
+    modality = model_config.get("modality", "text")
     auto_class = "AutoModelForSequenceClassification" if modality == "text" else "AutoModelForImageClassification"
+    if model_config.get("finetuning_task") == "token_classification":  # transformers' own tagger: the base is the backbone
+        auto_class, location, revision = "AutoModelForTokenClassification", model_config.get("backbone_name"), None
     values.update(base_model_name_or_path=location, revision=revision,
                   auto_mapping={"base_model_class": auto_class, "parent_library": "transformers"})
     path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
