@@ -191,3 +191,21 @@ def write_conll(path: str | Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join("".join(f"{t}\t{g}\n" for t, g in zip(r["tokens"], r["tags"])) + "\n" for r in rows))
     return path
+
+
+def run_beside(command: list[str], reference, timeout: float, **popen) -> tuple[object, str, str]:
+    """Start ``command`` (e.g. an ``accelerate launch``), run ``reference()`` in this process meanwhile (the launch's
+    start-up overlaps it), then wait for the command; returns ``(reference's result, stdout, stderr)``. The command is
+    killed if anything fails; a non-zero exit fails with its last stderr."""
+    import subprocess
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        result = reference()
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr[-4000:]
+    return result, stdout, stderr

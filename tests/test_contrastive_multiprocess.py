@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -125,20 +124,18 @@ def test_two_processes_give_the_one_process_loss_and_gradients(tmp_path):
                PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU"):
         env.pop(key, None)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:  # the single-process reference runs while the two processes start up
+    def one_process() -> dict:  # the single-process reference runs while the two processes start up
         reference = {}
         for case in CASES:
             body, head, batch = _setup()
             trainer = _trainer(case, body, head, str(tmp_path / "reference"))
             assert trainer.accelerator.num_processes == 1
             reference[case] = _loss_and_gradients(trainer, trainer.model, _case_batch(case, batch))
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr[-4000:]
+        return reference
+
+    from hf_transfer import testing
+
+    reference, _, _ = testing.run_beside(command, one_process, TIMEOUT, env=env)
     distributed = torch.load(tmp_path / "results.pt")
 
     for case in ("simclr_projection", "supcon_two_view", "supcon_one_view"):

@@ -35,6 +35,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_transfer import testing
 from hf_transfer.recipes.train import main as train_main
 
 TIMEOUT = 300
@@ -97,15 +98,8 @@ def test_two_cpu_processes_match_one_process(tmp_path, tiny_text_backbone, toy_t
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     # Start the two-process run first: its start-up (imports) overlaps the in-process reference run.
-    process = subprocess.Popen(launch, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        reference = train_main([*common, "--per_device_train_batch_size", "8", "--output_dir", str(one_dir)])
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr[-4000:]
+    reference, stdout, stderr = testing.run_beside(
+        launch, lambda: train_main([*common, "--per_device_train_batch_size", "8", "--output_dir", str(one_dir)]), TIMEOUT, cwd=tmp_path, env=env)
 
     # Written once, by the main process only, and complete.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one_process", "two_processes"]  # no .incomplete / .old

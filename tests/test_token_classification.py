@@ -148,7 +148,7 @@ def test_saved_tagger_loads_in_transformers_and_the_pipeline_matches_the_trainer
 def test_card_records_the_task_the_tags_and_the_entity_metrics(trained_tagger):
     card = (trained_tagger / "README.md").read_text()
     metrics = json.loads((trained_tagger / "metrics.json").read_text())
-    assert "pipeline_tag: token-classification" in card and "| task | `token_classification` |" in card
+    assert "pipeline_tag: token-classification" in card and "| task | `token_classification`: token classification" in card
     assert "| tags | O, B-food, B-sports, I-sports, B-weather |" in card
     assert "name: Entity F1 (test)" in card and f"value: {round(metrics['test_f1'], 4)}" in card
     assert 'aggregation_strategy="simple"' in card and "AutoModelForTokenClassification" in card

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -121,15 +120,9 @@ def test_two_cpu_processes_train_the_tagger_one_process_trains(tmp_path, tiny_te
               "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "hf_transfer", "train", *common,
               "--per_device_train_batch_size", "4", "--output_dir", str(two_dir)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen(launch, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert main(["train", *common, "--per_device_train_batch_size", "8", "--output_dir", str(one_dir)]) == 0
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr[-4000:]
+    code, _, _ = testing.run_beside(launch, lambda: main(["train", *common, "--per_device_train_batch_size", "8", "--output_dir", str(one_dir)]),
+                                    TIMEOUT, cwd=tmp_path, env=env)
+    assert code == 0
     one, two = json.loads((one_dir / "metrics.json").read_text()), json.loads((two_dir / "metrics.json").read_text())
     assert one["epoch"] == pytest.approx(2.0) and two["epoch"] == pytest.approx(2.0)  # 32 sentences / global batch 8: two ranks ran
     assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-4)  # the mean over every token of each global batch

@@ -57,7 +57,7 @@ def _words(value, where: str, column: str, option: str) -> list:
                 value = json.loads(text)
             except json.JSONDecodeError:
                 raise UserInputError(f"{where}: column '{column}' holds {describe(value)}, not a JSON list.",
-                                     f"write it as a JSON list, e.g. [\"Paris\", \"is\"], or as space-separated values.") from None
+                                     "write it as a JSON list, e.g. [\"Paris\", \"is\"], or as space-separated values.") from None
         else:
             value = text.split()
     if not isinstance(value, (list, tuple)) or not value:
