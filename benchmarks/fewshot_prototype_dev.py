@@ -22,6 +22,7 @@ head variants can be swapped; the library's ``PrototypeTuning`` trains through `
     python benchmarks/fewshot_prototype_dev.py --datasets sst2,mr,subj,sms_spam --arms probe contrastive ftce_fixed ftce_ninit --min_steps 50
 """
 import argparse, json, math, random, time
+from dataclasses import replace
 from pathlib import Path
 import torch, torch.nn.functional as F
 import common  # offline env (benchmarks/ is on sys.path when run as a script)
@@ -54,7 +55,7 @@ enc = SentenceEncoder("default", max_length=64)
 names_of = lambda splits: [splits.name_of(c).replace("_", " ") for c in range(splits.num_classes)]
 
 def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=a.lr, bs=a.bs, scale=a.scale, learn_head=True,
-       refresh=False):
+       refresh=False, center=False):
     torch.manual_seed(seed)
     body = enc.fresh_body()
     y = torch.tensor(labels)
@@ -63,6 +64,12 @@ def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=
         proto = F.normalize(torch.zeros(C, e.shape[1]).index_add_(0, y, e), dim=-1)
         if names is not None or init_names is not None:
             proto = F.normalize(proto + enc.encode(names or init_names), dim=-1)
+        mu = torch.zeros(e.shape[1])
+        if center:  # SimpleShot-style centring: class means (names counted as one more member) minus the support set's mean
+            mu = e.mean(0)
+            sums = torch.zeros(C, e.shape[1]).index_add_(0, y, e) + (enc.encode(names or init_names) if (names or init_names) else 0)
+            counts = torch.bincount(y, minlength=C).float()[:, None] + (1.0 if (names or init_names) else 0.0)
+            proto = F.normalize(sums / counts - mu, dim=-1)
     W = torch.nn.Parameter(proto.clone())
     params = [{"params": body.parameters(), "lr": lr, "weight_decay": 0.01}]
     if learn_head and names is None:
@@ -83,6 +90,8 @@ def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=
             if step >= total: break
             idx = perm[i:i+bs].tolist()
             z = F.normalize(enc.embed(body, [texts[j] for j in idx]), dim=-1)
+            if center:
+                z = F.normalize(z - mu, dim=-1)
             if names is not None:
                 cls = F.normalize(enc.embed(body, names), dim=-1)
                 logits = scale * z @ cls.T
@@ -91,7 +100,7 @@ def ft(texts, labels, C, seed, names=None, init_names=None, epochs=a.epochs, lr=
             loss = F.cross_entropy(logits, y[idx])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
     body.eval()
-    return body, W.detach()
+    return body, W.detach(), mu
 
 def anchored_loss(z, y, prototypes, tau):
     """Prototypes as extra members of the batch: each example's candidates are the batch's other examples and every
@@ -126,6 +135,37 @@ def hybrid(texts, labels, C, k, seed, class_texts, tau):
     return body.eval(), use
 
 
+def pk_batches(labels, batch_size, g):
+    """One pass in class-balanced batches: each class's shuffled examples in chunks of 2, the chunks shuffled and
+    grouped ``batch_size // 2`` to a batch, so every example with a same-class partner has a positive in its batch."""
+    by_class = {}
+    for i in torch.randperm(len(labels), generator=g).tolist():
+        by_class.setdefault(labels[i], []).append(i)
+    chunks = [v[j:j + 2] for v in by_class.values() for j in range(0, len(v), 2)]
+    chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
+    per = max(1, batch_size // 2)
+    return [sum(chunks[i:i + per], []) for i in range(0, len(chunks), per)]
+
+
+def contrastive_pk(texts, labels, C, k, seed):
+    """The ``contrastive`` method's loss, schedule and rate, on class-balanced batches (``pk_batches``)."""
+    from hf_transfer.objectives.contrastive import contrastive_loss
+    m = contrastive_for(k, C); loss_fn = contrastive_loss(m.loss)
+    torch.manual_seed(seed)
+    body = enc.fresh_body(); y = torch.tensor(labels)
+    opt = torch.optim.AdamW(body.parameters(), lr=m.learning_rate, weight_decay=0.01)
+    n = len(texts); bs = min(m.batch_size, n); total = int(m.epochs * math.ceil(n / bs)); warm = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
+    g = torch.Generator().manual_seed(seed); step = 0
+    while step < total:
+        for idx in pk_batches(labels, bs, g):
+            if step >= total: break
+            z = F.normalize(enc.embed(body, [texts[j] for j in idx]), dim=-1)
+            loss = loss_fn(z, y[idx], temperature=m.temperature)
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
+    return body.eval()
+
+
 out = Path(a.out)
 for ds in a.datasets.split(","):
     splits = load_text_dataset(common.DATA_DIR / ds, max_test=1)  # the test split is not used
@@ -151,9 +191,12 @@ for ds in a.datasets.split(","):
             elif arm == "protonames":
                 e = enc.encode(texts); pr = F.normalize(torch.zeros(C, e.shape[1]).index_add_(0, y, e), dim=-1)
                 pr = F.normalize(pr + enc.encode(names), dim=-1); row[arm] = acc((enc.encode(dt) @ pr.T).argmax(-1))
-            elif arm == "contrastive":
-                m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
+            elif arm in ("contrastive", "contrastive_random"):  # as it ships (class-balanced batches) / random batches
+                m = replace(contrastive_for(a.k, C), class_balanced=arm == "contrastive"); body = m.train_body(enc, texts, labels, s)
                 h = LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C); row[arm] = acc(h.predict(enc.encode(dt, body)))
+            elif arm == "contrastive_pk":
+                body = contrastive_pk(texts, labels, C, a.k, s)
+                row[arm] = acc(LogisticRegressionHead(1.0).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))
             elif arm.startswith("hybrid"):  # hybrid (tau 0.05) or hybrid10 (tau 0.1)
                 body, used = hybrid(texts, labels, C, a.k, s, known_class_texts(splits.class_names), 0.1 if arm == "hybrid10" else 0.05)
                 row[arm] = acc(LogisticRegressionHead(1.0).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))
@@ -164,14 +207,15 @@ for ds in a.datasets.split(","):
                 row[arm + "_names"] = bool(m.texts)
                 if arm == "recommended":
                     row["recommended_chose"], row["recommended_cv"] = getattr(m, "chosen", None), getattr(m, "validation_accuracy", None)
-            elif arm in ("ftce", "ftce_names", "ftce_fixed", "ftce_ninit", "ftce_refresh"):
-                body, W = ft(texts, labels, C, s, names=names if arm == "ftce_names" else None,
-                             init_names=names if arm in ("ftce_ninit", "ftce_refresh") else None,
-                             learn_head=arm not in ("ftce_fixed", "ftce_refresh"), refresh=arm == "ftce_refresh")
+            elif arm in ("ftce", "ftce_names", "ftce_fixed", "ftce_ninit", "ftce_refresh", "ftce_center", "ftce_center_learn"):
+                body, W, mu = ft(texts, labels, C, s, names=names if arm == "ftce_names" else None,
+                             init_names=names if arm in ("ftce_ninit", "ftce_refresh", "ftce_center", "ftce_center_learn") else None,
+                             learn_head=arm not in ("ftce_fixed", "ftce_refresh", "ftce_center"), refresh=arm == "ftce_refresh",
+                             center=arm.startswith("ftce_center"))
                 zt = enc.encode(dt, body); zs = enc.encode(texts, body)
                 if arm == "ftce_names":
                     W = enc.encode(names, body)
-                row[arm + "_cos"] = acc((zt @ F.normalize(W, dim=-1).T).argmax(-1))
+                row[arm + "_cos"] = acc((F.normalize(zt - mu, dim=-1) @ F.normalize(W, dim=-1).T).argmax(-1))
                 row[arm + "_lr"] = acc(LogisticRegressionHead(1.0).fit(zs, y, C).predict(zt))
                 row[arm + "_proto"] = acc(PrototypeHead().fit(zs, y, C).predict(zt))
             row[f"{arm}_s"] = round(time.perf_counter() - t0, 1)

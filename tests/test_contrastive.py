@@ -71,3 +71,20 @@ def test_contrastive_trainer_lowers_the_loss_and_moves_the_encoder(tmp_path):
         final = trainer.compute_loss(model.eval(), dict(batch)).item()
     assert final < initial - 0.1
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_class_balanced_contrastive_trainer_batches_hold_same_class_pairs(tmp_path):
+    tokenizer = testing.tiny_tokenizer()
+    model = BertModel(testing.tiny_bert_config(), add_pooling_layer=False)
+    labels = [c for c in range(12) for _ in range(2)]
+    data = Dataset.from_dict({**tokenizer([f"text {i}" for i in range(len(labels))]), "labels": labels})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=6, report_to="none", save_strategy="no",
+                             use_cpu=True, disable_tqdm=True, seed=0)
+    collator = DataCollatorWithPadding(tokenizer)
+    for balanced in (True, False):
+        trainer = ContrastiveTrainer(model=model, args=args, train_dataset=data, data_collator=collator, loss_fn=supcon,
+                                     class_balanced=balanced)
+        batches = [b["labels"].tolist() for b in trainer.get_train_dataloader()]
+        assert sorted(sum(batches, [])) == sorted(labels)
+        paired = all(b.count(label) == 2 for b in batches for label in b)
+        assert paired == balanced  # random order (seed 0) splits some pairs; the balanced sampler never does

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hf_transfer.data.sampling import EpisodeSampler, k_shot_indices, shots_per_class, split_classes
+from hf_transfer.data.sampling import ClassBalancedSampler, EpisodeSampler, k_shot_indices, shots_per_class, split_classes
 
 LABELS = [0] * 10 + [1] * 7 + [2] * 3
 
@@ -91,3 +91,29 @@ def test_multi_label_k_shot_keeps_a_rare_label_whole_with_a_warning():
     with pytest.warns(UserWarning, match="fewer than K=3 examples keep all of theirs: 1 \\(1\\)"):
         chosen = multi_label_k_shot_indices(label_sets, 3, seed=0)
     assert 1 in chosen and sum(0 in label_sets[i] for i in chosen) >= 3 and sum(2 in label_sets[i] for i in chosen) >= 3
+
+
+def test_class_balanced_sampler_pairs_same_class_examples_and_reshuffles_each_pass():
+    labels = [0] * 6 + [1] * 5 + [2] * 4 + [3] * 3
+    sampler = ClassBalancedSampler(labels, seed=3)
+    first, second = list(sampler), list(sampler)
+    for order in (first, second):
+        assert sorted(order) == list(range(len(labels)))  # one pass: every example exactly once
+        # each class is cut into adjacent pairs; only an odd class's last example may stand alone
+        seq = [labels[i] for i in order]
+        with_partner = sum(1 for i in range(len(seq)) if (i > 0 and seq[i - 1] == seq[i]) or (i + 1 < len(seq) and seq[i + 1] == seq[i]))
+        assert with_partner >= len(labels) - sum(n % 2 for n in (6, 5, 4, 3))
+    assert first != second  # each pass reshuffles
+    assert list(ClassBalancedSampler(labels, seed=3)) == first  # reproducible by seed
+
+
+def test_class_balanced_sampler_gives_every_example_a_positive_in_its_batch():
+    labels = [c for c in range(40) for _ in range(4)]  # 40 classes: random batches of 16 would leave most alone
+    order = list(ClassBalancedSampler(labels, seed=0))
+    for start in range(0, len(order), 16):
+        batch = [labels[i] for i in order[start:start + 16]]
+        assert all(batch.count(label) >= 2 for label in batch)
+    rng = np.random.default_rng(0)
+    random_order = rng.permutation(len(labels))
+    alone = sum(sum(1 for l in b if b.count(l) == 1) for b in ([labels[i] for i in random_order[s:s + 16]] for s in range(0, 160, 16)))
+    assert alone > len(labels) // 2  # the problem it solves

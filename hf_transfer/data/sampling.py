@@ -83,6 +83,32 @@ def multi_label_k_shot_indices(label_sets: Sequence[Sequence[int]], k: int | str
     return chosen
 
 
+class ClassBalancedSampler(Sampler[int]):
+    """One pass over the data in an order whose consecutive pairs share a class, for in-batch contrastive losses.
+
+    Each class's examples are shuffled and cut into pairs, and the pairs are shuffled, so a batch of an even size
+    holds every example's partner: every example gets a positive, however many classes there are. Random batches
+    of 16 out of 77 classes give most examples none, and an in-batch loss then learns from a few pairs only.
+    Each pass reshuffles (seed + pass number), so the order is reproducible.
+    """
+
+    def __init__(self, labels: Sequence[int], seed: int = 0):
+        self.labels, self.seed, self.passes = list(labels), seed, 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng(self.seed + self.passes)
+        self.passes += 1
+        by_class: dict[int, list[int]] = {}
+        for index in rng.permutation(len(self.labels)).tolist():
+            by_class.setdefault(self.labels[index], []).append(index)
+        pairs = [members[i:i + 2] for members in by_class.values() for i in range(0, len(members), 2)]
+        for position in rng.permutation(len(pairs)).tolist():
+            yield from pairs[position]
+
+
 def check_k_shot(labels: Sequence[int], k: int | str, dataset: str, min_per_class: int = 1, min_classes: int = 2,
                  method: str | None = None, name_of: Callable[[int], str] = str) -> None:
     """Refuse, before any work, a K-shot sample that ``k_shot_indices`` would draw unbalanced or too small.

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import Trainer
 
 from hf_transfer.backbones import pool
+from hf_transfer.data.sampling import ClassBalancedSampler
 from hf_transfer.models.common import unwrap
 from hf_transfer.models.contrastive import ContrastiveEncoder
 from hf_transfer.padding import PaddingSkipper
@@ -44,14 +45,15 @@ class ContrastiveTrainer(Trainer):
     ``loss_fn(embeddings, labels, temperature)`` to the global similarity matrix. A transfer
     ``strategy`` (LoRA, partial, LLRD, L2-SP...) shapes the optimizer and adds its penalty, and a
     NaN/inf training loss stops training, as in ``TransferTrainer`` (``TrainerHooks``). Text batches run padding-free (``skip_padding``, see ``hf_transfer.padding``:
-    the same loss, less compute on padding). ``remove_unused_columns`` is set to False (batches carry
+    the same loss, less compute on padding). ``class_balanced`` orders labelled batches in same-class pairs
+    (``ClassBalancedSampler``), so every example has a positive in its batch. ``remove_unused_columns`` is set to False (batches carry
     extra fields).
     """
 
     def __init__(
         self, model: nn.Module | None = None, *args, loss_fn=None, pooling: str = "mean", temperature: float = 0.05,
         projection: nn.Module | None = None, use_labels: bool | None = None, strategy: Strategy | None = None,
-        skip_padding: bool = True, **kwargs,
+        skip_padding: bool = True, class_balanced: bool = False, **kwargs,
     ):
         from hf_transfer.objectives.contrastive import SELF_SUPERVISED_LOSSES, supcon
 
@@ -61,11 +63,20 @@ class ContrastiveTrainer(Trainer):
         self.use_labels = getattr(self.loss_fn, "__name__", "") not in SELF_SUPERVISED_LOSSES if use_labels is None else use_labels
         self.hooks = TrainerHooks(self, strategy, transfer_model=self._inner_model)
         self._padding = PaddingSkipper(skip_padding)
+        self.class_balanced = class_balanced
         if projection is not None and not isinstance(model, ContrastiveEncoder):
             model = ContrastiveEncoder(model, projection, pooling)
         super().__init__(model, *args, **kwargs)
         self.hooks.attach()
         self.args.remove_unused_columns = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With ``class_balanced``, batches of same-class pairs (``ClassBalancedSampler``); else the Trainer's own."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.class_balanced:
+            return super()._get_train_sampler(train_dataset)
+        labels = dataset["labels"] if hasattr(dataset, "column_names") else dataset.labels
+        return ClassBalancedSampler(labels, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     @property
     def projection(self) -> nn.Module | None:

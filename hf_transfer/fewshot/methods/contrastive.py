@@ -36,6 +36,7 @@ class Contrastive:
     lora: bool = False
     train_layers: int | None = None  # train only the top N layers, on cached states of the frozen rest
     skip_padding: bool = True  # linear layers on real tokens only (hf_transfer.padding): same results, faster
+    class_balanced: bool = True  # batches of same-class pairs: every example has a positive, whatever the class count
     min_per_class: ClassVar[int] = 2  # a same-class pair in every class: with one example a class has no positive pair
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
@@ -65,7 +66,8 @@ class Contrastive:
         return body.eval()
 
     def _loss_options(self, encoder: SentenceEncoder) -> dict:
-        return dict(loss_fn=contrastive_loss(self.loss), pooling=encoder.pooling, temperature=self.temperature, skip_padding=self.skip_padding)
+        return dict(loss_fn=contrastive_loss(self.loss), pooling=encoder.pooling, temperature=self.temperature, skip_padding=self.skip_padding,
+                    class_balanced=self.class_balanced)
 
     def _fit_top_layers(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
         from hf_transfer.fewshot.top_layers import CachedStates, TopLayers, pad_states
