@@ -83,8 +83,11 @@ def test_trained_methods_fit_and_predict(name, tiny_text_backbone):
     assert all(torch.equal(before[n], p) for n, p in encoder.body.named_parameters())
 
 
-def test_recommended_is_prototype_tuning_with_one_rule_for_every_k_and_class_count():
-    assert recommended(8, 2) == recommended(5, 77) == PrototypeTuning()
+def test_recommended_is_class_balanced_contrastive_and_prototype_tuning_without_pairs():
+    for k, classes in ((8, 2), (5, 77), (2, 6)):
+        method = recommended(k, classes)
+        assert method == contrastive_for(k, classes) and method.class_balanced
+    assert recommended(1, 5) == PrototypeTuning()  # one example per class: no same-class pair to contrast
     assert "recommended" in method_names() and "prototype_tuning" in method_names()
 
 

@@ -68,8 +68,9 @@ def prototype_head(prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 METHOD_DESCRIPTIONS = {
-    "recommended": "the body fine-tuned by cross-entropy against frozen class prototypes (with the class names when "
-                   "leave-one-out on the support set says they help), then a logistic-regression head",
+    "recommended": "contrastive tuning of the body on class-balanced batches of same-class pairs, then a "
+                   "logistic-regression head (settings chosen from K and the class count; with one example per class, "
+                   "prototype tuning)",
     "prototype_tuning": "the body fine-tuned by cross-entropy against frozen class prototypes (cosine similarity), "
                         "then a logistic-regression head",
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "
