@@ -61,8 +61,8 @@ class FewShotArguments:
     methods: list[str] = option(
         default_factory=lambda: ["recommended"],
         help=f"Few-shot methods (comma- or space-separated), from: {', '.join(method_names())}. 'recommended' is "
-        "our default (prototype_tuning: the body tuned by cross-entropy against every class's prototype, with the "
-        "class names when leave-one-out on the support set says they help, then a logistic head). With no arguments at all: "
+        "our default (contrastive on class-balanced batches: the body tuned so that same-class pairs meet in every "
+        "batch, then a logistic head; prototype_tuning at K=1). With no arguments at all: "
         f"{','.join(MAIN_JOB_METHODS)}.")
     model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder.")
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
