@@ -5,7 +5,9 @@ development set of ``--dev_size`` other train examples (disjoint from every supp
 
 - ``probe``: logistic regression on the frozen body (= ``linear_probe``); ``proto``: frozen prototypes (= ``protonet``);
 - ``names0``: class names alone (= ``zeroshot``); ``protonames``: frozen prototypes with the name counted in;
-- ``contrastive``: the ``contrastive`` method (the former ``recommended``);
+- ``contrastive``: the ``contrastive`` method as it ships (class-balanced batches; = ``recommended`` at K >= 2);
+  ``contrastive_names``: the same with each class's name as one more labelled member of the support set (in the
+  contrastive batches and in the head's data; ``_headx``: the head without the names);
 - ``hybrid``: the body tuned on the ``contrastive`` schedule by ``anchored_loss`` (prototypes as extra batch members);
 - ``ftce``: the body fine-tuned by cross-entropy against cosine class vectors initialised at the prototypes and
   learned (10x the body's learning rate); ``ftce_fixed``: the same with the class vectors frozen (= ``prototype_tuning``);
@@ -194,6 +196,13 @@ for ds in a.datasets.split(","):
             elif arm in ("contrastive", "contrastive_random"):  # as it ships (class-balanced batches) / random batches
                 m = replace(contrastive_for(a.k, C), class_balanced=arm == "contrastive"); body = m.train_body(enc, texts, labels, s)
                 h = LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C); row[arm] = acc(h.predict(enc.encode(dt, body)))
+            elif arm == "contrastive_names":  # class names as extra labelled members of the batches and of the head's data
+                m = contrastive_for(a.k, C); cn = known_class_texts(splits.class_names)
+                row["names_help"] = names_help(enc, texts, labels, C, cn)
+                body = m.train_body(enc, texts + cn, labels + list(range(C)), s)
+                zs, zt = enc.encode(texts, body), enc.encode(dt, body); zn = enc.encode(cn, body)
+                row[arm] = acc(LogisticRegressionHead(m.C).fit(torch.cat([zs, zn]), torch.cat([y, torch.arange(C)]), C).predict(zt))
+                row[arm + "_headx"] = acc(LogisticRegressionHead(m.C).fit(zs, y, C).predict(zt))  # names in training only
             elif arm == "contrastive_pk":
                 body = contrastive_pk(texts, labels, C, a.k, s)
                 row[arm] = acc(LogisticRegressionHead(1.0).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))
