@@ -9,12 +9,12 @@ Estimators (one file each): LogME (``logme``), H-score with shrinkage (``hscore`
 layer, ``api`` ties them together, ``report`` writes ranking.md / ranking.jsonl / the plot.
 """
 
-from hf_transfer.ranking.api import RankingData, load_ranking_data, rank, score_candidate
+from hf_transfer.ranking.api import RankingData, data_arguments, load_ranking_data, rank, score_candidate
 from hf_transfer.ranking.hscore import h_score
 from hf_transfer.ranking.knn import knn_accuracy
 from hf_transfer.ranking.leep import leep, nce
 from hf_transfer.ranking.logme import logme
 from hf_transfer.ranking.scores import ESTIMATORS, LAYER_CHOICES, CandidateScore
 
-__all__ = ["ESTIMATORS", "LAYER_CHOICES", "CandidateScore", "RankingData", "h_score", "knn_accuracy", "leep", "load_ranking_data",
+__all__ = ["ESTIMATORS", "LAYER_CHOICES", "CandidateScore", "RankingData", "data_arguments", "h_score", "knn_accuracy", "leep", "load_ranking_data",
            "logme", "nce", "rank", "score_candidate"]

@@ -34,6 +34,11 @@ class RankingData:
     regression: bool
     num_classes: int | None
 
+    def describe(self, name: str) -> str:
+        """The data in words, for the report: name, examples, classes or targets, modality."""
+        what = f"{self.labels.shape[1]} regression target(s)" if self.regression else f"{self.num_classes} classes"
+        return f"Dataset {name}: {len(self.inputs)} train examples ({self.modality}), {what}."
+
 
 def data_arguments(dataset: str | DataArguments, **columns) -> DataArguments:
     """``DataArguments`` for a dataset folder, a Hub name, ``bundled:NAME``, or a bare bundled name (not a folder here)."""
@@ -86,10 +91,11 @@ def sort_key(sort_by: str):
     return lambda row: (row.failed, row.scores.get(sort_by) is None, -(row.scores.get(sort_by) or 0.0))
 
 
-def rank(models: list[str], dataset: str | DataArguments, *, max_examples: int | None = 2000, max_length: int = 128,
+def rank(models: list[str], dataset: str | DataArguments | RankingData, *, max_examples: int | None = 2000, max_length: int = 128,
          batch_size: int = 32, pooling: str = "mean", knn_k: int = 3, layer: str = "mean", sort_by: str = "logme",
          seed: int = 0, cache_dir: str | None = None, **columns) -> list[CandidateScore]:
-    """Score each of ``models`` on the train split of ``dataset`` and return them best first by ``sort_by``.
+    """Score each of ``models`` on the train split of ``dataset`` (a name or folder, ``DataArguments``, or data
+    ``load_ranking_data`` read already) and return them best first by ``sort_by``.
 
     ``columns``: ``DataArguments`` keys (``text_column``, ``label_column``, ``task``, ...). Raises ``UserInputError``
     for bad data (one class, a NaN target, ...), fewer than two candidates, or no candidate that could be scored."""
@@ -97,7 +103,7 @@ def rank(models: list[str], dataset: str | DataArguments, *, max_examples: int |
     if len(models) < 2:
         raise UserInputError(f"--models names {len(models)} candidate{'s' * (len(models) != 1)}; ranking needs two or more.",
                              "give --models M1 M2 ... (e.g. --models default path/to/other_model).")
-    data = load_ranking_data(data_arguments(dataset, **columns), max_examples, seed)
+    data = dataset if isinstance(dataset, RankingData) else load_ranking_data(data_arguments(dataset, **columns), max_examples, seed)
     results = [score_candidate(name, data, max_length=max_length, batch_size=batch_size, pooling=pooling, knn_k=knn_k,
                                layer=layer, cache_dir=cache_dir) for name in models]
     if all(result.failed for result in results):
