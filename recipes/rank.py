@@ -18,12 +18,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_transfer import console, outputs
+from hf_transfer import console, outputs, ranking
 from hf_transfer.cli import run_script
 from hf_transfer.config import parse_config
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import SEED_MAX, option
-from hf_transfer.ranking import ESTIMATORS, LAYER_CHOICES, data_arguments, load_ranking_data, rank
 from hf_transfer.ranking.report import JSONL, MARKDOWN, PLOT, write_ranking
 
 PROG = "hf-transfer rank"
@@ -53,8 +52,8 @@ class RankArguments:
                           choices=["mean", "cls"])
     knn_k: int = option(3, "Neighbours voting in the kNN leave-one-out accuracy.", minimum=1)
     layer: str = option("mean", "Which features the headline scores use: the layer-averaged features, the last layer, or "
-                        "each score's best layer (all three are in ranking.jsonl).", choices=list(LAYER_CHOICES))
-    sort_by: str = option("logme", "The score the table is sorted by.", choices=list(ESTIMATORS))
+                        "each score's best layer (all three are in ranking.jsonl).", choices=list(ranking.LAYER_CHOICES))
+    sort_by: str = option("logme", "The score the table is sorted by.", choices=list(ranking.ESTIMATORS))
     seed: int = option(0, "Seed of the --max_examples subset.", minimum=0, maximum=SEED_MAX)
     cache_dir: str | None = option(None, "Where embeddings are cached (default $HF_TRANSFER_EMBEDDINGS_CACHE, else "
                                    "$HF_HOME/hf_transfer/embeddings).", path="output")
@@ -76,10 +75,10 @@ def main(argv: list[str] | None = None) -> Path:
         raise UserInputError(f"--models names {count} candidate{'s' * (count != 1)}; ranking needs two or more.",
                              "give --models M1 M2 ... (e.g. --models default path/to/other_model).")
     outputs.check_output_dir(args.output, args.overwrite_output_dir, option="output")
-    data = load_ranking_data(data_arguments(args.dataset, dataset_config=args.dataset_config, text_column=args.text_column,
+    data = ranking.load_ranking_data(ranking.data_arguments(args.dataset, dataset_config=args.dataset_config, text_column=args.text_column,
                                             image_column=args.image_column, label_column=args.label_column, task=args.task,
                                             max_length=args.max_length), args.max_examples, args.seed)
-    results = rank(args.models, data, max_length=args.max_length, batch_size=args.batch_size, pooling=args.pooling,
+    results = ranking.rank(args.models, data, max_length=args.max_length, batch_size=args.batch_size, pooling=args.pooling,
                    knn_k=args.knn_k, layer=args.layer, sort_by=args.sort_by, cache_dir=args.cache_dir)
     about = data.describe(args.dataset)
     folder = outputs.build_then_publish(args.output, lambda staging: write_ranking(staging, results, about, args.layer, args.sort_by))
