@@ -77,8 +77,11 @@ def score_candidate(name: str, data: RankingData, *, max_length: int = 128, batc
             raise UserInputError(f"'{name}' is a{'n image' if candidate.modality == 'image' else ' text'} model, but the "
                                  f"dataset holds {'images' if data.modality == 'image' else 'texts'}.",
                                  f"rank {'text' if data.modality == 'text' else 'image'} models on this dataset.")
+        embedding = time.perf_counter()
         features = cached_embed(candidate, data.inputs, max_length, batch_size, cache_dir)
+        embedding = time.perf_counter() - embedding
         result = score_features(name, features, data.labels, data.regression, knn_k, layer)
+        result.embed_seconds = embedding
     except UserInputError as error:
         result = CandidateScore(name, scores=dict.fromkeys(ESTIMATORS), error=str(error))
     result.model = backbones.public_name(name) if name == backbones.DEFAULT_BACKBONE else name

@@ -36,6 +36,7 @@ class Candidate:
     processor: Any
     pooling: str
     weights: str
+    device: torch.device = torch.device("cpu")
 
     @property
     def has_head(self) -> bool:
@@ -43,7 +44,12 @@ class Candidate:
 
     @torch.inference_mode()
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Pooled features of every layer (the embedding layer left out) and the head's logits (or None)."""
+        """Pooled features of every layer (the embedding layer left out) and the head's logits (or None), on the CPU."""
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        layers, logits = self._forward(inputs)
+        return [layer.cpu() for layer in layers], None if logits is None else logits.cpu()
+
+    def _forward(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         mask = inputs.get("attention_mask")
         body = self.model.backbone if self.kind == "hf_transfer" else self.model
         output = body(**inputs, output_hidden_states=True)
@@ -70,8 +76,16 @@ def _weights_id(name: str, reference: str, config) -> str:
     return f"{os.path.abspath(reference)}@{os.path.getmtime(reference) if os.path.exists(reference) else ''}"
 
 
-def load_candidate(name: str, pooling: str = "mean") -> Candidate:
-    """Load the candidate ``name`` for ranking; a name that cannot be loaded is a ``UserInputError`` with the reason."""
+def load_candidate(name: str, pooling: str = "mean", device: str | None = None) -> Candidate:
+    """Load the candidate ``name`` for ranking, on ``device`` (default: CUDA when there is one); a name that cannot be
+    loaded is a ``UserInputError`` with the reason."""
+    candidate = _load(name, pooling)
+    candidate.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    candidate.model.to(candidate.device)
+    return candidate
+
+
+def _load(name: str, pooling: str) -> Candidate:
     reference = backbones.resolve_backbone(name)
     with user_errors(backbones.LOAD_ERRORS, *backbones.load_failure(name, "config.json", "--models")):
         config = AutoConfig.from_pretrained(reference)

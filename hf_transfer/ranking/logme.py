@@ -47,16 +47,31 @@ def evidence_at(features: np.ndarray, y: np.ndarray, alpha: float, beta: float) 
     return float(-0.5 * (n * np.log(2 * np.pi) + logdet + y @ np.linalg.solve(covariance, y)) / n)
 
 
+def _spectrum(f: np.ndarray):
+    """The non-zero eigenvalues of ``F^T F`` (squared singular values of ``F``) and ``y -> U^T y`` for the matching left
+    singular vectors ``U``; from the ``d x d`` Gram matrix when there are more examples than dimensions (as thuml/LogME's
+    truncated SVD: far cheaper than the SVD of ``F``), else from the SVD."""
+    n, d = f.shape
+    if n > d:
+        sigma, v = np.linalg.eigh(f.T @ f)
+        keep = sigma > max(sigma.max(), 0.0) * 1e-12
+        sigma, v = sigma[keep], v[:, keep]
+        scale = np.sqrt(sigma)
+        return sigma, lambda y: (v.T @ (f.T @ y)) / scale  # U = F V / s
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    keep = s > max(s.max(), 0.0) * 1e-12
+    return s[keep] ** 2, lambda y: u[:, keep].T @ y
+
+
 def fit(features: np.ndarray, labels: np.ndarray, regression: bool = False) -> list[Evidence]:
     """alpha, beta and evidence of every target column of ``labels`` (class ids, or regression targets)."""
     f = np.asarray(features, dtype=np.float64)
     n, d = f.shape
-    u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s**2  # eigenvalues of F^T F (K = min(n, d) of them)
+    sigma, project = _spectrum(f)
     zero_dims = d - len(sigma)
     fitted = []
     for y in targets(labels, regression).T:
-        x2 = (u.T @ y) ** 2  # y in the basis of F's left singular vectors
+        x2 = project(y) ** 2  # y in the basis of F's left singular vectors
         residual_x2 = max(float(y @ y - x2.sum()), 0.0)  # the part of y outside F's column space
         alpha, beta = 1.0, 1.0
         for _ in range(MAX_ITERATIONS):

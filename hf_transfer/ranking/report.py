@@ -20,7 +20,7 @@ def ranking_markdown(results: list[CandidateScore], about: str, layer: str, sort
     """The table, best first by ``sort_by``; a failed candidate's row gives its reason."""
     lines = [f"# Ranking of {len(results)} candidates", "", about, "",
              f"Scores at the {'layer-averaged features' if layer == 'mean' else layer + ' layer'}; sorted by {sort_by} "
-             "(higher is better for every score). Seconds: loading, embedding and scoring the candidate.", "",
+             "(higher is better for every score). Seconds: loading, embedding and scoring the candidate (embedding alone).", "",
              "| rank | model | " + " | ".join(ESTIMATORS) + " | best layer (logme) | seconds | note |",
              "|---:|---|" + "---:|" * len(ESTIMATORS) + "---:|---:|---|"]
     for position, result in enumerate(results, 1):
@@ -31,7 +31,7 @@ def ranking_markdown(results: list[CandidateScore], about: str, layer: str, sort
         scores = " | ".join(_number(result.scores.get(name)) for name in ESTIMATORS)
         best = result.variants.get("logme_best_layer", "–")
         note = "embeddings from the cache" if result.cached else ""
-        lines.append(f"| {position} | {result.model} | {scores} | {best} | {result.seconds:.1f} | {note} |")
+        lines.append(f"| {position} | {result.model} | {scores} | {best} | {result.seconds:.1f} ({result.embed_seconds:.1f}) | {note} |")
     return "\n".join(lines) + "\n"
 
 
