@@ -160,10 +160,15 @@ def zoo(tmp_path_factory):
     classifier = TransferModel.from_backbone(str(first), {0: "spam", 1: "ham"})
     classifier.save_pretrained(root / "classifier")
     testing.tiny_tokenizer().save_pretrained(root / "classifier")
+    from transformers import BertForSequenceClassification
+
+    BertForSequenceClassification(testing.tiny_bert_config(num_labels=4)).save_pretrained(root / "hf_head")
+    testing.tiny_tokenizer().save_pretrained(root / "hf_head")
     broken = root / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    return {"a": str(first), "b": str(second), "classifier": str(root / "classifier"), "broken": str(broken)}
+    return {"a": str(first), "b": str(second), "classifier": str(root / "classifier"), "hf_head": str(root / "hf_head"),
+            "broken": str(broken)}
 
 
 @pytest.fixture
@@ -218,6 +223,23 @@ def test_a_second_ranking_reads_the_cache_and_does_not_embed_again(zoo, toy_text
         assert second[name].scores["logme"] == first[name].variants["logme_last"]
     with pytest.raises(AssertionError, match="embedded again"):  # other settings (max_length) are another fingerprint
         rank([zoo["a"], zoo["b"]], str(toy_text_data), max_length=8)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "hf_head"])
+def test_leep_and_nce_of_a_head_equal_those_of_its_own_forward_pass(kind, zoo, toy_text_data, cache):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_transfer.ranking.scores import softmax
+
+    rows = [json.loads(line) for line in (toy_text_data / "train.jsonl").read_text().splitlines()]
+    texts, labels = [r["text"] for r in rows], np.array([r["label"] for r in rows])
+    model = AutoModelForSequenceClassification.from_pretrained(zoo[kind]).eval()
+    with torch.no_grad():
+        logits = model(**testing.tiny_tokenizer()(texts, padding=True, return_tensors="pt")).logits.numpy()
+    result = {r.model: r for r in rank([zoo[kind], zoo["a"]], str(toy_text_data))}[zoo[kind]]
+    assert result.scores["leep"] == pytest.approx(leep(softmax(logits), labels), rel=1e-4)
+    assert result.scores["nce"] == pytest.approx(nce(softmax(logits), labels), abs=1e-6)
 
 
 def test_rank_scores_image_candidates_and_fails_a_text_model_on_images(tiny_image_backbone, toy_image_data, zoo, cache, tmp_path):
