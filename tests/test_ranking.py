@@ -37,6 +37,7 @@ def test_logme_is_the_exact_log_evidence_at_its_fitted_alpha_beta_and_a_maximum(
             assert evidence_at(f, y, column.alpha * factor, column.beta) < direct
             assert evidence_at(f, y, column.alpha, column.beta * factor) < direct
     assert logme(f, labels) == pytest.approx(np.mean([c.evidence for c in fitted]))
+    assert logme(f, np.where(labels == 2, 5, labels)) == pytest.approx(logme(f, labels))  # absent ids 2-4 add no column
 
 
 def test_logme_scores_separable_features_above_noise_for_classes_and_regression():

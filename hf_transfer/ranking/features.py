@@ -29,8 +29,8 @@ FINGERPRINT_VERSION = 1  # bump when what a cached file means changes
 
 @dataclass
 class Features:
-    """``layers``: ``(num layers, n, width)`` pooled features per layer (a CNN's stages may differ in width, then a
-    list); ``logits``: ``(n, source labels)`` or None; ``cached``: read from the cache."""
+    """``layers``: one ``(n, width)`` array of pooled features per layer (a CNN's stages may differ in width);
+    ``logits``: ``(n, source labels)`` or None; ``cached``: read from the cache."""
 
     layers: list[np.ndarray]
     logits: np.ndarray | None

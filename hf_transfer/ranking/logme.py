@@ -31,11 +31,12 @@ class Evidence:
 
 
 def targets(labels: np.ndarray, regression: bool) -> np.ndarray:
-    """The target columns: one-hot class columns (classification), or the ``(n, t)`` regression targets."""
+    """The target columns: one-hot columns of the classes present (an absent class's all-zero column would be fitted
+    perfectly and inflate the mean), or the ``(n, t)`` regression targets."""
     labels = np.asarray(labels)
     if regression:
         return labels.reshape(len(labels), -1).astype(np.float64)
-    return (labels.reshape(-1, 1) == np.arange(int(labels.max()) + 1)).astype(np.float64)
+    return (labels.reshape(-1, 1) == np.unique(labels)).astype(np.float64)
 
 
 def evidence_at(features: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:
