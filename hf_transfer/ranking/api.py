@@ -59,11 +59,11 @@ def load_ranking_data(args: DataArguments, max_examples: int | None = None, seed
         train = train.shuffle(seed=seed).select(range(max_examples))
     regression = args.task == "regression"
     labels = np.asarray(train["labels"], dtype=np.float64 if regression else np.int64)
+    inputs = list(train[args.text_column if modality == "text" else args.image_column])
     if regression:
-        return RankingData(list(train[args.text_column if modality == "text" else args.image_column]), labels, modality, True, None)
+        return RankingData(inputs, labels, modality, True, None)
     check_classes((id2label[int(i)] for i in labels), f"The subset of {len(labels)} examples kept by --max_examples",
                   "raise --max_examples (the examples are a random subset of the train split).")
-    inputs = list(train[args.text_column if modality == "text" else args.image_column])
     return RankingData(inputs, labels, modality, False, len(id2label))
 
 

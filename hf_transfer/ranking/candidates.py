@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from hf_transfer import backbones
-from hf_transfer.errors import UserInputError, user_errors
+from hf_transfer.errors import user_errors
 
 HEAD_ARCHITECTURES = {"ForSequenceClassification": AutoModelForSequenceClassification,
                       "ForImageClassification": AutoModelForImageClassification}
@@ -37,10 +37,6 @@ class Candidate:
     pooling: str
     weights: str
     device: torch.device = torch.device("cpu")
-
-    @property
-    def has_head(self) -> bool:
-        return self.kind != "backbone"
 
     @torch.inference_mode()
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
