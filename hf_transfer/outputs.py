@@ -198,3 +198,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     with os.fdopen(handle, "w", encoding="utf-8") as file:
         file.write(text)
     os.replace(temporary, path)
+
+
+def write_figure(figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save a matplotlib ``figure`` as a PNG atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temporary, dpi=dpi)
+    plt.close(figure)
+    temporary.replace(path)

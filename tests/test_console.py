@@ -1,6 +1,6 @@
 """What a user sees: every job's stdout + stderr, run as a real process, reads like a finished tool.
 
-Checked on the captured console of ``train``, ``fewshot``, ``pretrain``, ``push --dry_run`` and a two-process
+Checked on the captured console of ``train``, ``fewshot``, ``rank``, ``pretrain``, ``push --dry_run`` and a two-process
 ``accelerate launch`` run (tiny models): no ``Warning``/``UserWarning``/``FutureWarning`` line, no raw log dict,
 no line printed twice by two ranks, and exactly one final line, naming the output path.
 """
@@ -136,6 +136,20 @@ def test_fewshot_console(tiny_text_backbone, toy_fewshot_dir, tmp_path):
         assert str(output / name) in final and (output / name).is_file()
     assert re.search(r"best (linear_probe|recommended), mean test accuracy \d\.\d{4} over 1 run", final)
     assert {line.split(":")[0] for line in lines_of(text) if BAR_LINE.search(line)} == {"few-shot runs"}
+
+
+def test_rank_console(tiny_text_backbone, toy_text_data, tmp_path):
+    from hf_transfer import testing
+
+    other = testing.save_tiny_text_backbone(tmp_path / "other", seed=1)
+    output = tmp_path / "ranking"
+    text = run_cli(["rank", "--models", str(tiny_text_backbone), str(other), "--dataset", str(toy_text_data),
+                    "--cache_dir", str(tmp_path / "cache"), "--output", str(output)], tmp_path)
+    final = check_console(text, output, "rank")
+    for name in ("ranking.md", "ranking.jsonl", "ranking.png"):
+        assert str(output / name) in final and (output / name).is_file()
+    assert re.search(r"rank done: best \S+, logme -?\d+\.\d{4} ·", final)
+    assert {line.split(":")[0] for line in lines_of(text) if BAR_LINE.search(line)} == {f"embedding {Path(tiny_text_backbone).name}", "embedding other"}
 
 
 def test_pretrain_console(tiny_text_backbone, toy_text_data, tmp_path):

@@ -234,8 +234,8 @@ def test_recipes_save_their_record_through_the_shared_helpers(path):
     text = path.read_text(encoding="utf-8")
     for by_hand in ("safe_dump(", '"metrics.json"', '"recipe_config.yaml"', '"README.md"', "card.save(", "publishable_config("):
         assert by_hand not in text, f"{path.name}: {by_hand}"
-    if "Run.start(" not in text:  # the few-shot grid is not a Trainer run and saves no model
-        assert path.stem == "fewshot"
+    if "Run.start(" not in text:  # the few-shot grid and the ranking are no Trainer runs and save no model
+        assert path.stem in ("fewshot", "rank")
 
 
 def test_saved_config_records_the_settings_once_redacted(tmp_path):

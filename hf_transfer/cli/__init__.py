@@ -32,6 +32,7 @@ COMMANDS = {
     "multitask": (f"{RECIPES}.multitask", "One shared backbone, one head per task: hf-transfer multitask CONFIG.yaml"),
     "meta_unseen_classes": (f"{RECIPES}.meta_unseen_classes", "Meta-learning (MAML, Reptile, ProtoNet, ...) on classes never seen in training"),
     "vision_transfer": (f"{RECIPES}.vision_transfer", "Pre-train a ViT on a source domain, fine-tune it on K target images per class"),
+    "rank": (f"{RECIPES}.rank", "Rank candidate backbones for a dataset before fine-tuning (LogME, H-score, kNN, LEEP/NCE): hf-transfer rank --models M1 M2 --dataset D"),
     "push": ("hf_transfer.cli.push", "Upload a finished output folder to the Hub: hf-transfer push OUTPUT_DIR --repo_id NAME"),
     "predict": ("hf_transfer.cli.predict", "Label every row of a file with a saved classifier: hf-transfer predict MODEL INPUT"),
     "export": ("hf_transfer.cli.export", "Export a saved text classifier to ONNX: hf-transfer export MODEL --onnx OUT_DIR"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hf_transfer.data.files import read_jsonl
-from hf_transfer.outputs import write_text
+from hf_transfer.outputs import write_figure, write_text
 
 RESULTS_FILE = "results.jsonl"
 ROW_KEYS = ("dataset", "k", "seed", "method", "accuracy", "train_seconds")
@@ -131,10 +131,7 @@ def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    temporary.replace(path)
+    write_figure(figure, path)
 
 
 def write_reports(folder: Path) -> None:

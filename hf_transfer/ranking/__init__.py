@@ -1,0 +1,20 @@
+"""Transferability estimation: rank pretrained backbones for a labelled dataset before fine-tuning (``hf-transfer rank``).
+
+    from hf_transfer.ranking import rank
+    for row in rank(["default", "path/to/other_model"], "banking77_10", max_examples=500):
+        print(row.model, row.scores["logme"], row.scores["knn_accuracy"])
+
+Estimators (one file each): LogME (``logme``), H-score with shrinkage (``hscore``), kNN leave-one-out accuracy
+(``knn``), LEEP and NCE from a classifier head (``leep``); ``features`` embeds and caches, ``scores`` scores per
+layer, ``api`` ties them together, ``report`` writes ranking.md / ranking.jsonl / the plot.
+"""
+
+from hf_transfer.ranking.api import RankingData, data_arguments, load_ranking_data, rank, score_candidate
+from hf_transfer.ranking.hscore import h_score
+from hf_transfer.ranking.knn import knn_accuracy
+from hf_transfer.ranking.leep import leep, nce
+from hf_transfer.ranking.logme import logme
+from hf_transfer.ranking.scores import ESTIMATORS, LAYER_CHOICES, CandidateScore
+
+__all__ = ["ESTIMATORS", "LAYER_CHOICES", "CandidateScore", "RankingData", "data_arguments", "h_score", "knn_accuracy", "leep", "load_ranking_data",
+           "logme", "nce", "rank", "score_candidate"]

@@ -1,0 +1,95 @@
+"""``hf-transfer rank``: which pretrained backbone should I start from? Transferability scores before any fine-tuning.
+
+    hf-transfer rank --models default path/to/other_model --dataset banking77_10 --output outputs/rank
+    hf-transfer rank --models default my_classifier google/vit-base-patch16-224 --dataset my_images/ --max_examples 500
+    hf-transfer rank --models default other --dataset my_ratings/ --task regression --label_column valence
+
+The train split of ``--dataset`` (read as ``hf-transfer train`` reads it: a folder, a Hub name, ``bundled:NAME``
+or a bundled name) is embedded once per candidate (every layer, batched, cached by fingerprint under
+``$HF_HOME/hf_transfer/embeddings``) and scored with LogME, H-score (shrinkage), kNN leave-one-out accuracy, and
+NCE/LEEP when the candidate has a classifier head (``hf_transfer.ranking``). ``OUTPUT/ranking.md`` is the
+sorted table, ``ranking.jsonl`` one row per candidate, ``ranking.png`` the scores per layer; a candidate that
+cannot be loaded is a failed row with its reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hf_transfer import console, outputs, ranking
+from hf_transfer.cli import run_script
+from hf_transfer.config import parse_config
+from hf_transfer.errors import UserInputError
+from hf_transfer.options import SEED_MAX, option
+from hf_transfer.ranking.report import JSONL, MARKDOWN, PLOT, write_ranking
+
+PROG = "hf-transfer rank"
+DESCRIPTION = (
+    "Rank candidate backbones for a labelled dataset before fine-tuning: LogME, H-score, kNN accuracy (and NCE/LEEP "
+    "for classifiers) on each candidate's frozen features, per layer. Usage: hf-transfer rank --models M1 M2 ... "
+    "--dataset D --output DIR [--key value ...]."
+)
+
+
+@dataclass
+class RankArguments:
+    models: list[str] | None = option(None, "Candidates (two or more): 'default' (bundled all-MiniLM-L6-v2), Hub ids, model "
+                                      "folders, classifiers saved by hf-transfer train/fewshot.")
+    dataset: str | None = option(None, "A folder holding train (and test) .jsonl/.csv/.parquet files, a Hub dataset name, "
+                                 "'bundled:NAME' or a bundled name (sms_spam, banking77_10); its train split is scored.")
+    dataset_config: str | None = option(None, "Hub dataset configuration name.")
+    text_column: str = option("text", "Column with the input text.")
+    image_column: str = option("image", "Column with the input image.")
+    label_column: str = option("label", "Column with the class label, or the numeric target(s) of a regression (comma-separated).")
+    task: str = option("auto", "single_label (classes) or regression (numbers); auto infers it from the data.",
+                       choices=["auto", "single_label", "regression"])
+    max_examples: int = option(2000, "Score at most N train examples (a seeded random subset): caps the cost.", minimum=1)
+    max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
+    batch_size: int = option(32, "Examples per forward pass while embedding.", minimum=1)
+    pooling: str = option("mean", "How a layer's token states become one vector (a saved hf_transfer classifier uses its own).",
+                          choices=["mean", "cls"])
+    knn_k: int = option(3, "Neighbours voting in the kNN leave-one-out accuracy.", minimum=1)
+    layer: str = option("mean", "Which features the headline scores use: the layer-averaged features, the last layer, or "
+                        "each score's best layer (all three are in ranking.jsonl).", choices=list(ranking.LAYER_CHOICES))
+    sort_by: str = option("logme", "The score the table is sorted by.", choices=list(ranking.ESTIMATORS))
+    seed: int = option(0, "Seed of the --max_examples subset.", minimum=0, maximum=SEED_MAX)
+    cache_dir: str | None = option(None, "Where embeddings are cached (default $HF_TRANSFER_EMBEDDINGS_CACHE, else "
+                                   "$HF_HOME/hf_transfer/embeddings).", path="output")
+    output: str = option("outputs/rank", "Output folder (ranking.md, ranking.jsonl, ranking.png).", path="output")
+    overwrite_output_dir: bool = option(False, "Replace an existing output folder (only when the new ranking succeeds).")
+
+
+OPTIONS = [RankArguments]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Parse, rank, write the three files atomically, print the table; returns the output folder."""
+    by_class, _ = parse_config(list(sys.argv[1:] if argv is None else argv), OPTIONS, PROG, DESCRIPTION)
+    args = by_class[RankArguments]
+    if not args.dataset:
+        raise UserInputError("No --dataset given.", "pass --dataset FOLDER, a Hub name or a bundled name such as banking77_10.")
+    if not args.models or len(set(args.models)) < 2:
+        count = len(set(args.models or []))
+        raise UserInputError(f"--models names {count} candidate{'s' * (count != 1)}; ranking needs two or more.",
+                             "give --models M1 M2 ... (e.g. --models default path/to/other_model).")
+    outputs.check_output_dir(args.output, args.overwrite_output_dir, option="output")
+    data = ranking.load_ranking_data(ranking.data_arguments(args.dataset, dataset_config=args.dataset_config, text_column=args.text_column,
+                                            image_column=args.image_column, label_column=args.label_column, task=args.task,
+                                            max_length=args.max_length), args.max_examples, args.seed)
+    results = ranking.rank(args.models, data, max_length=args.max_length, batch_size=args.batch_size, pooling=args.pooling,
+                   knn_k=args.knn_k, layer=args.layer, sort_by=args.sort_by, cache_dir=args.cache_dir)
+    about = data.describe(args.dataset)
+    folder = outputs.build_then_publish(args.output, lambda staging: write_ranking(staging, results, about, args.layer, args.sort_by))
+    print((folder / MARKDOWN).read_text())
+    best, failed = results[0], sum(r.failed for r in results)
+    value = best.scores.get(args.sort_by)
+    headline = f"best {best.model}, " + (f"{args.sort_by} {value:.4f}" if value is not None else f"no candidate has {args.sort_by}")
+    headline += f" ({failed} of {len(results)} failed)" if failed else ""
+    console.done("rank", headline, [("table", folder / MARKDOWN), ("rows", folder / JSONL), ("plot", folder / PLOT)])
+    return folder
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main, __file__))
