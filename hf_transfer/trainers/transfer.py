@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import Trainer
 
-from hf_transfer.models.common import input_to, unwrap
 from hf_transfer.options import option
-from hf_transfer.padding import PaddingSkipper
+from hf_transfer.padding import PaddingSkipper, real_token_outputs
 from hf_transfer.strategies import Strategy
 from hf_transfer.trainers.hooks import TrainerHooks
 
@@ -24,27 +22,6 @@ class PaddingArguments:
         "weights and metrics, less compute on padding. Checked once on the first batch; turned off with one log line "
         "if the model's outputs change (a backbone that mixes positions other than by masked attention); off under "
         "gradient checkpointing.")
-
-
-def real_token_outputs(model: nn.Module, batch: dict) -> torch.Tensor:
-    """What padding-free passes must not change: the head's input (the model's ``classifier`` module, when it has
-    one) and the logits of ``batch`` (without its labels), flattened into one vector.
-
-    The head's input is on the scale of the hidden states, where a change shows even when a fresh head's logits
-    are near zero; token-level tensors are compared at real tokens only (the loss and the metrics ignore the
-    padded positions, where padding-free layers leave zeros)."""
-    mask = batch["attention_mask"].bool()
-
-    def at_real_tokens(tensor: torch.Tensor) -> torch.Tensor:
-        return (tensor[mask] if tensor.dim() > 2 and tensor.shape[:2] == mask.shape else tensor).flatten()
-
-    def forward():
-        return model(**{key: value for key, value in batch.items() if key != "labels"})
-
-    head = next((module for name, module in unwrap(model).named_modules() if name.split(".")[-1] == "classifier"), None)
-    outputs, features = input_to(head, forward) if head is not None else (forward(), None)
-    logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
-    return torch.cat([at_real_tokens(logits)] + ([at_real_tokens(features)] if torch.is_tensor(features) else []))
 
 
 class TransferTrainer(Trainer):
