@@ -133,4 +133,4 @@ class PaddingSkipper:
             model.train(training)
         if not self.verified:
             logger.warning("skip_padding changes this model's outputs (it mixes token positions other than by masked "
-                           "attention): training goes on with padded linear layers; set skip_padding false to silence this.")
+                           "attention): its passes stay padded; set skip_padding false to silence this.")
