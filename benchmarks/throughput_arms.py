@@ -108,14 +108,15 @@ def transfer_trainer_class():
     return TransferTrainer
 
 
-def run_trainer(argv: list[str], probe, trainer_cls, collator_override=None):
-    """Build from the recipe's blocks and train with ``trainer_cls`` (plain Trainer or TransferTrainer)."""
+def run_trainer(argv: list[str], probe, trainer_cls, collator_override=None, skip_padding: bool = True):
+    """Build from the recipe's blocks and train with ``trainer_cls`` (plain Trainer or TransferTrainer, padding-free
+    unless ``skip_padding`` is false)."""
     from hf_transfer.metrics import compute_metrics
 
     config, strategy, model, tokenizer, prepared, collator = build_blocks(argv)
     if collator_override is not None:
         collator = collator_override(tokenizer)
-    extra = {"strategy": strategy} if issubclass(trainer_cls, transfer_trainer_class()) else {}
+    extra = {"strategy": strategy, "skip_padding": skip_padding} if issubclass(trainer_cls, transfer_trainer_class()) else {}
     trainer = trainer_cls(
         model=model,
         args=config.training,

@@ -22,7 +22,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.models.tagger import TASK, build_tagger
 from hf_transfer.run import Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
-from hf_transfer.trainers import TransferTrainer
+from hf_transfer.trainers import PaddingArguments, TransferTrainer
 
 HEADLINE = ("f1", "token_accuracy", "loss")
 
@@ -100,6 +100,7 @@ def train_tagger(config) -> dict[str, float]:
         compute_metrics=tagging_metrics(id2label),
         compute_loss_func=token_loss,
         strategy=strategy,
+        skip_padding=config.extra[PaddingArguments].skip_padding,
     )
     result = run.train(trainer)
     metrics = dict(result.metrics)

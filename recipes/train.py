@@ -52,7 +52,7 @@ from hf_transfer.options import option
 from hf_transfer.run import NOT_FINGERPRINTED, Run, fingerprint, save_classifier
 from hf_transfer.strategies import get_strategy
 from hf_transfer.tagging import train_tagger
-from hf_transfer.trainers import TransferTrainer
+from hf_transfer.trainers import PaddingArguments, TransferTrainer
 
 
 @dataclass
@@ -74,7 +74,7 @@ class FewShotModelArguments:
         self.label_descriptions = parse_descriptions(self.label_descriptions, "{class name: sentence}")
 
 
-OPTIONS = argument_classes(FewShotModelArguments, EvaluationArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
+OPTIONS = argument_classes(FewShotModelArguments, PaddingArguments, EvaluationArguments)  # every option of 'hf-transfer train' (the dataclasses parse_recipe_args fills)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=collator,
         compute_metrics=compute_metrics,
         strategy=strategy,
+        skip_padding=config.extra[PaddingArguments].skip_padding,
     )
     result = run.train(trainer)
     metrics = dict(result.metrics)

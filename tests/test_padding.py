@@ -80,3 +80,15 @@ def test_padding_skipper_probes_once_even_on_an_unpadded_first_batch(tiny_text_b
     off = PaddingSkipper(enabled=False)
     off.check(model, padded, probe=lambda b: pytest.fail("disabled, never probed"))
     assert off.verified is None and isinstance(off.context(padded), contextlib.nullcontext)
+
+
+def test_batches_with_little_padding_run_padded():
+    """Under ``min_padded_share`` padded positions the per-op bookkeeping would cost more than it saves."""
+    skipper = PaddingSkipper(min_padded_share=0.1)
+    skipper.verified = True
+    mask = torch.ones(4, 10, dtype=torch.long)
+    mask[0, -1] = 0  # 1 of 40 positions padded: 2.5 %
+    assert isinstance(skipper.context({"attention_mask": mask}), contextlib.nullcontext)
+    mask[:, -1], mask[1, -2] = 0, 0  # 5 of 40: 12.5 %
+    assert isinstance(skipper.context({"attention_mask": mask}), _RealTokenLinears)
+    assert isinstance(PaddingSkipper(min_padded_share=0.0, enabled=True).context({"attention_mask": mask}), contextlib.nullcontext)  # unverified

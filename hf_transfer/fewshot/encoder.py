@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from hf_transfer import backbones
 from hf_transfer.errors import UserInputError
+from hf_transfer.padding import PaddingSkipper
 
 
 class SentenceEncoder:
@@ -17,9 +19,12 @@ class SentenceEncoder:
 
     Embeddings of the *pretrained* body are cached by text, so methods that never move the body
     (linear probe, prototypes, the head stage) and later seeds re-use them instead of re-encoding.
+    Inference (``encode``, ``hidden_states``, ``encode_top``) batches texts of similar length and runs
+    padding-free (``hf_transfer.padding``; checked once per module class), unless ``skip_padding`` is false.
     """
 
-    def __init__(self, model: str | None = "default", max_length: int = 128, batch_size: int = 64, pooling: str = "mean"):
+    def __init__(self, model: str | None = "default", max_length: int = 128, batch_size: int = 64, pooling: str = "mean",
+                 skip_padding: bool = True):
         self.name = model or backbones.DEFAULT_BACKBONE
         config = backbones.load_backbone_config(model)  # checked first: a broken, foreign or image model is one clear error
         if backbones.modality_of(config) != "text":
@@ -30,6 +35,8 @@ class SentenceEncoder:
         self.max_length, self.batch_size, self.pooling = max_length, batch_size, pooling
         self._cache: dict[str, torch.Tensor] = {}
         self._states: dict[tuple[int, str], torch.Tensor] = {}
+        self.skip_padding = skip_padding
+        self._skippers: dict[type, PaddingSkipper] = {}
 
     def fresh_body(self) -> nn.Module:
         """A trainable copy of the pretrained body (the original stays untouched)."""
@@ -40,9 +47,24 @@ class SentenceEncoder:
 
     def embed(self, body: nn.Module, texts: list[str]) -> torch.Tensor:
         """Pooled embeddings with gradients (one forward pass over ``texts``)."""
-        inputs = self.tokenize(texts)
-        hidden = body(**inputs).last_hidden_state
-        return backbones.pool(hidden, inputs["attention_mask"], self.pooling)
+        return self._pooled(body, self.tokenize(texts))
+
+    def _by_token_count(self, texts: list[str]) -> list[str]:
+        """``texts`` shortest first by token count after truncation, so each batch pads little."""
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_attention_mask=False,
+                             return_token_type_ids=False)["input_ids"]
+        return [text for _, text in sorted(zip(map(len, ids), texts), key=lambda pair: pair[0])]
+
+    def _pooled(self, module: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return backbones.pool(module(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)
+
+    def _real_tokens(self, module: nn.Module, inputs: dict[str, torch.Tensor]) -> contextlib.AbstractContextManager:
+        """The padding-free context of an inference pass of ``module`` (a body, or top layers) over ``inputs``."""
+        skipper = self._skippers.setdefault(type(module), PaddingSkipper(self.skip_padding))
+        skipper.check(module, inputs, probe=lambda batch: self._pooled(module, batch))
+        return skipper.context(inputs)
 
     @torch.inference_mode()
     def encode(self, texts: list[str], body: nn.Module | None = None, normalize: bool = True) -> torch.Tensor:
@@ -53,11 +75,12 @@ class SentenceEncoder:
         model = self.body if frozen else body
         was_training = model.training
         model.eval()
-        # sort by length so each batch pads little
-        order = sorted(missing, key=len)
+        order = self._by_token_count(missing)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            computed.update(zip(chunk, self.embed(model, chunk).float()))
+            inputs = self.tokenize(chunk)
+            with self._real_tokens(model, inputs):
+                computed.update(zip(chunk, self._pooled(model, inputs).float()))
         model.train(was_training)
         if frozen:
             self._cache.update(computed)
@@ -69,11 +92,12 @@ class SentenceEncoder:
     def hidden_states(self, texts: list[str], layer: int) -> list[torch.Tensor]:
         """Token states after ``layer`` frozen pretrained layers (0 = embeddings), unpadded, cached by text."""
         missing = [t for t in dict.fromkeys(texts) if (layer, t) not in self._states]
-        order = sorted(missing, key=len)
+        order = self._by_token_count(missing)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             inputs = self.tokenize(chunk)
-            states = self.body(**inputs, output_hidden_states=True).hidden_states[layer]
+            with self._real_tokens(self.body, inputs):
+                states = self.body(**inputs, output_hidden_states=True).hidden_states[layer]
             for text, row, mask in zip(chunk, states, inputs["attention_mask"]):
                 self._states[(layer, text)] = row[: int(mask.sum())].clone()
         return [self._states[(layer, t)] for t in texts]
@@ -91,7 +115,7 @@ class SentenceEncoder:
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             batch = pad_states([{"hidden_states": states[i]} for i in rows])
-            hidden = top(**batch).last_hidden_state
-            embeddings[rows] = backbones.pool(hidden, batch["attention_mask"], self.pooling).float()
+            with self._real_tokens(top, batch):
+                embeddings[rows] = self._pooled(top, batch).float()
         top.train(was_training)
         return F.normalize(embeddings, dim=-1) if normalize else embeddings

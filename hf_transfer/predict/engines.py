@@ -20,6 +20,7 @@ import torch
 
 from hf_transfer.errors import UserInputError, user_errors
 from hf_transfer.outputs import CONFIG_FILE, MODEL_CONFIG_FILE
+from hf_transfer.padding import PaddingSkipper, real_token_outputs
 
 DEFAULT_MAX_LENGTH = 512
 CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
@@ -62,13 +63,18 @@ class Encoder:
 
 
 class TorchEngine:
-    """The saved PyTorch model, in eval mode without gradients; ``task``: the head of a multi-task model."""
+    """The saved PyTorch model, in eval mode without gradients; ``task``: the head of a multi-task model.
 
-    def __init__(self, model: torch.nn.Module, labels: list[str], task_id: int | None = None, device: str | None = None):
+    Text batches run padding-free (``hf_transfer.padding``: linear layers compute real tokens only, the same
+    logits), checked once on the first batch; ``skip_padding=False`` keeps them padded."""
+
+    def __init__(self, model: torch.nn.Module, labels: list[str], task_id: int | None = None, device: str | None = None,
+                 skip_padding: bool = True):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.labels, self.task_id = labels, task_id
         self.problem_type = getattr(model.config, "problem_type", None) if task_id is None else None  # how logits become predictions
+        self.padding = PaddingSkipper(skip_padding)
 
     @torch.inference_mode()
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -76,7 +82,9 @@ class TorchEngine:
         if self.task_id is not None:
             size = next(iter(tensors.values())).shape[0]
             tensors["task_ids"] = torch.full((size,), self.task_id, dtype=torch.long, device=self.device)
-        return self.model(**tensors).logits.float().cpu().numpy()
+        self.padding.check(self.model, tensors, probe=lambda inputs: real_token_outputs(self.model, inputs))
+        with self.padding.context(tensors):
+            return self.model(**tensors).logits.float().cpu().numpy()
 
 
 def _config(folder: Path, name: str) -> dict:

@@ -7,9 +7,9 @@ from hf_transfer.trainers.distill import DistillationTrainer
 from hf_transfer.trainers.hooks import TrainerHooks
 from hf_transfer.trainers.meta import MetaArguments, MetaTrainer
 from hf_transfer.trainers.multitask import MultiTaskTrainer
-from hf_transfer.trainers.transfer import TransferTrainer
+from hf_transfer.trainers.transfer import PaddingArguments, TransferTrainer
 
 __all__ = [
     "ContrastiveTrainer", "DANNTrainer", "DistillationTrainer", "MetaArguments", "MetaTrainer", "MultiTaskTrainer",
-    "TrainerHooks", "TransferTrainer",
+    "PaddingArguments", "TrainerHooks", "TransferTrainer",
 ]
