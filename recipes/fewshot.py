@@ -29,7 +29,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods import method_names
 from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
-from hf_transfer.fewshot.report import read_results
+from hf_transfer.fewshot.report import dataset_metric, headline, read_results
 from hf_transfer.fewshot.runner import run_experiment
 from hf_transfer.options import SEED_MAX, check_instance, option
 
@@ -82,6 +82,14 @@ class FewShotArguments:
         "epoch; cached by fingerprint under $HF_HOME/hf_transfer/adapted, so a sweep adapts once); then every method runs "
         "from the adapted body. A dataset folder name under data or a name of sources; NAME:0-49 keeps classes 0-49 (ids "
         "and ranges joined by '+'). Its runs are 'method@source' in results.jsonl and summary.md.")
+    task: str = option("single_label", "What the datasets hold: single_label (one class per text), multi_label (a list of "
+                       "labels per text: every label gets at least K examples) or token_classification (NER: tokens and tags; "
+                       "K mentions per entity type, --methods are transfer strategies such as full,linear_probe,lora).",
+                       choices=["single_label", "multi_label", "token_classification"])
+    tagger_epochs: float = option(10.0, "token_classification only: epochs over the K-mention sample (batch 8).", above=0)
+    tagger_learning_rate: float | None = option(
+        None, "token_classification only: the learning rate of every strategy (default: 1e-2 linear_probe, 1e-3 lora, 1e-4 the "
+        "others).", above=0)
     label_descriptions: dict | str | None = option(
         None, "For K=0: a mapping from a dataset name to {class name: sentence}; a described class is embedded by its "
         "sentence instead of its name (in the YAML file, or JSON on the command line).")
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> Path:
         Path(args.data), args.datasets, args.shots, args.seeds, args.methods, Path(args.output),
         model=args.model, max_length=args.max_length, max_test=args.max_test, sources=args.sources or {},
         save_models=args.save_models, label_descriptions=args.label_descriptions or {}, source=args.source,
+        task=args.task, tagger_epochs=args.tagger_epochs, tagger_learning_rate=args.tagger_learning_rate,
     )
     folder = results.parent
     print((folder / "summary.md").read_text())
@@ -140,15 +149,16 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def _headline(rows: list[dict]) -> str:
-    """The method with the highest mean test accuracy over the grid's runs, in words."""
+    """The method with the highest mean test score (each row's headline metric) over the grid's runs, in words."""
     by_method: dict[str, list[float]] = {}
     for row in rows:
-        by_method.setdefault(row["method"], []).append(row["accuracy"])
+        by_method.setdefault(row["method"], []).append(row[headline(row)])
     if not by_method:
         return ""
     best = max(by_method, key=lambda m: sum(by_method[m]) / len(by_method[m]))
     scores = by_method[best]
-    return f"best {best}, mean test accuracy {sum(scores) / len(scores):.4f} over {len(scores)} run{'s' * (len(scores) > 1)}"
+    metric = dataset_metric(rows, rows[0]["dataset"]) if len({headline(row) for row in rows}) == 1 else "score"
+    return f"best {best}, mean test {metric} {sum(scores) / len(scores):.4f} over {len(scores)} run{'s' * (len(scores) > 1)}"
 
 
 if __name__ == "__main__":
