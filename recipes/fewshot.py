@@ -31,6 +31,7 @@ from hf_transfer.fewshot.methods.zeroshot import parse_descriptions
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
 from hf_transfer.fewshot.report import dataset_metric, headline, read_results
 from hf_transfer.fewshot.runner import run_experiment
+from hf_transfer.fewshot.tagging import TAGGER_METHODS
 from hf_transfer.options import SEED_MAX, check_instance, option
 
 PROG = "hf-transfer fewshot"
@@ -63,7 +64,8 @@ class FewShotArguments:
         help=f"Few-shot methods (comma- or space-separated), from: {', '.join(method_names())}. 'recommended' is "
         "our default (contrastive on class-balanced batches: the body tuned so that same-class pairs meet in every "
         "batch, then a logistic head; prototype_tuning at K=1). With no arguments at all: "
-        f"{','.join(MAIN_JOB_METHODS)}.")
+        f"{','.join(MAIN_JOB_METHODS)}. With --task token_classification: transfer strategies (default "
+        f"{','.join(TAGGER_METHODS)}).")
     model: str = option("default", "Backbone: 'default' (bundled all-MiniLM-L6-v2), a Hub id or a folder.")
     max_length: int = option(128, "Truncate texts to this many tokens.", minimum=1)
     max_test: int | None = option(None, "Evaluate on at most N test examples (a fixed random subset).", minimum=1)
@@ -126,6 +128,8 @@ def parse(argv: list[str]) -> FewShotArguments:
                              "rename the option; transfer strategies (which parameters move) are a different thing.")
     by_class, source = parse_config(argv, OPTIONS, PROG, DESCRIPTION, example=None)
     args = by_class[FewShotArguments]
+    if args.task == "token_classification" and "methods" not in source:  # NER compares transfer strategies
+        args.methods = list(TAGGER_METHODS)
     if args.sources and "datasets" not in source:  # a config file's sources are the datasets unless it names them
         args.datasets = [name for name in args.sources if name != args.source]  # (the source task is not a target)
     return args

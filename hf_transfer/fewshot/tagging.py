@@ -31,6 +31,7 @@ from hf_transfer.errors import UserInputError, closest
 from hf_transfer.strategies import STRATEGIES, strategy_names
 
 TASK = "token_classification"
+TAGGER_METHODS = ("full", "linear_probe", "lora")  # --methods when not given
 BATCH_SIZE = 8
 TAGGER_LEARNING_RATES = {"linear_probe": 1e-2, "lora": 1e-3}  # the others (every body weight moves): DEFAULT_LEARNING_RATE
 DEFAULT_LEARNING_RATE = 1e-4
