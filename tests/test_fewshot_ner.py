@@ -139,7 +139,7 @@ def test_a_run_is_the_train_jobs_tagger_on_the_same_sentences(ner_dir, tiny_text
     (["--datasets", "toyner", "--methods", "full,recommended"], "compares transfer strategies; 'recommended' is not one"),
     (["--datasets", "toyner", "--shots", "0"], "no zero-shot run"),
     (["--datasets", "toyner", "--shots", "50"], "K=50 mentions per entity type, but type"),
-    (["--datasets", "toyner", "--save_models", "best"], "--save_models is not supported"),
+    (["--datasets", "toyner", "--save_models", "best"], "--save_models is not supported with --task token_classification"),
 ])
 def test_bad_input_is_one_line_before_any_work(ner_dir, tmp_path, capsys, extra, message):
     out = tmp_path / "bad"

@@ -106,11 +106,14 @@ class ClassBalancedSampler(Sampler[int]):
     Each class's examples are shuffled and cut into pairs, and the pairs are shuffled, so a batch of an even size
     holds every example's partner: every example gets a positive, however many classes there are. Random batches
     of 16 out of 77 classes give most examples none, and an in-batch loss then learns from a few pairs only.
-    Each pass reshuffles (seed + pass number), so the order is reproducible.
+    Each pass reshuffles (seed + pass number), so the order is reproducible. Multi-label data (a multi-hot row per
+    example) is paired by each example's rarest label in the data, so a pair shares a label (a positive there).
     """
 
-    def __init__(self, labels: Sequence[int], seed: int = 0):
+    def __init__(self, labels: Sequence[int] | Sequence[Sequence[float]], seed: int = 0):
         self.labels, self.seed, self.passes = list(labels), seed, 0
+        if self.labels and not isinstance(self.labels[0], (int, np.integer)):
+            self.labels = rarest_labels(self.labels)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -124,6 +127,13 @@ class ClassBalancedSampler(Sampler[int]):
         pairs = [members[i:i + 2] for members in by_class.values() for i in range(0, len(members), 2)]
         for position in rng.permutation(len(pairs)).tolist():
             yield from pairs[position]
+
+
+def rarest_labels(multi_hot: Sequence[Sequence[float]]) -> list[int]:
+    """Each example's rarest label (fewest examples holding it; ties: the lower id), from multi-hot rows."""
+    rows = np.asarray(multi_hot) > 0
+    counts = rows.sum(axis=0)
+    return [int(min(np.flatnonzero(row), key=lambda label: (counts[label], label))) for row in rows]
 
 
 def check_k_shot(labels: Sequence[int], k: int | str, dataset: str, min_per_class: int = 1, min_classes: int = 2,

@@ -50,3 +50,34 @@ class PrototypeHead:
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return (F.normalize(features.float(), dim=-1) @ self.prototypes.T).argmax(dim=-1)
+
+
+class OneVsRestHead:
+    """One binary logistic regression per label (multi-label data), fitted jointly with L-BFGS on scikit-learn's
+    objective summed over labels: ``0.5 * ||W||^2 + C * sum(binary cross-entropy)`` (the bias is not penalised); the
+    penalty and the loss separate by label, so this is the same as one fit per label."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 200):
+        self.C, self.max_iter = C, max_iter
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> "OneVsRestHead":
+        """``targets``: one 0/1 row per example, one column per label."""
+        features, targets = features.double(), torch.as_tensor(targets, dtype=torch.float64)
+        weight = torch.zeros(targets.shape[1], features.shape[1], dtype=torch.float64, requires_grad=True)
+        bias = torch.zeros(targets.shape[1], dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+
+        def closure():
+            optimizer.zero_grad()
+            logits = features @ weight.T + bias
+            loss = 0.5 * weight.pow(2).sum() / self.C + F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.weight, self.bias = weight.detach().float(), bias.detach().float()
+        return self
+
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Each label's probability (sigmoid of its logit)."""
+        return torch.sigmoid(features.float() @ self.weight.T + self.bias)

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_transfer import outputs
+from hf_transfer.errors import UserInputError
 from hf_transfer.data.sampling import k_shot_indices, shots_per_class
 from hf_transfer.data.class_subset import load_named
 from hf_transfer.data.text_splits import TextSplits
@@ -132,16 +133,26 @@ def run_experiment(
     ``methods`` says) from each dataset's class names, or its sentences in ``label_descriptions`` (dataset -> class -> text).
     ``save_models``: a folder for the model of every run, or ``"best"`` for the best method's per dataset x K in
     ``output/models`` (``save_models.py``). ``task="token_classification"``: ``methods`` are transfer strategies trained as
-    taggers on greedy K-mention samples of NER folders (``hf_transfer.fewshot.tagging``; ``tagger_*`` its schedule).
+    taggers on greedy K-mention samples of NER folders (``hf_transfer.fewshot.tagging``; ``tagger_*`` its schedule);
+    ``task="multi_label"``: greedy samples where every label has K examples, ``linear_probe`` / ``recommended`` with a
+    one-vs-rest head (``hf_transfer.fewshot.multi_label``).
     """
+    if task != "single_label":
+        for option, value in (("save_models", save_models), ("source", source), ("label_descriptions", label_descriptions), ("sources", sources)):
+            if value:
+                raise UserInputError(f"--{option} is not supported with --task {task}.", f"leave --{option} out (dataset folders under --data).")
+        settings = {"task": task, "model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir)}
     if task == "token_classification":
         from hf_transfer.fewshot.tagging import check_tagging_grid, tagging_start
 
-        check_tagging_grid(shots, methods, save_models, source, label_descriptions)
-        settings = {"task": task, "model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir),
-                    "tagger_epochs": tagger_epochs, "tagger_learning_rate": tagger_learning_rate}
+        check_tagging_grid(shots, methods)
+        settings.update(tagger_epochs=tagger_epochs, tagger_learning_rate=tagger_learning_rate)
         start = tagging_start(data_dir, shots, methods, model, max_length, max_test, tagger_epochs, tagger_learning_rate)
         return run_grid(output, settings, datasets, shots, seeds, methods, start)
+    if task == "multi_label":
+        from hf_transfer.fewshot.multi_label import multi_label_start
+
+        return run_grid(output, settings, datasets, shots, seeds, methods, multi_label_start(data_dir, shots, methods, model, max_length, max_test))
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
     label_descriptions = label_descriptions or {}

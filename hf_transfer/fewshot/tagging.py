@@ -37,18 +37,14 @@ TAGGER_LEARNING_RATES = {"linear_probe": 1e-2, "lora": 1e-3}  # the others (ever
 DEFAULT_LEARNING_RATE = 1e-4
 
 
-def check_tagging_grid(shots: list[str], methods: list[str], save_models, source, label_descriptions) -> None:
-    """Refuse, before any work, what the NER grid cannot do: K = 0, a few-shot method that is not a transfer strategy,
-    and the options of sentence classification."""
+def check_tagging_grid(shots: list[str], methods: list[str]) -> None:
+    """Refuse, before any work, what the NER grid cannot do: K = 0 and a few-shot method that is not a transfer strategy."""
     if "0" in shots:
         raise UserInputError("--task token_classification has no zero-shot run (K=0).", "give --shots of 1 or more, or 'all'.")
     for name in methods:
         if name not in STRATEGIES:
             raise UserInputError(f"--task token_classification compares transfer strategies; '{name}' is not one.{closest(name, STRATEGIES)}",
                                  f"give --methods from: {', '.join(strategy_names())} (e.g. full,linear_probe,lora).")
-    for option, value in (("save_models", save_models), ("source", source), ("label_descriptions", label_descriptions)):
-        if value:
-            raise UserInputError(f"--{option} is not supported with --task token_classification.", f"leave --{option} out.")
 
 
 def load_ner(name: str, data_dir: str | Path, max_test: int | None) -> tuple[DatasetDict, dict[int, str]]:
