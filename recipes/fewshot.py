@@ -88,7 +88,8 @@ class FewShotArguments:
                        "labels per text: every label gets at least K examples) or token_classification (NER: tokens and tags; "
                        "K mentions per entity type, --methods are transfer strategies such as full,linear_probe,lora).",
                        choices=["single_label", "multi_label", "token_classification"])
-    tagger_epochs: float = option(10.0, "token_classification only: epochs over the K-mention sample (batch 8).", above=0)
+    tagger_epochs: float = option(10.0, "token_classification only: epochs over the K-mention sample (batch 8), and at "
+                                  "least 100 optimizer steps.", above=0)
     tagger_learning_rate: float | None = option(
         None, "token_classification only: the learning rate of every strategy (default: 1e-2 linear_probe, 1e-3 lora, 1e-4 the "
         "others).", above=0)

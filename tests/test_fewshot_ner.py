@@ -90,7 +90,8 @@ def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_grid_of_strategies_on_k_mention_samples_end_to_end(ner_dir, tiny_text_backbone, tmp_path, capsys):
+def test_grid_of_strategies_on_k_mention_samples_end_to_end(ner_dir, tiny_text_backbone, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("hf_transfer.fewshot.tagging.MIN_STEPS", 2)  # the schedule's floor is the equality test's business
     out = tmp_path / "grid"
     argv = ["fewshot", "--task", "token_classification", "--data", str(ner_dir), "--datasets", "toyner", "--shots", "2", "3",
             "--seeds", "1", "--methods", "full,linear_probe,lora", "--model", str(tiny_text_backbone), "--tagger_epochs", "1",
@@ -118,11 +119,11 @@ def test_a_run_is_the_train_jobs_tagger_on_the_same_sentences(ner_dir, tiny_text
     sentences, seed and schedule: the grid trains with the train job's code, not a loop of its own."""
     out = tmp_path / "all"
     assert main(["fewshot", "--task", "token_classification", "--data", str(ner_dir), "--datasets", "toyner", "--shots", "all",
-                 "--seeds", "3", "--methods", "full", "--model", str(tiny_text_backbone), "--tagger_epochs", "4",
+                 "--seeds", "3", "--methods", "full", "--model", str(tiny_text_backbone), "--tagger_epochs", "21",
                  "--tagger_learning_rate", "5e-3", "--output", str(out)]) == 0
     (row,) = _rows(out / "results.jsonl")
     assert main(["train", "--task", "token_classification", "--dataset", str(ner_dir / "toyner"), "--model", str(tiny_text_backbone),
-                 "--strategy", "full", "--num_train_epochs", "4", "--learning_rate", "5e-3", "--per_device_train_batch_size", "8",
+                 "--strategy", "full", "--num_train_epochs", "21", "--learning_rate", "5e-3", "--per_device_train_batch_size", "8",
                  "--max_length", "128", "--seed", "3", "--report_to", "none", "--save_strategy", "no",
                  "--output_dir", str(tmp_path / "tagger")]) == 0
     metrics = json.loads((tmp_path / "tagger" / "metrics.json").read_text())
