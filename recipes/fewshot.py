@@ -5,6 +5,8 @@
     hf-transfer fewshot my.yaml --seeds 0 1               # any option in a YAML file (command line wins), plus 'sources'
     hf-transfer fewshot --methods linear_probe,recommended --save_models best   # + OUTPUT/models/<dataset>_k<K>/
     hf-transfer fewshot --data ../shared/datasets --datasets banking77:50-76 --shots 5 8 --source banking77:0-49
+    hf-transfer fewshot --task token_classification --datasets wnut17_sample --shots 5 --methods full,linear_probe,lora
+    hf-transfer fewshot --task multi_label --data ../shared/datasets --datasets goemotions --shots 5 --methods linear_probe,recommended
 
 For every dataset x K x seed, the same K-shot sample goes to every method; each run appends one line
 to ``OUTPUT.incomplete/results.jsonl`` as soon as it finishes (so Ctrl-C keeps every finished run and a
@@ -12,6 +14,9 @@ re-run skips them); when the grid is done, ``summary.md`` and ``accuracy_vs_k.pn
 folder is renamed to ``OUTPUT``. ``--save_models DIR`` (or ``best``) also keeps the runs' models
 (``hf_transfer/fewshot/save_models.py``). ``--source NAME`` first adapts the body on a labelled source task
 (``hf_transfer/fewshot/source.py``); ``NAME:0-49`` (a dataset or a source) keeps only those classes.
+``--task token_classification`` compares transfer strategies as taggers on greedy K-mention samples of NER folders
+(``hf_transfer/fewshot/tagging.py``, entity-level F1); ``--task multi_label`` samples every label K times and fits
+``linear_probe`` / ``recommended`` with a one-vs-rest head (``hf_transfer/fewshot/multi_label.py``, micro/macro-F1).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ PROG = "hf-transfer fewshot"
 DESCRIPTION = (
     "Few-shot text classification: sample K examples per class for each seed, train every method on the same "
     "sample, evaluate on the test split, and write results.jsonl, summary.md (mean ± std, best marked) and "
-    "accuracy_vs_k.png. Usage: hf-transfer fewshot [CONFIG.yaml] [--key value ...]; with no arguments it runs "
+    "accuracy_vs_k.png; --task token_classification (NER: strategies on K mentions per entity type) and --task multi_label "
+    "too. Usage: hf-transfer fewshot [CONFIG.yaml] [--key value ...]; with no arguments it runs "
     "the main job on the bundled data."
 )
 MAIN_JOB_METHODS = ["linear_probe", "protonet", "recommended"]
