@@ -87,6 +87,17 @@ def test_threshold_is_chosen_on_out_of_fold_support_probabilities():
     assert (predicted == (new[:, :3] > 0.3).numpy()).mean() > 0.9
 
 
+def test_the_most_probable_label_is_always_predicted_and_the_threshold_sees_that_rule():
+    from hf_transfer.evaluation.multi_label import at_least_top, choose_threshold
+
+    probabilities = np.array([[0.02, 0.04, 0.03], [0.9, 0.2, 0.6], [0.1, 0.3, 0.2]])
+    assert at_least_top(probabilities, 0.5).tolist() == [[False, True, False], [True, False, True], [False, True, False]]
+    truth = np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=bool)
+    # a bare threshold never reaches row 0's label and must trade row 1's extra label for row 2's; with the top label kept, 0.65 is exact
+    assert choose_threshold(probabilities, truth) < 0.5 and choose_threshold(probabilities, truth, at_least_top) > 0.6
+    assert (at_least_top(probabilities, choose_threshold(probabilities, truth, at_least_top)) == truth).all()
+
+
 # ---- the grid
 
 

@@ -8,10 +8,13 @@ fewer than K examples in the train split is refused before any work. Methods (``
   rule, class-balanced batches) where two examples sharing a label are a positive pair and two sharing none a negative
   (``objectives.contrastive``), batches paired by each example's rarest label; then the one-vs-rest head on the tuned body.
 
-Both predict every label whose probability reaches one decision threshold, chosen inside the support set: the head is
-cross-validated on it (``FOLDS`` folds, seeded), and the threshold of the train job (``evaluation.multi_label
-.choose_threshold``: best micro-F1, 0.05..0.95) is picked on the out-of-fold probabilities. The test split is never
-looked at before scoring. For ``recommended`` the folds are the head's only (the body saw the whole support set).
+Both predict every label whose probability reaches one decision threshold, and always each text's most probable label
+(every row of multi-label data holds a label: the loader refuses an empty list; with K per label the support set's
+label frequencies are flat, so out-of-fold probabilities are small and a bare threshold falls to its floor and predicts
+many labels a text). The threshold is chosen inside the support set: the head is cross-validated on it (``FOLDS``
+folds, seeded) and the train job's rule (``evaluation.multi_label.choose_threshold``: best micro-F1, 0.05..0.95, here
+with the same top-label decision) is applied to the out-of-fold probabilities. The test split is never looked at before
+scoring. For ``recommended`` the folds are the head's only (the body saw the whole support set).
 Rows: micro-F1 (the headline), macro-F1, subset accuracy, micro precision and recall, and the threshold.
 """
 
@@ -32,7 +35,7 @@ from hf_transfer.data.loading import DataArguments, load_splits
 from hf_transfer.data.sampling import multi_label_k_shot_indices
 from hf_transfer.data.text_splits import at_most
 from hf_transfer.errors import UserInputError
-from hf_transfer.evaluation.multi_label import choose_threshold, multi_label_metrics
+from hf_transfer.evaluation.multi_label import at_least_top, choose_threshold, multi_label_metrics
 from hf_transfer.fewshot.encoder import SentenceEncoder
 from hf_transfer.fewshot.heads import OneVsRestHead
 
@@ -92,14 +95,14 @@ def check_multi_label_shots(data: MultiLabelData, shots: list[str], methods: lis
 
 def cross_validated_threshold(features: torch.Tensor, targets: np.ndarray, seed: int, C: float = 1.0) -> float:
     """The decision threshold chosen inside the support set: out-of-fold probabilities of the one-vs-rest head
-    (``FOLDS`` seeded folds), then the train job's ``choose_threshold`` (best micro-F1)."""
+    (``FOLDS`` seeded folds), then the train job's ``choose_threshold`` (best micro-F1) with the top-label decision."""
     order = np.random.default_rng(seed).permutation(len(targets))
     probabilities = np.zeros(targets.shape, dtype=np.float64)
     for fold in np.array_split(order, min(FOLDS, len(targets))):
         rest = np.setdiff1d(order, fold)
         head = OneVsRestHead(C).fit(features[rest], torch.as_tensor(targets[rest], dtype=torch.float64))
         probabilities[fold] = head.probabilities(features[fold]).numpy()
-    return choose_threshold(probabilities, targets)
+    return choose_threshold(probabilities, targets, at_least_top)
 
 
 @dataclass
@@ -112,8 +115,8 @@ class MultiLabelFit:
     threshold: float
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        """0/1 predictions, one row per text: the labels whose probability reaches the threshold."""
-        return (self.head.probabilities(self.encoder.encode(texts, self.body)).numpy() >= self.threshold).astype(np.int8)
+        """0/1 predictions, one row per text: the labels whose probability reaches the threshold, and the most probable one."""
+        return at_least_top(self.head.probabilities(self.encoder.encode(texts, self.body)).numpy(), self.threshold).astype(np.int8)
 
 
 def fit_head(encoder: SentenceEncoder, body, texts: list[str], targets: np.ndarray, seed: int) -> MultiLabelFit:
