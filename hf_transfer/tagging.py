@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import DatasetDict
 from transformers import DataCollatorForTokenClassification, EvalPrediction, set_seed
 
 from hf_transfer import console, outputs
@@ -74,6 +75,36 @@ def token_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor |
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 
 
+def prepare_tagger(model_args, strategy_args, data_args, splits: DatasetDict, id2label: dict[int, str], training):
+    """The strategy, the prepared ``AutoModelForTokenClassification``, its tokenizer and ``splits`` tokenized (labels on
+    sub-words, long sentences in windows): what ``tagger_trainer`` trains; shared by ``train_tagger`` and the few-shot
+    NER grid (``hf_transfer.fewshot.tagging``)."""
+    strategy = get_strategy(model_args.strategy, strategy_args)
+    model, tokenizer = build_tagger(model_args, id2label)
+    model = strategy.prepare(model)
+    with training.main_process_first(desc="preprocessing"):
+        prepared = tokenize_tagged(splits, tokenizer, data_args)
+    return strategy, model, tokenizer, prepared
+
+
+def tagger_trainer(model, tokenizer, strategy, training, prepared: DatasetDict, id2label: dict[int, str],
+                   skip_padding: bool = True) -> TransferTrainer:
+    """The ``TransferTrainer`` of a tagger: token-level loss, seqeval metrics, the strategy's parameter groups and penalty,
+    padding-free passes unless ``skip_padding`` is off."""
+    return TransferTrainer(
+        model=model,
+        args=training,
+        train_dataset=prepared["train"],
+        eval_dataset=prepared.get("validation"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=tagging_metrics(id2label),
+        compute_loss_func=token_loss,
+        strategy=strategy,
+        skip_padding=skip_padding,
+    )
+
+
 def train_tagger(config) -> dict[str, float]:
     """Fine-tune a token tagger with ``config``'s strategy; returns the final metrics (also in ``metrics.json``)."""
     training = config.training
@@ -83,25 +114,10 @@ def train_tagger(config) -> dict[str, float]:
     entity_metric()  # a missing seqeval package is told before anything is loaded
 
     splits, id2label = load_token_splits(config.data, seed=training.seed)
-    strategy = get_strategy(config.model.strategy, config.strategy_args)
-    model, tokenizer = build_tagger(config.model, id2label)
-    model = strategy.prepare(model)
-    with training.main_process_first(desc="preprocessing"):
-        prepared = tokenize_tagged(splits, tokenizer, config.data)
-
+    strategy, model, tokenizer, prepared = prepare_tagger(config.model, config.strategy_args, config.data, splits, id2label, training)
     run = Run.start(training, fingerprint(config.source))
-    trainer = TransferTrainer(
-        model=model,
-        args=training,
-        train_dataset=prepared["train"],
-        eval_dataset=prepared["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
-        compute_metrics=tagging_metrics(id2label),
-        compute_loss_func=token_loss,
-        strategy=strategy,
-        skip_padding=config.extra[PaddingArguments].skip_padding,
-    )
+    trainer = tagger_trainer(model, tokenizer, strategy, training, prepared, id2label,
+                             skip_padding=config.extra[PaddingArguments].skip_padding)
     result = run.train(trainer)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate(prepared["validation"], metric_key_prefix="eval"))

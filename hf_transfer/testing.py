@@ -193,6 +193,13 @@ def write_conll(path: str | Path, rows: list[dict]) -> Path:
     return path
 
 
+def one_error_line(stderr: str) -> str:
+    """The one ``error: ... Fix: ...`` line of a refused command's stderr; fails on a traceback or another count of lines."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    return lines[0]
+
+
 def run_beside(command: list[str], reference, timeout: float, **popen) -> tuple[object, str, str]:
     """Start ``command`` (e.g. an ``accelerate launch``), run ``reference()`` in this process meanwhile (the launch's
     start-up overlaps it), then wait for the command; returns ``(reference's result, stdout, stderr)``. The command is

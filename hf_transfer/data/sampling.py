@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,45 +42,62 @@ def k_shot_indices(labels: Sequence[int], k: int | str, seed: int) -> list[int]:
     return chosen
 
 
+def greedy_k_cover(counts: Sequence[Mapping[Hashable, int]], k: int, seed: int) -> list[int]:
+    """Indices of a greedy sample in which every label reaches ``k`` (or all it has, when it has fewer): ``counts[i]`` is
+    how many times example ``i`` holds each label (1 for a multi-label example's labels, its mention count for a
+    sentence's entity types). Labels are served from the rarest up (fewest examples holding it), each drawing its
+    examples in a seeded random order until it has ``k``; then every example whose removal keeps each label at its
+    target is dropped, last drawn first, so no chosen example is superfluous. A function of ``(counts, k, seed)``.
+    """
+    rng = np.random.default_rng(seed)
+    members: dict[Hashable, list[int]] = {}
+    total: dict[Hashable, int] = {}
+    for index, held in enumerate(counts):
+        for label, count in held.items():
+            if count > 0:
+                members.setdefault(label, []).append(index)
+                total[label] = total.get(label, 0) + count
+    target = {label: min(k, total[label]) for label in members}
+    have = dict.fromkeys(members, 0)
+    chosen: list[int] = []
+    picked: set[int] = set()
+    for label in sorted(members, key=lambda lab: (len(members[lab]), lab)):  # rarest first
+        for index in rng.permutation(members[label]).tolist():
+            if have[label] >= target[label]:
+                break
+            if index not in picked:
+                picked.add(index)
+                chosen.append(index)
+                for other, count in counts[index].items():
+                    have[other] = have.get(other, 0) + count
+    for index in list(reversed(chosen)):  # drop what the later draws made redundant
+        if all(have[label] - count >= target[label] for label, count in counts[index].items() if count > 0):
+            chosen.remove(index)
+            for label, count in counts[index].items():
+                have[label] -= count
+    return chosen
+
+
 def multi_label_k_shot_indices(label_sets: Sequence[Sequence[int]], k: int | str, seed: int) -> list[int]:
     """Indices of a multi-label K-shot sample: every label in at least K chosen examples (all of its examples when it has
     fewer, with a warning), drawn greedily from the rarest label up, then every example whose removal keeps each label
-    at K or more dropped (the "minimum-including" sampling of Hou et al., 2020). A function of ``(label_sets, k, seed)``.
+    at K or more dropped (``greedy_k_cover``; the "minimum-including" sampling of Hou et al., 2020). A function of
+    ``(label_sets, k, seed)``.
     """
     if k == "all":
         return list(range(len(label_sets)))
     k = int(k)
     if k < 1:
         raise ValueError(f"K must be at least 1 (got {k})")
-    rng = np.random.default_rng(seed)
-    sets = [set(labels) for labels in label_sets]
-    members: dict[int, list[int]] = {}
-    for index, labels in enumerate(sets):
-        for label in labels:
-            members.setdefault(label, []).append(index)
-    counts = dict.fromkeys(members, 0)
-    chosen: list[int] = []
-    picked: set[int] = set()
-    short = []
-    for label in sorted(members, key=lambda lab: (len(members[lab]), lab)):  # rarest first
-        if len(members[label]) < k:
-            short.append(f"{label} ({len(members[label])})")
-        for index in rng.permutation(members[label]).tolist():
-            if counts[label] >= k:
-                break
-            if index not in picked:
-                picked.add(index)
-                chosen.append(index)
-                for other in sets[index]:
-                    counts[other] += 1
-    for index in list(reversed(chosen)):  # drop what the later draws made redundant
-        if all(counts[label] > min(k, len(members[label])) for label in sets[index]):
-            chosen.remove(index)
-            for label in sets[index]:
-                counts[label] -= 1
+    counts = [dict.fromkeys(set(labels), 1) for labels in label_sets]
+    sizes: dict[int, int] = {}
+    for held in counts:
+        for label in held:
+            sizes[label] = sizes.get(label, 0) + 1
+    short = [f"{label} ({size})" for label, size in sorted(sizes.items()) if size < k]
     if short:
         warnings.warn(f"labels with fewer than K={k} examples keep all of theirs: {', '.join(short)}", stacklevel=2)
-    return chosen
+    return greedy_k_cover(counts, k, seed)
 
 
 class ClassBalancedSampler(Sampler[int]):
@@ -89,11 +106,14 @@ class ClassBalancedSampler(Sampler[int]):
     Each class's examples are shuffled and cut into pairs, and the pairs are shuffled, so a batch of an even size
     holds every example's partner: every example gets a positive, however many classes there are. Random batches
     of 16 out of 77 classes give most examples none, and an in-batch loss then learns from a few pairs only.
-    Each pass reshuffles (seed + pass number), so the order is reproducible.
+    Each pass reshuffles (seed + pass number), so the order is reproducible. Multi-label data (a multi-hot row per
+    example) is paired by each example's rarest label in the data, so a pair shares a label (a positive there).
     """
 
-    def __init__(self, labels: Sequence[int], seed: int = 0):
+    def __init__(self, labels: Sequence[int] | Sequence[Sequence[float]], seed: int = 0):
         self.labels, self.seed, self.passes = list(labels), seed, 0
+        if self.labels and not isinstance(self.labels[0], (int, np.integer)):
+            self.labels = rarest_labels(self.labels)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -107,6 +127,13 @@ class ClassBalancedSampler(Sampler[int]):
         pairs = [members[i:i + 2] for members in by_class.values() for i in range(0, len(members), 2)]
         for position in rng.permutation(len(pairs)).tolist():
             yield from pairs[position]
+
+
+def rarest_labels(multi_hot: Sequence[Sequence[float]]) -> list[int]:
+    """Each example's rarest label (fewest examples holding it; ties: the lower id), from multi-hot rows."""
+    rows = np.asarray(multi_hot) > 0
+    counts = rows.sum(axis=0)
+    return [int(min(np.flatnonzero(row), key=lambda label: (counts[label], label))) for row in rows]
 
 
 def check_k_shot(labels: Sequence[int], k: int | str, dataset: str, min_per_class: int = 1, min_classes: int = 2,

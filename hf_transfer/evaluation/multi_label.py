@@ -31,10 +31,22 @@ def multi_label_metrics(references, predictions) -> dict[str, float]:
     }
 
 
-def choose_threshold(probabilities, references) -> float:
-    """The threshold in 0.05..0.95 whose predictions (probability >= threshold) have the best micro-F1; ties: nearest 0.5."""
+def above(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """The labels whose probability reaches ``threshold``."""
+    return probabilities >= threshold
+
+
+def at_least_top(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """The labels whose probability reaches ``threshold``, and each row's most probable label whatever its probability
+    (for data where every example has a label, as multi-label rows here must)."""
+    return (probabilities >= threshold) | (probabilities == probabilities.max(axis=1, keepdims=True))
+
+
+def choose_threshold(probabilities, references, decide=above) -> float:
+    """The threshold in 0.05..0.95 whose predictions (``decide(probabilities, threshold)``, default: probability >=
+    threshold) have the best micro-F1; ties: nearest 0.5."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    scores = [(multi_label_metrics(references, probabilities >= t)["micro_f1"], -abs(t - 0.5), float(t)) for t in THRESHOLDS]
+    scores = [(multi_label_metrics(references, decide(probabilities, t))["micro_f1"], -abs(t - 0.5), float(t)) for t in THRESHOLDS]
     return max(scores)[2]
 
 

@@ -1,9 +1,31 @@
-"""Heads fitted on fixed embeddings: multinomial logistic regression and class prototypes."""
+"""Heads fitted on fixed embeddings: multinomial logistic regression, one-vs-rest logistic regression (multi-label) and
+class prototypes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+
+def fit_linear(features: torch.Tensor, outputs: int, data_loss: Callable[[torch.Tensor], torch.Tensor], C: float,
+               max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a linear map minimising ``0.5 * ||W||^2 + C * data_loss(logits)`` with L-BFGS in float64 (the
+    bias is not penalised), from zeros: scikit-learn's logistic-regression objective for the loss given."""
+    features = features.double()
+    weight = torch.zeros(outputs, features.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 0.5 * weight.pow(2).sum() / C + data_loss(features @ weight.T + bias)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach().float(), bias.detach().float()
 
 
 class LogisticRegressionHead:
@@ -14,21 +36,9 @@ class LogisticRegressionHead:
         self.C, self.max_iter = C, max_iter
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> "LogisticRegressionHead":
-        features = features.double()
         labels = torch.as_tensor(labels, dtype=torch.long)
-        weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, requires_grad=True)
-        bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-        optimizer = torch.optim.LBFGS([weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
-
-        def closure():
-            optimizer.zero_grad()
-            logits = features @ weight.T + bias
-            loss = 0.5 * weight.pow(2).sum() / self.C + F.cross_entropy(logits, labels, reduction="sum")
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        self.weight, self.bias = weight.detach().float(), bias.detach().float()
+        self.weight, self.bias = fit_linear(features, num_classes, lambda logits: F.cross_entropy(logits, labels, reduction="sum"),
+                                            self.C, self.max_iter)
         return self
 
     def probabilities(self, features: torch.Tensor) -> torch.Tensor:
@@ -50,3 +60,23 @@ class PrototypeHead:
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return (F.normalize(features.float(), dim=-1) @ self.prototypes.T).argmax(dim=-1)
+
+
+class OneVsRestHead:
+    """One binary logistic regression per label (multi-label data), fitted jointly with L-BFGS on scikit-learn's
+    objective summed over labels: ``0.5 * ||W||^2 + C * sum(binary cross-entropy)`` (the bias is not penalised); the
+    penalty and the loss separate by label, so this is the same as one fit per label."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 200):
+        self.C, self.max_iter = C, max_iter
+
+    def fit(self, features: torch.Tensor, targets: torch.Tensor) -> "OneVsRestHead":
+        """``targets``: one 0/1 row per example, one column per label."""
+        targets = torch.as_tensor(targets, dtype=torch.float64)
+        self.weight, self.bias = fit_linear(features, targets.shape[1], lambda logits: F.binary_cross_entropy_with_logits(
+            logits, targets, reduction="sum"), self.C, self.max_iter)
+        return self
+
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Each label's probability (sigmoid of its logit)."""
+        return torch.sigmoid(features.float() @ self.weight.T + self.bias)

@@ -11,7 +11,9 @@ from hf_transfer.data.files import read_jsonl
 from hf_transfer.outputs import write_figure, write_text
 
 RESULTS_FILE = "results.jsonl"
-ROW_KEYS = ("dataset", "k", "seed", "method", "accuracy", "train_seconds")
+ROW_KEYS = ("dataset", "k", "seed", "method", "train_seconds")
+METRIC_NAMES = {"accuracy": "accuracy", "entity_f1": "entity-level F1 (seqeval, micro)", "micro_f1": "micro-F1"}
+
 
 
 def read_results(folder: Path) -> list[dict]:
@@ -23,7 +25,19 @@ def read_results(folder: Path) -> list[dict]:
     for row in rows:  # files written before few-shot methods had their own name called them strategies
         if "method" not in row and "strategy" in row:
             row["method"] = row.pop("strategy")
-    return [row for row in rows if all(key in row for key in ROW_KEYS)]
+    return [row for row in rows if all(key in row for key in ROW_KEYS) and headline(row) in row]
+
+
+def headline(row: dict) -> str:
+    """The key of the score a row is ranked by: its ``metric`` (``entity_f1`` for NER, ``micro_f1`` for multi-label), else
+    ``accuracy`` (single-label rows, and every row written before rows named their metric)."""
+    return row.get("metric", "accuracy")
+
+
+def dataset_metric(rows: list[dict], dataset: str) -> str:
+    """The headline metric of ``dataset``'s rows, in words (one per dataset: its task decides it)."""
+    key = next((headline(row) for row in rows if row["dataset"] == dataset), "accuracy")
+    return METRIC_NAMES.get(key, key)
 
 
 def method_label(method: str, source: str | None = None) -> str:
@@ -46,15 +60,15 @@ def _k_order(k: str) -> float:
     return float("inf") if k == "all" else float(k)
 
 
-def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str, str], tuple[float, float, int, float]]:
-    """(dataset, k, method) -> (mean, std, number of seeds, mean train seconds)."""
+def aggregate(rows: list[dict], metric: str | None = None) -> dict[tuple[str, str, str], tuple[float, float, int, float]]:
+    """(dataset, k, method) -> (mean, std, number of seeds, mean train seconds) of ``metric`` (default: each row's headline)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], str(row["k"]), row_method(row))].append(row)
     return {
         key: (
-            float(np.mean([r[metric] for r in group])),
-            float(np.std([r[metric] for r in group], ddof=1)) if len(group) > 1 else 0.0,
+            float(np.mean([r[metric or headline(r)] for r in group])),
+            float(np.std([r[metric or headline(r)] for r in group], ddof=1)) if len(group) > 1 else 0.0,
             len(group),
             float(np.mean([r["train_seconds"] for r in group])),
         )
@@ -64,7 +78,7 @@ def aggregate(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str
 
 def best_methods(stats: dict[tuple[str, str, str], tuple], dataset: str, k: str) -> list[str]:
     """The methods ``summary.md`` marks best for (``dataset``, K): the highest mean accuracy over seeds (ties: all of
-    them, in the order their runs first appear); ``stats`` is what ``aggregate`` returns."""
+    them, in the order their runs first appear; the headline metric: accuracy, or entity F1 / micro-F1 for NER / multi-label); ``stats`` is what ``aggregate`` returns."""
     means = {method: value[0] for (name, shots, method), value in stats.items() if name == dataset and shots == str(k)}
     best = max(means.values(), default=None)
     return [method for method, mean in means.items() if mean == best]
@@ -72,25 +86,25 @@ def best_methods(stats: dict[tuple[str, str, str], tuple], dataset: str, k: str)
 
 def representative_run(rows: list[dict], dataset: str, k: str) -> dict | None:
     """The run that stands for (``dataset``, K): of the method ``summary.md`` marks best (the first, on a tie), the seed
-    whose accuracy is the median of its seeds (the lower median for an even count), not the luckiest seed."""
+    whose headline score is the median of its seeds (the lower median for an even count), not the luckiest seed."""
     marked = best_methods(aggregate(rows), dataset, k)
     if not marked:
         return None
     runs = sorted((row for row in rows if row["dataset"] == dataset and str(row["k"]) == str(k) and row_method(row) == marked[0]),
-                  key=lambda row: (row["accuracy"], int(row["seed"])))
+                  key=lambda row: (row[headline(row)], int(row["seed"])))
     return runs[(len(runs) - 1) // 2]
 
 
 def summary_markdown(rows: list[dict]) -> str:
-    """One table per dataset: rows K, columns methods, cells 'mean ± std' accuracy; best in bold."""
+    """One table per dataset: rows K, columns methods, cells 'mean ± std' of the headline metric (named); best in bold."""
     stats = aggregate(rows)
     methods = list(dict.fromkeys(row_method(r) for r in rows))
-    lines = ["# Few-shot results", "", "Test accuracy (%) as mean ± std over seeds (n = seeds); **bold** = best mean for that K;",
+    lines = ["# Few-shot results", "", "Test score (%) as mean ± std over seeds (n = seeds); **bold** = best mean for that K;",
              "train seconds are per run, mean over seeds.", ""]
     if any(r.get("source") for r in rows):
         lines[-1:-1] = ["`method@NAME`: the body was first adapted on the source task NAME (`--source`)."]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        lines += [f"## {dataset}", "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        lines += [f"## {dataset}", "", f"Metric: test {dataset_metric(rows, dataset)}.", "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for k in sorted({str(r["k"]) for r in rows if r["dataset"] == dataset}, key=_k_order):
             cells = {m: stats.get((dataset, k, m)) for m in methods}
             marked = best_methods(stats, dataset, k)
@@ -125,8 +139,8 @@ def plot_accuracy_vs_k(rows: list[dict], path: Path) -> None:
                 axis.errorbar([p[0] for p in points], [100 * p[1][0] for p in points], yerr=[100 * p[1][1] for p in points],
                               marker="o", capsize=3, label=method)
         axis.set_xticks(range(len(ks)), ks)
-        axis.set_xlabel("K (examples per class)")
-        axis.set_ylabel("test accuracy (%)")
+        axis.set_xlabel("K (examples per class; per label or entity type)")
+        axis.set_ylabel(f"test {dataset_metric(rows, dataset)} (%)")
         axis.set_title(dataset)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

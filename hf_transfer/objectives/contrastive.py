@@ -47,7 +47,9 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    same = labels[:, None] == labels[None, :]
+    """(positive, negative) pair masks: same class; for multi-hot ``labels`` (one row of 0/1 per example, multi-label
+    data), a shared label makes a positive and no shared label a negative."""
+    same = (labels.float() @ labels.float().T) > 0 if labels.dim() == 2 else labels[:, None] == labels[None, :]
     off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same & off_diagonal, ~same
 
