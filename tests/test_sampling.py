@@ -94,21 +94,23 @@ def test_multi_label_k_shot_keeps_a_rare_label_whole_with_a_warning():
 
 
 def test_class_balanced_sampler_pairs_same_class_examples_and_reshuffles_each_pass():
-    labels = [0] * 6 + [1] * 5 + [2] * 4 + [3] * 3
+    labels = [0] * 6 + [1] * 5 + [2] * 4 + [3] * 3 + [4]
     sampler = ClassBalancedSampler(labels, seed=3)
     first, second = list(sampler), list(sampler)
     for order in (first, second):
-        assert sorted(order) == list(range(len(labels)))  # one pass: every example exactly once
-        # each class is cut into adjacent pairs; only an odd class's last example may stand alone
-        seq = [labels[i] for i in order]
-        with_partner = sum(1 for i in range(len(seq)) if (i > 0 and seq[i - 1] == seq[i]) or (i + 1 < len(seq) and seq[i + 1] == seq[i]))
-        assert with_partner >= len(labels) - sum(n % 2 for n in (6, 5, 4, 3))
+        assert len(order) == len(sampler) == 6 + 6 + 4 + 4 + 2  # an odd class's last example gets a partner
+        assert set(order) == set(range(len(labels)))  # one pass: every example at least once ...
+        repeated = [i for i in set(order) if order.count(i) == 2]
+        assert sorted(labels[i] for i in repeated) == [1, 3, 4] and len(order) - len(set(order)) == 3  # ... once more for odd classes
+        pairs = [(order[i], order[i + 1]) for i in range(0, len(order), 2)]
+        assert all(labels[a] == labels[b] for a, b in pairs)  # every aligned pair shares a class
+        assert all(a != b for a, b in pairs if labels[a] != 4)  # a partner is another member, unless the class has one
     assert first != second  # each pass reshuffles
     assert list(ClassBalancedSampler(labels, seed=3)) == first  # reproducible by seed
 
 
 def test_class_balanced_sampler_gives_every_example_a_positive_in_its_batch():
-    labels = [c for c in range(40) for _ in range(4)]  # 40 classes: random batches of 16 would leave most alone
+    labels = [c for c in range(40) for _ in range(4)] + [c for c in range(9) for _ in range(5)]  # odd classes too
     order = list(ClassBalancedSampler(labels, seed=0))
     for start in range(0, len(order), 16):
         batch = [labels[i] for i in order[start:start + 16]]

@@ -105,7 +105,9 @@ class ClassBalancedSampler(Sampler[int]):
 
     Each class's examples are shuffled and cut into pairs, and the pairs are shuffled, so a batch of an even size
     holds every example's partner: every example gets a positive, however many classes there are. Random batches
-    of 16 out of 77 classes give most examples none, and an in-batch loss then learns from a few pairs only.
+    of 16 out of 77 classes give most examples none, and an in-batch loss then learns from a few pairs only. A
+    class with an odd count pairs its last example with another of its members drawn at random (seen twice in that
+    pass), so every pair stays whole: a lone example would shift every later pair across a batch boundary.
     Each pass reshuffles (seed + pass number), so the order is reproducible. Multi-label data (a multi-hot row per
     example) is paired by each example's rarest label in the data, so a pair shares a label (a positive there).
     """
@@ -116,7 +118,8 @@ class ClassBalancedSampler(Sampler[int]):
             self.labels = rarest_labels(self.labels)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        counts = np.bincount(np.asarray(self.labels, dtype=np.int64)) if self.labels else np.zeros(0, dtype=np.int64)
+        return int((counts + counts % 2).sum())
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng(self.seed + self.passes)
@@ -124,7 +127,12 @@ class ClassBalancedSampler(Sampler[int]):
         by_class: dict[int, list[int]] = {}
         for index in rng.permutation(len(self.labels)).tolist():
             by_class.setdefault(self.labels[index], []).append(index)
-        pairs = [members[i:i + 2] for members in by_class.values() for i in range(0, len(members), 2)]
+        pairs = []
+        for members in by_class.values():
+            if len(members) % 2:  # the last one's partner: another member (itself when the class has one example)
+                others = members[:-1] or members
+                members = members + [others[int(rng.integers(len(others)))]]
+            pairs += [members[i:i + 2] for i in range(0, len(members), 2)]
         for position in rng.permutation(len(pairs)).tolist():
             yield from pairs[position]
 
