@@ -67,11 +67,10 @@ def test_class_balanced_batches_of_multi_label_rows_pair_examples_sharing_a_labe
     pairing = rarest_labels(rows)
     assert all(pairing[i] in sets[i] for i in range(40))
     order = list(ClassBalancedSampler(rows, seed=0))
-    assert sorted(order) == list(range(40))
-    # every pair the sampler forms (two examples of one pairing label, adjacent in the order) shares that label
-    same_pairing = sum(pairing[a] == pairing[b] for a, b in zip(order, order[1:]))
-    assert same_pairing >= sum(pairing.count(label) // 2 for label in set(pairing))
-    assert all(set(sets[a]) & set(sets[b]) for a, b in zip(order, order[1:]) if pairing[a] == pairing[b])
+    assert set(order) == set(range(40)) and len(order) == sum(n + n % 2 for n in map(pairing.count, set(pairing)))
+    # every pair the sampler forms (positions 2i, 2i + 1: two examples of one pairing label) shares that label
+    pairs = list(zip(order[0::2], order[1::2]))
+    assert all(pairing[a] == pairing[b] and set(sets[a]) & set(sets[b]) for a, b in pairs)
 
 
 def test_threshold_is_chosen_on_out_of_fold_support_probabilities():
