@@ -140,11 +140,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ours_method() -> str:
-    """What ``recommended`` is today (its class), part of our rows' resume key: a row of an earlier ``recommended``
-    (``Contrastive``, recorded without this field) is not reused for the current one."""
+    """What ``recommended`` is today (its settings at K = 8 for 2 and for 10 classes), part of our rows' resume key:
+    a row of an earlier ``recommended`` (another class, or ``Contrastive`` on random batches) is not reused."""
     from hf_transfer.fewshot.methods import get_method
 
-    return type(get_method("recommended", 8, 2)).__name__
+    return " ".join(repr(get_method("recommended", 8, classes)) for classes in (2, 10))
 
 
 def run_key(row: dict) -> tuple:
