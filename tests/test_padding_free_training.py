@@ -115,7 +115,7 @@ def test_every_task_kind_trains_padding_free_to_the_same_losses_weights_and_metr
 def test_gradient_checkpointing_trains_padded_and_logs_why(tiny_text_backbone, task_data, recorded_steps, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="hf_transfer.padding"):
         metrics, steps = _train(tiny_text_backbone, task_data, "single_label", "full", tmp_path / "out", recorded_steps,
-                                "--gradient_checkpointing", "true")
+                                "--activation_checkpointing", "true")
     reasons = [r.getMessage() for r in caplog.records if r.name == "hf_transfer.padding"]
     assert len(reasons) == 1 and "gradient checkpointing" in reasons[0]
     assert len(steps) == 4 and not any(on for _, _, on in steps) and metrics["eval_accuracy"] >= 0

@@ -118,7 +118,12 @@ class Lora(Strategy):
         output_dir = Path(output_dir)
         if self.args.lora_save in ("adapter", "both"):
             adapter_dir = output_dir / ADAPTER_FOLDER if self.args.lora_save == "both" else output_dir
-            model.save_pretrained(adapter_dir)
+            # peft's "auto" looks the base model up (on the Hub for an id) to see whether the vocabulary was resized;
+            # no recipe resizes it, so the embeddings are saved only when LoRA adapts them
+            from peft.tuners.lora import Embedding as LoraEmbedding
+
+            adapts_embeddings = any(isinstance(module, LoraEmbedding) for module in model.modules())
+            model.save_pretrained(adapter_dir, save_embedding_layers="auto" if adapts_embeddings else False)
             model.get_base_model().config.save_pretrained(adapter_dir)  # what AutoPeftModel rebuilds the base from
             point_adapter_at(adapter_dir, None)
         if self.args.lora_save in ("merged", "both"):
