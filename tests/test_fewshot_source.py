@@ -148,8 +148,37 @@ def test_the_fingerprint_follows_the_source_data_and_the_settings(data, tiny_tex
     others = [source_module.source_fingerprint(encoder, changed_text, source_module.SourceAdaptation()),
               source_module.source_fingerprint(encoder, changed_label, source_module.SourceAdaptation()),
               source_module.source_fingerprint(encoder, splits, source_module.SourceAdaptation(epochs=2)),
+              source_module.source_fingerprint(encoder, splits, source_module.SourceAdaptation(objective="contrastive")),
               source_module.source_fingerprint(SentenceEncoder(str(tiny_text_backbone), max_length=16), splits, source_module.SourceAdaptation())]
     assert fingerprint not in others and len(set(others)) == len(others)
+
+
+def _class_gap(encoder: SentenceEncoder, texts: list[str], labels: list[int]) -> float:
+    """Mean cosine of same-class pairs minus that of other-class pairs (embeddings are normalised)."""
+    embeddings = encoder.encode(texts)
+    cosines = embeddings @ embeddings.T
+    same = torch.tensor(labels)[:, None] == torch.tensor(labels)[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool)
+    return float(cosines[same & off_diagonal].mean() - cosines[~same].mean())
+
+
+@pytest.mark.parametrize("objective", ["prototype", "contrastive"])
+def test_each_source_objective_pulls_the_source_classes_apart_and_says_how(objective, data, tiny_text_backbone, cache):
+    encoder = SentenceEncoder(str(tiny_text_backbone), max_length=16)
+    splits = load_named("src", data)
+    settings = source_module.SourceAdaptation(objective=objective, learning_rate=1e-3)
+    folder = source_module.adapted_body(encoder, splits, "src", settings)
+    record = source_module.adaptation_of(str(folder))
+    assert record["method"] == source_module.OBJECTIVES[objective] and record["settings"]["objective"] == objective
+    assert source_module.OBJECTIVES[objective] in source_module.adaptation_text(record)
+    adapted = SentenceEncoder(str(folder), max_length=16)
+    assert _class_gap(adapted, splits.train_texts, splits.train_labels) > _class_gap(encoder, splits.train_texts, splits.train_labels) + 0.03
+
+
+def test_an_unknown_source_objective_is_refused(data, tiny_text_backbone, cache):
+    with pytest.raises(ValueError, match="objective"):
+        source_module.adapted_body(SentenceEncoder(str(tiny_text_backbone)), load_named("src", data), "src",
+                                   source_module.SourceAdaptation(objective="maml"))
 
 
 def test_the_train_job_with_a_source_says_so_in_the_card(data, tiny_text_backbone, tmp_path, cache, calls):

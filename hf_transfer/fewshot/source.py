@@ -39,6 +39,9 @@ ADAPTATION_FILE = "adaptation.json"
 FINGERPRINT_VERSION = 1  # bump when what a cached body means changes
 
 
+OBJECTIVES = {"prototype": "stage 1 of `prototype_tuning`", "contrastive": "class-balanced contrastive (multiple-negatives ranking)"}
+
+
 @dataclass(frozen=True)
 class SourceAdaptation:
     """Stage 1 of ``prototype_tuning`` for a source of thousands of examples (not the K-shot defaults).
@@ -52,17 +55,31 @@ class SourceAdaptation:
     adapted body serves every seed of a sweep.
     """
 
+    objective: str = "prototype"
     epochs: float = 1.0
     learning_rate: float = 5e-5
     batch_size: int = 32
     scale: float = 20.0
+    temperature: float = 0.1
     seed: int = 0
 
-    def method(self):
+    def train_body(self, encoder: SentenceEncoder, splits: TextSplits, callbacks: list) -> "torch.nn.Module":
+        """The body adapted on the source's train split by ``objective``: ``prototype`` (cross-entropy toward frozen
+        class prototypes, stage 1 of ``prototype_tuning``) or ``contrastive`` (in-batch multiple-negatives ranking on
+        class-balanced batches, stage 1 of ``recommended`` at three or more classes: supervised contrastive pre-training
+        on the source's labels, as CPFT does on intent data)."""
+        if self.objective == "contrastive":
+            from hf_transfer.fewshot.methods.contrastive import Contrastive
+
+            method = Contrastive(loss="multiple_negatives", temperature=self.temperature, epochs=self.epochs,
+                                 learning_rate=self.learning_rate, batch_size=self.batch_size, class_balanced=True)
+            return method.train_body(encoder, splits.train_texts, splits.train_labels, self.seed, callbacks=callbacks)
+        if self.objective != "prototype":
+            raise ValueError(f"SourceAdaptation.objective: '{self.objective}' is not one of prototype, contrastive")
         from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
 
-        return PrototypeTuning(epochs=self.epochs, learning_rate=self.learning_rate, batch_size=self.batch_size,
-                               scale=self.scale, min_steps=0)
+        method = PrototypeTuning(epochs=self.epochs, learning_rate=self.learning_rate, batch_size=self.batch_size, scale=self.scale, min_steps=0)
+        return method.train_body(encoder, splits.train_texts, splits.train_labels, splits.num_classes, self.seed, callbacks=callbacks)
 
 
 def load_source_task(name: str, data_dir: str | Path | None, sources: dict | None = None) -> TextSplits:
@@ -119,11 +136,10 @@ def adapted_body(encoder: SentenceEncoder, splits: TextSplits, name: str, settin
                f"cached in {folder}", file=sys.stderr)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the bar only: no Trainer log dict, no
         warnings.filterwarnings("ignore", message=".*pin_memory.*")  # pin_memory notice on a machine without accelerator
-        body = settings.method().train_body(encoder, splits.train_texts, splits.train_labels, splits.num_classes, settings.seed,
-                                            callbacks=[_Progress(f"adapting on {name}")])
+        body = settings.train_body(encoder, splits, callbacks=[_Progress(f"adapting on {name}")])
     record = {"source": name, "num_examples": len(splits.train_texts), "num_classes": splits.num_classes,
               "class_names": splits.class_names, "base_model": backbones.public_name(encoder.name),
-              "base_model_sha256": backbones.weights_sha256(encoder.name), "method": "prototype_tuning stage 1",
+              "base_model_sha256": backbones.weights_sha256(encoder.name), "method": OBJECTIVES[settings.objective],
               "settings": asdict(settings), "max_length": encoder.max_length, "pooling": encoder.pooling}
 
     def build(staging: Path) -> None:
@@ -154,5 +170,5 @@ def adaptation_text(record: dict) -> str:
     """One line for a card: which source the body was adapted on, how, and from which base model."""
     settings = record.get("settings", {})
     return (f"adapted on the source `{record['source']}` ({record['num_examples']} examples, {record['num_classes']} classes) by "
-            f"stage 1 of `prototype_tuning` ({settings.get('epochs')} epoch(s), learning rate {settings.get('learning_rate')}, "
+            f"{record.get('method', OBJECTIVES['prototype'])} ({settings.get('epochs')} epoch(s), learning rate {settings.get('learning_rate')}, "
             f"batch {settings.get('batch_size')}) from `{record['base_model']}`, before the few-shot method ran")

@@ -48,8 +48,10 @@ class Contrastive:
         head = LogisticRegressionHead(self.C).fit(encoder.encode(texts, body), torch.tensor(labels), num_classes)
         return EmbeddingClassifier(encoder, body, head.weight, head.bias)
 
-    def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], seed: int) -> torch.nn.Module:
-        """Stage 1: a fresh copy of the pretrained body, contrastively tuned on the labelled texts (eval mode)."""
+    def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], seed: int,
+                   callbacks: list | None = None) -> torch.nn.Module:
+        """Stage 1: a fresh copy of the pretrained body, contrastively tuned on the labelled texts (eval mode); ``callbacks``:
+        Trainer callbacks (a progress bar for a long source adaptation, ``hf_transfer.fewshot.source``)."""
         from hf_transfer.trainers import ContrastiveTrainer
 
         torch.manual_seed(seed)
@@ -62,7 +64,7 @@ class Contrastive:
             with peft_without_deprecation_notice():
                 body = get_peft_model(body, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
         train_on_sample(ContrastiveTrainer, body, self, tokenized(encoder, texts, labels), DataCollatorWithPadding(encoder.tokenizer),
-                        seed, **self._loss_options(encoder))
+                        seed, callbacks=callbacks, **self._loss_options(encoder))
         return body.eval()
 
     def _loss_options(self, encoder: SentenceEncoder) -> dict:
