@@ -13,9 +13,13 @@ Both predict every label whose probability reaches one decision threshold, and a
 label frequencies are flat, so out-of-fold probabilities are small and a bare threshold falls to its floor and predicts
 many labels a text). The threshold is chosen inside the support set: the head is cross-validated on it (``FOLDS``
 folds, seeded) and the train job's rule (``evaluation.multi_label.choose_threshold``: best micro-F1, 0.05..0.95, here
-with the same top-label decision) is applied to the out-of-fold probabilities. The test split is never looked at before
-scoring. For ``recommended`` the folds are the head's only (the body saw the whole support set).
-Rows: micro-F1 (the headline), macro-F1, subset accuracy, micro precision and recall, and the threshold.
+with the same top-label decision) is applied to the out-of-fold probabilities. ``linear_probe`` also chooses the
+head's C (``C_GRID``) on those folds, jointly with the threshold (``cross_validated_head``): at C = 1 the probabilities
+of a probe on unit-norm embeddings sit near each label's prior and the threshold fell to the grid's floor;
+``recommended`` keeps C = 1. The test split is never looked at before scoring. For ``recommended`` the folds are the
+head's only (the body saw the whole support set).
+Rows: micro-F1 (the headline), macro-F1, subset accuracy, micro precision and recall, the threshold and C.
+``--save_models``: ``MultiLabelFit.writer``, a multi-label ``TransferModel`` with the threshold in its config.
 """
 
 from __future__ import annotations

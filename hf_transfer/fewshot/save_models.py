@@ -2,7 +2,7 @@
 
 ``--save_models DIR``: as soon as a run's row is in ``results.jsonl``, its model goes to
 ``DIR/<dataset>/k<K>/seed<S>/<method>/``. A run whose row exists but whose folder does not hold that run's model
-(``metrics.json`` naming the same dataset, K, seed, method and test accuracy) is run again, its row replaced, so
+(``metrics.json`` naming the same dataset, K, seed, method and test headline score) is run again, its row replaced, so
 resuming, or extending a finished grid, still ends with every model.
 
 ``--save_models best``: every run's model is a candidate kept in the grid's staging folder
@@ -12,7 +12,8 @@ copied to ``models/<dataset>_k<K>/`` and that group's candidates go. When the ch
 came from an earlier grid), it is run again first. The published grid holds ``models/`` only.
 
 Every model folder is built in its own staging folder and renamed (``outputs.build_then_publish``), so it is
-never half-written; ``hf_transfer.fewshot.saving`` writes it.
+never half-written; the task's ``run_one`` says how it is written (``saving.run_model_writer`` for single-label and
+multi-label heads, ``tagging.TaggerRun.writer`` for NER taggers), and ``best`` ranks by each task's headline score.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ parameters move: ``tagger_epochs`` epochs at batch 8 but at least ``MIN_STEPS`` 
 wnut17 is 17 sentences, 3 steps an epoch: 10 epochs left the full tagger predicting O everywhere), the learning rate
 of ``TAGGER_LEARNING_RATES`` (a frozen body needs a faster head) unless ``tagger_learning_rate`` is given; no
 validation split is used (there is none in a few-shot support set) and nothing is chosen on the test split.
+``--save_models``: ``TaggerRun.writer`` saves the trained tagger the train job's way, with a tagger card.
 """
 
 from __future__ import annotations
