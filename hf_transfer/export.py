@@ -184,6 +184,7 @@ class OnnxClassifier:
         self.id2label = {int(i): label for i, label in config.get("id2label", {}).items()}
         self.labels = [self.id2label[i] for i in sorted(self.id2label)]  # class names in logit order
         self.problem_type = config.get("problem_type")  # how predict turns logits into labels or values
+        self.top_label = bool(config.get("top_label", False))  # multi-label: the best label always predicted
 
     def __call__(self, encoded: Mapping[str, Any]) -> np.ndarray:
         missing = [name for name in self.input_names if name not in encoded]

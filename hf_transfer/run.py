@@ -125,11 +125,9 @@ def save_record(staging: Path, final_dir: str, values: dict[str, Any], metrics: 
     cards.write(staging, card)
 
 
-def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
-                    objective: str = "supervised cross-entropy", task: str | None = None) -> None:
-    """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
-    processor, resolved config (``recipe_config.yaml``, rerunnable), metrics and a card naming the ``objective`` (and the
-    ``task``, when not single-label classification)."""
+def save_trained_model(trainer, strategy, staging: Path, final_dir: str):
+    """A trained model into ``staging`` the strategy's way (LoRA: merged and/or ``adapter/``, the adapter pointing at
+    ``final_dir``) with its processor; returns the base model's config (what the card reads)."""
     from hf_transfer.strategies.lora import point_adapter_at
 
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -141,6 +139,15 @@ def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, fin
         trainer.processing_class.save_pretrained(adapter_dir)
         location = Path(portable_path(final_dir))
         point_adapter_at(adapter_dir, (location / adapter_dir.relative_to(staging)).as_posix())
+    return base_config
+
+
+def save_classifier(trainer, strategy, config, metrics: dict, staging: Path, final_dir: str, num_train: int,
+                    objective: str = "supervised cross-entropy", task: str | None = None) -> None:
+    """A finished classifier run into ``staging`` (main process only): model (or merged model + ``adapter/``),
+    processor, resolved config (``recipe_config.yaml``, rerunnable), metrics and a card naming the ``objective`` (and the
+    ``task``, when not single-label classification)."""
+    base_config = save_trained_model(trainer, strategy, staging, final_dir)
     card = cards.classifier_card(
         model_name=Path(final_dir).name,
         **cards.backbone_facts(base_config),

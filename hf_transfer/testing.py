@@ -185,6 +185,18 @@ def toy_tagged_sentences(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def entity_word_tags(words: list[str], found: list[dict]) -> list[str]:
+    """``pipeline("token-classification", aggregation_strategy="simple")`` entities over ``" ".join(words)`` back to one
+    BIO tag per word."""
+    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
+    tags = ["O"] * len(words)
+    for entity in found:
+        inside = [i for i, s in enumerate(starts) if s < entity["end"] and s + len(words[i]) > entity["start"]]
+        for n, i in enumerate(inside):
+            tags[i] = ("B-" if n == 0 else "I-") + entity["entity_group"]
+    return tags
+
+
 def write_conll(path: str | Path, rows: list[dict]) -> Path:
     """``rows`` (``tokens``, ``tags``) as a CoNLL file: token TAB tag lines, a blank line after each sentence."""
     path = Path(path)

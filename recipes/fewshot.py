@@ -78,9 +78,10 @@ class FewShotArguments:
     output: str = option("outputs/fewshot", "Output folder (re-runs skip finished runs).", path="output")
     save_models: str | None = option(
         None, "Also save models to ship: a folder DIR gets the model of every run, in DIR/<dataset>/k<K>/seed<S>/<method>/; "
-        "'best' keeps only the best method's per dataset x K (highest mean accuracy, as summary.md marks it; its median-accuracy "
+        "'best' keeps only the best method's per dataset x K (highest mean test score, as summary.md marks it; its median "
         "seed) in OUTPUT/models/<dataset>_k<K>/ (write ./best for a folder named best). Each loads with from_pretrained and "
-        "'hf-transfer predict'. Methods: " + ", ".join(SAVEABLE_METHODS) + ".", path="output", special=("best",))
+        "'hf-transfer predict' (NER: a token classifier; multi-label: its threshold in the config). Single-label methods: "
+        + ", ".join(SAVEABLE_METHODS) + "; every NER and multi-label method.", path="output", special=("best",))
     sources: dict | str | None = option(
         None, "In the YAML file: a mapping from a dataset name to data keys of the train recipe (dataset: Hub name "
         "or folder, train_file, test_file, text_column, label_column, ...), so any datasets source can be used; "

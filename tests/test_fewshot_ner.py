@@ -134,13 +134,71 @@ def test_a_run_is_the_train_jobs_tagger_on_the_same_sentences(ner_dir, tiny_text
     assert row["entity_f1"] > 0  # it learned something, so the equality is not 0 == 0
 
 
+def test_saved_taggers_load_in_the_pipeline_and_predict_like_the_runner(ner_dir, tiny_text_backbone, tmp_path, monkeypatch):
+    """``--save_models DIR``: every run's tagger is a transformers token classifier whose predictions on the test split are
+    the runner's (its in-memory trainer's, the ones its row scores), through ``pipeline`` too; the card says how it was made."""
+    from seqeval.metrics import f1_score
+    from seqeval.metrics.sequence_labeling import get_entities
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    from hf_transfer.fewshot import tagging
+    from hf_transfer.tagging import word_tags
+
+    monkeypatch.setattr(tagging, "MIN_STEPS", 2)
+    runner_tags, calls, real = {}, [], tagging.fit_and_score
+
+    def recorded(splits, id2label, chosen, strategy, *args):
+        calls.append(strategy)
+        run = real(splits, id2label, chosen, strategy, *args)
+        found = run.trainer.predict(run.prepared["test"])  # what the row's scores are computed from
+        runner_tags[strategy] = word_tags(found.label_ids, found.predictions.argmax(-1), id2label)[1]
+        return run
+
+    monkeypatch.setattr(tagging, "fit_and_score", recorded)
+    out, models = tmp_path / "grid", tmp_path / "models"
+    assert main(["fewshot", "--task", "token_classification", "--data", str(ner_dir), "--datasets", "toyner", "--shots", "2",
+                 "--seeds", "1", "--methods", "full,lora", "--model", str(tiny_text_backbone), "--tagger_epochs", "1",
+                 "--output", str(out), "--save_models", str(models)]) == 0
+    test = [json.loads(line) for line in (ner_dir / "toyner" / "test.jsonl").read_text().splitlines()]
+    tags = sorted({tag for row in test for tag in row["tags"]} | {t for line in (ner_dir / "toyner" / "train.jsonl").read_text().splitlines()
+                                                                   for t in json.loads(line)["tags"]})
+    for row in _rows(out / "results.jsonl"):
+        folder = models / "toyner" / "k2" / "seed1" / row["method"]
+        model = AutoModelForTokenClassification.from_pretrained(folder)
+        assert type(model).__name__ == "BertForTokenClassification" and sorted(model.config.id2label.values()) == tags
+        raw = pipeline("token-classification", model=str(folder))  # one tag per token (here one token per word)
+        saved = []
+        for sentence in test:
+            predicted = ["O"] * len(sentence["tokens"])
+            for token in raw(" ".join(sentence["tokens"])):
+                predicted[token["index"] - 1] = token["entity"]  # index 0 is [CLS]
+            saved.append(predicted)
+        assert saved == runner_tags[row["method"]] and any(tag != "O" for sentence in saved for tag in sentence)
+        assert f1_score([r["tags"] for r in test], saved) == pytest.approx(row["entity_f1"], abs=1e-9)
+        simple = pipeline("token-classification", model=str(folder), aggregation_strategy="simple")
+        for sentence, predicted in zip(test, saved):
+            found = testing.entity_word_tags(sentence["tokens"], simple(" ".join(sentence["tokens"])))
+            assert get_entities(found) == get_entities(predicted)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert (metrics["task"], metrics["method"], metrics["test_f1"], metrics["test_token_accuracy"]) == (
+            "token_classification", row["method"], row["entity_f1"], row["token_accuracy"])
+        card = (folder / "README.md").read_text()
+        assert "| task | `token_classification`" in card and f"| strategy | `{row['method']}` |" in card
+        assert "greedy K-mention sample" in card and "K=2" in card and "name: Entity F1 (test)" in card
+        assert all(tag in card for tag in tags) and 'aggregation_strategy="simple"' in card
+    assert main(["fewshot", "--task", "token_classification", "--data", str(ner_dir), "--datasets", "toyner", "--shots", "2",
+                 "--seeds", "1", "--methods", "full,lora", "--model", str(tiny_text_backbone), "--tagger_epochs", "1",
+                 "--output", str(out), "--save_models", str(models)]) == 0
+    assert calls == ["full", "lora"]  # resumed with every model in place: nothing trained again
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--datasets", "text"], "holds no tagged sentences"),
     (["--datasets", "nothere"], "there is no folder"),
     (["--datasets", "toyner", "--methods", "full,recommended"], "compares transfer strategies; 'recommended' is not one"),
     (["--datasets", "toyner", "--shots", "0"], "no zero-shot run"),
     (["--datasets", "toyner", "--shots", "50"], "K=50 mentions per entity type, but type"),
-    (["--datasets", "toyner", "--save_models", "best"], "--save_models is not supported with --task token_classification"),
+    (["--datasets", "toyner", "--source", "toyner"], "--source is not supported with --task token_classification"),
 ])
 def test_bad_input_is_one_line_before_any_work(ner_dir, tmp_path, capsys, extra, message):
     out = tmp_path / "bad"

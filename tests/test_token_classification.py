@@ -113,17 +113,6 @@ def test_seqeval_module_loads_offline_and_matches_seqeval():
 # ---- the trained tagger
 
 
-def _word_tags(words: list[str], found: list[dict]) -> list[str]:
-    """Pipeline entities over ``" ".join(words)`` back to one BIO tag per word."""
-    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
-    tags = ["O"] * len(words)
-    for entity in found:
-        inside = [i for i, s in enumerate(starts) if s < entity["end"] and s + len(words[i]) > entity["start"]]
-        for n, i in enumerate(inside):
-            tags[i] = ("B-" if n == 0 else "I-") + entity["entity_group"]
-    return tags
-
-
 def test_saved_tagger_loads_in_transformers_and_the_pipeline_matches_the_trainer(trained_tagger, tagged_data):
     metrics = json.loads((trained_tagger / "metrics.json").read_text())
     assert metrics["test_f1"] > 0.5  # it learned: otherwise the comparison below would be trivial
@@ -131,7 +120,7 @@ def test_saved_tagger_loads_in_transformers_and_the_pipeline_matches_the_trainer
     assert type(model).__name__ == "BertForTokenClassification" and model.config.id2label[0] == "O"
     tagger = pipeline("token-classification", model=str(trained_tagger), aggregation_strategy="simple")
     rows = [json.loads(line) for line in (tagged_data / "test.jsonl").read_text().splitlines()]
-    predicted = [_word_tags(r["tokens"], tagger(" ".join(r["tokens"]))) for r in rows]
+    predicted = [testing.entity_word_tags(r["tokens"], tagger(" ".join(r["tokens"]))) for r in rows]
     gold = [r["tags"] for r in rows]
     assert f1_score(gold, predicted) == pytest.approx(metrics["test_f1"], abs=1e-9)
     assert precision_score(gold, predicted) == pytest.approx(metrics["test_precision"], abs=1e-9)

@@ -43,14 +43,15 @@ class EmbeddingClassifier:
         """Predicted class ids (the runner's ``Predictor``)."""
         return self.logits(texts).argmax(dim=-1).numpy()
 
-    def to_model(self, id2label: dict[int, str]):
+    def to_model(self, id2label: dict[int, str], problem_type: str = "single_label_classification"):
         """A ``TransferModel`` (eval mode) computing the same logits: the body's weights (LoRA merged), the head as its
-        ``classifier``, ``normalize_embeddings=True``; its config records the pretrained backbone's name and sha256."""
+        ``classifier``, ``normalize_embeddings=True``; its config records the pretrained backbone's name and sha256.
+        ``problem_type``: transformers' name of how the logits become scores (softmax, or a sigmoid per label)."""
         from hf_transfer.models.classifier import TransferModel
 
         if len(id2label) != self.weight.shape[0]:
             raise ValueError(f"{len(id2label)} labels for a head of {self.weight.shape[0]} classes")
-        model = TransferModel.from_backbone(self.encoder.name, id2label, self.encoder.pooling)
+        model = TransferModel.from_backbone(self.encoder.name, id2label, self.encoder.pooling, problem_type=problem_type)
         body = self.body if self.body is not None else self.encoder.body
         if hasattr(body, "merge_and_unload"):  # a LoRA-tuned body: its adapters folded into the weights
             body = copy.deepcopy(body).merge_and_unload()
@@ -82,13 +83,22 @@ METHOD_DESCRIPTIONS = {
 }
 
 
+MULTI_LABEL_DESCRIPTIONS = {
+    "linear_probe": "a one-vs-rest logistic-regression head on the frozen pretrained body, its C and decision threshold "
+                    "chosen by cross-validation inside the support set",
+    "recommended": "contrastive tuning of the body on batches of shared-label pairs, then a one-vs-rest logistic-regression "
+                   "head, its decision threshold chosen by cross-validation inside the support set",
+}
+
+
 def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, k_per_class: int, num_train_examples: int,
                  dataset: str, metrics: dict[str, float], seed: int, command: str, selection: str | None = None,
-                 class_texts: list[str] | None = None, source: str | None = None):
+                 class_texts: list[str] | None = None, source: str | None = None, task: str = "single_label"):
     """The card of a few-shot model (``model_cards/fewshot.md``): the method, K per class, the labels, the base weights;
     every ``eval_*``/``test_*`` metric is a ``model-index`` result; ``selection``: how the model was chosen among others
     (``hf-transfer fewshot --save_models best``); ``class_texts``: what a zero-shot (K = 0) head embedded; ``source``: how
-    the body was adapted on a source task before the method ran (``hf_transfer.fewshot.source``)."""
+    the body was adapted on a source task before the method ran (``hf_transfer.fewshot.source``); ``task``: ``single_label``
+    or ``multi_label`` (K per label, a sigmoid per label, the config's threshold)."""
     from hf_transfer import cards
 
     facts = cards.backbone_facts(model_config)
@@ -100,9 +110,10 @@ def fewshot_card(*, model_name: str, method: str, settings: dict, model_config, 
             rows.append({"split": cards.SPLITS[prefix], "metric": cards.METRIC_NAMES[metric], "value": f"{value:.4f}"})
     return cards.Card("fewshot.md", dict(
         model_name=model_name, task="text-classification", pipeline_tag="text-classification",
-        tags=["hf-transfer", "zero-shot" if k_per_class == 0 else "few-shot", f"fewshot-{method}", "text"], datasets=[dataset], model_index=results,
+        tags=["hf-transfer", "zero-shot" if k_per_class == 0 else "few-shot", f"fewshot-{method}", "text", *(["multi-label"] if task == "multi_label" else [])], datasets=[dataset], model_index=results,
         base_model=facts["base_model"], base_model_sha256=facts["base_model_sha256"], base_model_revision=facts["base_model_revision"],
-        method=method, method_description=METHOD_DESCRIPTIONS[method], method_hyperparameters=cards.hyperparameter_text(settings),
+        method=method, method_description=(MULTI_LABEL_DESCRIPTIONS if task == "multi_label" else METHOD_DESCRIPTIONS)[method],
+        trained_task=task, threshold=getattr(model_config, "threshold", None), method_hyperparameters=cards.hyperparameter_text(settings),
         k_per_class=k_per_class, num_train_examples=num_train_examples, labels=cards.label_text(facts["labels"]),
         pooling=facts["pooling"], dataset_description=dataset, seed=seed, results=rows, command=command, load_path=model_name,
         selection=selection, class_texts=cards.label_text([repr(text) for text in class_texts]) if class_texts else "", source=source or "",

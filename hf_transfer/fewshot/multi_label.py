@@ -13,9 +13,13 @@ Both predict every label whose probability reaches one decision threshold, and a
 label frequencies are flat, so out-of-fold probabilities are small and a bare threshold falls to its floor and predicts
 many labels a text). The threshold is chosen inside the support set: the head is cross-validated on it (``FOLDS``
 folds, seeded) and the train job's rule (``evaluation.multi_label.choose_threshold``: best micro-F1, 0.05..0.95, here
-with the same top-label decision) is applied to the out-of-fold probabilities. The test split is never looked at before
-scoring. For ``recommended`` the folds are the head's only (the body saw the whole support set).
-Rows: micro-F1 (the headline), macro-F1, subset accuracy, micro precision and recall, and the threshold.
+with the same top-label decision) is applied to the out-of-fold probabilities. ``linear_probe`` also chooses the
+head's C (``C_GRID``) on those folds, jointly with the threshold (``cross_validated_head``): at C = 1 the probabilities
+of a probe on unit-norm embeddings sit near each label's prior and the threshold fell to the grid's floor;
+``recommended`` keeps C = 1. The test split is never looked at before scoring. For ``recommended`` the folds are the
+head's only (the body saw the whole support set).
+Rows: micro-F1 (the headline), macro-F1, subset accuracy, micro precision and recall, the threshold and C.
+``--save_models``: ``MultiLabelFit.writer``, a multi-label ``TransferModel`` with the threshold in its config.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from hf_transfer.fewshot.heads import OneVsRestHead
 
 TASK = "multi_label"
 FOLDS = 4
+C_GRID = (1.0, 10.0, 100.0, 1000.0)  # linear_probe's inverse regularisation strengths, chosen among by support-set CV
 
 
 @dataclass
@@ -93,21 +98,41 @@ def check_multi_label_shots(data: MultiLabelData, shots: list[str], methods: lis
                                  "(a pair sharing the label).", "use --shots 2 or more, or --methods linear_probe.")
 
 
-def cross_validated_threshold(features: torch.Tensor, targets: np.ndarray, seed: int, C: float = 1.0) -> float:
-    """The decision threshold chosen inside the support set: out-of-fold probabilities of the one-vs-rest head
-    (``FOLDS`` seeded folds), then the train job's ``choose_threshold`` (best micro-F1) with the top-label decision."""
+def out_of_fold_probabilities(features: torch.Tensor, targets: np.ndarray, seed: int, C: float) -> np.ndarray:
+    """Each support example's label probabilities from the one-vs-rest head fitted on the other folds (``FOLDS``, seeded)."""
     order = np.random.default_rng(seed).permutation(len(targets))
     probabilities = np.zeros(targets.shape, dtype=np.float64)
     for fold in np.array_split(order, min(FOLDS, len(targets))):
         rest = np.setdiff1d(order, fold)
         head = OneVsRestHead(C).fit(features[rest], torch.as_tensor(targets[rest], dtype=torch.float64))
         probabilities[fold] = head.probabilities(features[fold]).numpy()
-    return choose_threshold(probabilities, targets, at_least_top)
+    return probabilities
+
+
+def cross_validated_threshold(features: torch.Tensor, targets: np.ndarray, seed: int, C: float = 1.0) -> float:
+    """The decision threshold chosen inside the support set: out-of-fold probabilities of the one-vs-rest head
+    (``FOLDS`` seeded folds), then the train job's ``choose_threshold`` (best micro-F1) with the top-label decision."""
+    return choose_threshold(out_of_fold_probabilities(features, targets, seed, C), targets, at_least_top)
+
+
+def cross_validated_head(features: torch.Tensor, targets: np.ndarray, seed: int) -> tuple[float, float]:
+    """(C, threshold) of ``linear_probe``, both chosen inside the support set: for each C of ``C_GRID`` the threshold of
+    ``cross_validated_threshold`` and its out-of-fold micro-F1; the best pair wins (ties: the smaller C, more regularised).
+    C = 1 on unit-norm embeddings and a few examples a label leaves the weights tiny, so the probabilities stay near the
+    label prior and the threshold falls to the grid's floor; a C chosen by held-out micro-F1 is the one whose
+    probabilities separate the labels."""
+    scores = []
+    for C in C_GRID:
+        probabilities = out_of_fold_probabilities(features, targets, seed, C)
+        threshold = choose_threshold(probabilities, targets, at_least_top)
+        scores.append((multi_label_metrics(targets, at_least_top(probabilities, threshold))["micro_f1"], -C, threshold))
+    _, C, threshold = max(scores)
+    return -C, threshold
 
 
 @dataclass
 class MultiLabelFit:
-    """A fitted multi-label method: the body (None: the frozen one), the head and its threshold."""
+    """A fitted multi-label method: the body (None: the frozen one), the head (its ``C``) and its threshold."""
 
     encoder: SentenceEncoder
     body: torch.nn.Module | None
@@ -118,21 +143,35 @@ class MultiLabelFit:
         """0/1 predictions, one row per text: the labels whose probability reaches the threshold, and the most probable one."""
         return at_least_top(self.head.probabilities(self.encoder.encode(texts, self.body)).numpy(), self.threshold).astype(np.int8)
 
+    def writer(self, names: list[str]) -> Callable[..., None]:
+        """How ``ModelSaver`` writes this fit (``save_models.ModelSaver.save``): a ``TransferModel`` with
+        ``problem_type="multi_label_classification"``, the threshold in its config (its logits shifted by it, as the
+        train job saves a multi-label model) and ``top_label`` set, so ``hf-transfer predict`` decides as ``__call__``."""
+        from hf_transfer.fewshot.model import EmbeddingClassifier
+        from hf_transfer.fewshot.saving import run_model_writer
 
-def fit_head(encoder: SentenceEncoder, body, texts: list[str], targets: np.ndarray, seed: int) -> MultiLabelFit:
+        classifier = EmbeddingClassifier(self.encoder, self.body, self.head.weight, self.head.bias)
+        return run_model_writer(classifier, dict(enumerate(names)), {"C": self.head.C, "threshold": self.threshold},
+                                problem_type="multi_label_classification", threshold=self.threshold, task=TASK)
+
+
+def fit_head(encoder: SentenceEncoder, body, texts: list[str], targets: np.ndarray, seed: int, choose_C: bool = False) -> MultiLabelFit:
+    """The one-vs-rest head on ``body``'s embeddings of the support set, its threshold (and with ``choose_C`` its C)
+    chosen by cross-validation inside it."""
     features = encoder.encode(texts, body)
-    threshold = cross_validated_threshold(features, targets, seed)
-    head = OneVsRestHead().fit(features, torch.as_tensor(targets, dtype=torch.float64))
+    C, threshold = cross_validated_head(features, targets, seed) if choose_C else (1.0, cross_validated_threshold(features, targets, seed))
+    head = OneVsRestHead(C).fit(features, torch.as_tensor(targets, dtype=torch.float64))
     return MultiLabelFit(encoder, body, head, threshold)
 
 
 def fit_linear_probe(encoder: SentenceEncoder, texts: list[str], targets: np.ndarray, seed: int) -> MultiLabelFit:
-    return fit_head(encoder, None, texts, targets, seed)
+    """The head on the frozen body, its C and threshold chosen inside the support set (``cross_validated_head``)."""
+    return fit_head(encoder, None, texts, targets, seed, choose_C=True)
 
 
 def fit_recommended(encoder: SentenceEncoder, texts: list[str], targets: np.ndarray, seed: int) -> MultiLabelFit:
     """The body tuned contrastively on shared-label pairs (the single-label rule's settings for this sample's size and
-    label count), then the one-vs-rest head."""
+    label count), then the one-vs-rest head (C = 1: the tuned embeddings separate the labels already)."""
     from hf_transfer.fewshot.methods.contrastive import contrastive_for
 
     method = contrastive_for(math.ceil(len(texts) / targets.shape[1]), targets.shape[1])
@@ -156,7 +195,7 @@ def multi_label_start(data_dir: str | Path, shots: list[str], methods: list[str]
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         encoder = SentenceEncoder(model, max_length=max_length)  # a bad model fails before the staging folder exists
 
-        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, None]:
+        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, Callable]:
             data = loaded[dataset]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # checked above: no label is short of K
@@ -171,9 +210,9 @@ def multi_label_start(data_dir: str | Path, shots: list[str], methods: list[str]
             metrics = multi_label_metrics(data.test_targets, predictions)
             row = {"dataset": dataset, "k": str(k), "k_per_class": int(targets.sum(axis=0).min()), "seed": seed, "method": name,
                    "task": TASK, "metric": "micro_f1", **metrics, "threshold": fitted.threshold,
-                   "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+                   "C": fitted.head.C, "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                    "num_train": len(texts), "num_test": len(data.test_texts), "model": model}
-            return row, None
+            return row, fitted.writer(data.names)
 
         return run_one
 

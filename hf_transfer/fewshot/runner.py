@@ -32,6 +32,7 @@ from hf_transfer.fewshot.methods import check_shots, get_method
 from hf_transfer.fewshot.methods.zeroshot import ZERO_SHOT, ZeroShot, check_grid, class_texts, grid_methods, known_class_texts
 from hf_transfer.fewshot.report import RESULTS_FILE, method_label, read_results, run_key, write_reports
 from hf_transfer.fewshot.save_models import ModelSaver
+from hf_transfer.fewshot.saving import run_model_writer
 from hf_transfer.metrics import classification_metrics
 
 
@@ -78,8 +79,8 @@ def run_grid(output: Path, settings: dict, datasets: list[str], shots: list[str]
     """The grid's shell, whatever the task: run every missing (dataset, K, seed, method) of ``output`` (runs of an
     unfinished run with the same ``settings`` kept) in ``output.incomplete``, then publish it as ``output``; returns
     ``output/results.jsonl``. ``start(plan)`` loads and checks what the plan's runs need (bad data or a bad model fails
-    there, before the staging folder exists) and returns ``run_one(dataset, k, seed, method) -> (row, fitted)``;
-    ``fitted`` is what ``ModelSaver.save`` keeps of the run's model, or None."""
+    there, before the staging folder exists) and returns ``run_one(dataset, k, seed, method) -> (row, write)``;
+    ``write`` is how ``ModelSaver.save`` writes the run's model (``--save_models``), or None."""
     output = Path(output)
     outputs.check_output_dir(output, overwrite=True, option="output")  # a file or the working folder is refused;
     # a finished grid is not: it is extended (a copy of it is the staging folder's start), and replaced once done
@@ -108,7 +109,7 @@ def run_grid(output: Path, settings: dict, datasets: list[str], shots: list[str]
             row, fitted = run_one(dataset, k, seed, name)
             _append(results, row)
             if fitted is not None:
-                models.save(row, *fitted)
+                models.save(row, fitted)
     finally:
         progress.close()
     _publish(staging, output, models)
@@ -138,7 +139,7 @@ def run_experiment(
     one-vs-rest head (``hf_transfer.fewshot.multi_label``).
     """
     if task != "single_label":
-        for option, value in (("save_models", save_models), ("source", source), ("label_descriptions", label_descriptions), ("sources", sources)):
+        for option, value in (("source", source), ("label_descriptions", label_descriptions), ("sources", sources)):
             if value:
                 raise UserInputError(f"--{option} is not supported with --task {task}.", f"leave --{option} out (dataset folders under --data).")
         settings = {"task": task, "model": model, "max_length": max_length, "max_test": max_test, "data": str(data_dir)}
@@ -148,11 +149,12 @@ def run_experiment(
         check_tagging_grid(shots, methods)
         settings.update(tagger_epochs=tagger_epochs, tagger_learning_rate=tagger_learning_rate)
         start = tagging_start(data_dir, shots, methods, model, max_length, max_test, tagger_epochs, tagger_learning_rate)
-        return run_grid(output, settings, datasets, shots, seeds, methods, start)
+        return run_grid(output, settings, datasets, shots, seeds, methods, start, save_models)
     if task == "multi_label":
         from hf_transfer.fewshot.multi_label import multi_label_start
 
-        return run_grid(output, settings, datasets, shots, seeds, methods, multi_label_start(data_dir, shots, methods, model, max_length, max_test))
+        start = multi_label_start(data_dir, shots, methods, model, max_length, max_test)
+        return run_grid(output, settings, datasets, shots, seeds, methods, start, save_models)
     for name in methods:
         get_method(name, 8, 2)  # unknown names fail before any work
     label_descriptions = label_descriptions or {}
@@ -180,7 +182,7 @@ def run_experiment(
         if source_task is not None:
             encoder = source_encoder(encoder, source_task, source)  # cached by fingerprint: a sweep adapts once
 
-        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, tuple]:
+        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, Callable]:
             splits = loaded[dataset]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore" if name != grid_methods(k, methods)[0] else "default")
@@ -203,7 +205,8 @@ def run_experiment(
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "num_train": len(texts), "num_test": len(splits.test_texts), "model": model, **({"source": source} if source else {}),
             }
-            return row, (predict, method, splits)
+            names = splits.class_names or [str(i) for i in range(splits.num_classes)]
+            return row, run_model_writer(predict, dict(enumerate(names)), method)
 
         return run_one
 

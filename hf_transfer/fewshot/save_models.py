@@ -2,7 +2,7 @@
 
 ``--save_models DIR``: as soon as a run's row is in ``results.jsonl``, its model goes to
 ``DIR/<dataset>/k<K>/seed<S>/<method>/``. A run whose row exists but whose folder does not hold that run's model
-(``metrics.json`` naming the same dataset, K, seed, method and test accuracy) is run again, its row replaced, so
+(``metrics.json`` naming the same dataset, K, seed, method and test headline score) is run again, its row replaced, so
 resuming, or extending a finished grid, still ends with every model.
 
 ``--save_models best``: every run's model is a candidate kept in the grid's staging folder
@@ -12,7 +12,8 @@ copied to ``models/<dataset>_k<K>/`` and that group's candidates go. When the ch
 came from an earlier grid), it is run again first. The published grid holds ``models/`` only.
 
 Every model folder is built in its own staging folder and renamed (``outputs.build_then_publish``), so it is
-never half-written; ``hf_transfer.fewshot.saving`` writes it.
+never half-written; the task's ``run_one`` says how it is written (``saving.run_model_writer`` for single-label and
+multi-label heads, ``tagging.TaggerRun.writer`` for NER taggers), and ``best`` ranks by each task's headline score.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ from hf_transfer import cards, outputs
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot.methods.zeroshot import grid_methods
 from hf_transfer.fewshot.model import SAVEABLE_METHODS
-from hf_transfer.fewshot.report import RESULTS_FILE, aggregate, method_label, read_results, representative_run, row_method, run_key
-from hf_transfer.fewshot.saving import save_fewshot_model
+from hf_transfer.fewshot.report import (RESULTS_FILE, aggregate, dataset_metric, headline, method_label, read_results, representative_run,
+                                        row_method, run_key)
 from hf_transfer.outputs import METRICS_FILE, MODEL_CONFIG_FILE
 from hf_transfer.redact import portable_value
 
@@ -50,18 +51,32 @@ def _metrics(folder: Path) -> dict:
     return values if isinstance(values, dict) and (folder / MODEL_CONFIG_FILE).is_file() else {}
 
 
+# a row's scores -> their metrics.json keys without "test_" (the card's metric names: the tagger card reads seqeval's)
+TEST_METRICS = {
+    "single_label": {"accuracy": "accuracy", "macro_f1": "macro_f1", "mcc": "mcc"},
+    "multi_label": {key: key for key in ("micro_f1", "macro_f1", "subset_accuracy", "micro_precision", "micro_recall")},
+    "token_classification": {"entity_f1": "f1", "entity_precision": "precision", "entity_recall": "recall",
+                             "entity_macro_f1": "macro_f1", "token_accuracy": "token_accuracy"},
+}
+
+
+def _test_metrics(row: dict) -> dict[str, str]:
+    return TEST_METRICS[row.get("task", "single_label")]
+
+
 def holds_run(folder: Path, row: dict) -> bool:
-    """Whether ``folder`` is a saved model of the run ``row`` (same dataset, K, seed, method and test accuracy)."""
-    saved = _metrics(folder)
+    """Whether ``folder`` is a saved model of the run ``row`` (same dataset, K, seed, method and test headline score)."""
+    saved, score = _metrics(folder), headline(row)
     return bool(saved) and (saved.get("dataset"), str(saved.get("k")), saved.get("seed"), saved.get("method"), saved.get("source"),
-                            saved.get("test_accuracy")) == (row["dataset"], str(row["k"]), row["seed"], row["method"], row.get("source"),
-                                                            row["accuracy"])
+                            saved.get(f"test_{_test_metrics(row)[score]}")) == (row["dataset"], str(row["k"]), row["seed"], row["method"],
+                                                                               row.get("source"), row[score])
 
 
 def model_metrics(row: dict) -> dict[str, Any]:
     """A run's ``metrics.json``: which run it is and what it measured (``test_*``: the card's results)."""
     return {"dataset": row["dataset"], "k": str(row["k"]), "k_per_class": row["k_per_class"], "seed": row["seed"],
-            "method": row["method"], "test_accuracy": row["accuracy"], "test_macro_f1": row["macro_f1"], "test_mcc": row["mcc"],
+            "method": row["method"], **({"task": row["task"]} if row.get("task") else {}),
+            **{f"test_{name}": row[key] for key, name in _test_metrics(row).items()},
             "train_runtime": row["train_seconds"], "train_examples": row["num_train"], "test_examples": row["num_test"],
             **({"source": row["source"]} if row.get("source") else {})}
 
@@ -85,7 +100,7 @@ class ModelSaver:
         """The saver of ``--save_models target``; a method that cannot be saved, or a DIR that is a file or would be
         replaced with the grid folder, is refused here, before any work."""
         target = None if target is None else str(target)
-        if target is not None:
+        if target is not None and "task" not in settings:  # a single-label grid; every NER or multi-label method saves a model
             unsaveable = [name for name in methods if name not in SAVEABLE_METHODS]
             if unsaveable:
                 raise UserInputError(f"--save_models: method '{unsaveable[0]}' gives no model that can be saved (those that "
@@ -121,6 +136,8 @@ class ModelSaver:
         return [row for row in rows if run_key(row) not in redo]
 
     def _refuse_unsaveable_rows(self, rows: list[dict]) -> None:
+        if "task" in self.settings:
+            return
         groups = set(self._groups())
         found = next((row["method"] for row in rows
                       if (row["dataset"], str(row["k"])) in groups and row["method"] not in SAVEABLE_METHODS), None)
@@ -143,17 +160,16 @@ class ModelSaver:
         if current is not None:
             yield from self._complete(current)
 
-    def save(self, row: dict, classifier, method, splits) -> None:
-        """The model of the run ``row`` (just appended to ``results.jsonl``), fitted as ``classifier`` by ``method``."""
+    def save(self, row: dict, write: Callable[..., None]) -> None:
+        """The model of the run ``row`` (just appended to ``results.jsonl``): ``write(staging, row=, metrics=, values=,
+        final_dir=)`` (what the task's ``run_one`` returned: ``saving.run_model_writer``, ``TaggerRun.writer``) fills
+        the staging folder, which is then published."""
         if self.target is None:
             return
         folder = self._run_folder(row) if self.target != BEST else self._candidate(row)
         final_dir = folder if self.target != BEST else self._best_folder(row["dataset"], row["k"], self.output)
-        names = splits.class_names or [str(i) for i in range(splits.num_classes)]
-        outputs.build_then_publish(folder, lambda staging: save_fewshot_model(
-            staging, classifier, dict(enumerate(names)), method_name=row["method"], method=method, k_per_class=row["k_per_class"],
-            num_train_examples=row["num_train"], dataset=row["dataset"], metrics=model_metrics(row), seed=row["seed"],
-            values=self._values(row), final_dir=final_dir))
+        outputs.build_then_publish(folder, lambda staging: write(staging, row=row, metrics=model_metrics(row), values=self._values(row),
+                                                                 final_dir=final_dir))
 
     def _complete(self, group: tuple[str, str]) -> Iterator[Run]:
         if self.target != BEST:
@@ -187,7 +203,8 @@ class ModelSaver:
         stats = aggregate(rows)
         mean, _, seeds, _ = stats[(group[0], group[1], row_method(chosen))]
         compared = [method for (dataset, k, method) in stats if (dataset, k) == group]
-        selection = {"selected_by": "best mean test accuracy over seeds, then the median seed", "method_mean_test_accuracy": mean,
+        metric = dataset_metric(rows, group[0])  # "accuracy", or the task's headline in words
+        selection = {"selected_by": f"best mean test {metric} over seeds, then the median seed", f"method_mean_test_{headline(chosen)}": mean,
                      "method_seeds": seeds, "methods_compared": compared}
         if holds_run(final, chosen) and all(_metrics(final).get(key) == value for key, value in selection.items()):
             return
@@ -195,9 +212,9 @@ class ModelSaver:
         if source is None:
             raise RuntimeError(f"no saved model of {run_key(chosen)} to keep as the best of {group}")
         text = (f"Of the {len(compared)} few-shot methods compared by `hf-transfer fewshot` on {group[0]} at K={group[1]} "
-                f"({', '.join(compared)}), `{chosen['method']}` had the highest mean test accuracy over {seeds} seed(s) "
-                f"({100 * mean:.1f}%); this is its run with the median test accuracy (seed {chosen['seed']}). The method and the "
-                "seed were chosen on the test split of this comparison, so the test accuracy reported here is optimistic: "
+                f"({', '.join(compared)}), `{chosen['method']}` had the highest mean test {metric} over {seeds} seed(s) "
+                f"({100 * mean:.1f}%); this is its run with the median test {metric} (seed {chosen['seed']}). The method and the "
+                f"seed were chosen on the test split of this comparison, so the test {metric} reported here is optimistic: "
                 "check it on data of your own.")
 
         def build(folder: Path) -> None:
@@ -244,7 +261,8 @@ class ModelSaver:
         settings, dataset = self.settings, row["dataset"]
         values = {"data": settings["data"], "datasets": [dataset], "shots": [str(row["k"])], "seeds": [row["seed"]],
                   "methods": [row["method"]], "model": settings["model"], "max_length": settings["max_length"],
-                  "max_test": settings["max_test"], **({"source": settings["source"]} if settings.get("source") else {})}
+                  "max_test": settings["max_test"], **({"source": settings["source"]} if settings.get("source") else {}),
+                  **{key: settings[key] for key in ("task", "tagger_epochs", "tagger_learning_rate") if settings.get(key) is not None}}
         if dataset in (settings.get("sources") or {}):
             values["sources"] = {dataset: {key: portable_value(value) for key, value in settings["sources"][dataset].items()}}
         return values

@@ -10,6 +10,7 @@ parameters move: ``tagger_epochs`` epochs at batch 8 but at least ``MIN_STEPS`` 
 wnut17 is 17 sentences, 3 steps an epoch: 10 epochs left the full tagger predicting O everywhere), the learning rate
 of ``TAGGER_LEARNING_RATES`` (a frozen body needs a faster head) unless ``tagger_learning_rate`` is given; no
 validation split is used (there is none in a few-shot support set) and nothing is chosen on the test split.
+``--save_models``: ``TaggerRun.writer`` saves the trained tagger the train job's way, with a tagger card.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import DatasetDict
@@ -74,10 +77,44 @@ def tags_of(dataset, id2label: dict[int, str]) -> list[list[str]]:
     return [[id2label[i] for i in tags] for tags in dataset["tags"]]
 
 
+@dataclass
+class TaggerRun:
+    """A trained few-shot tagger: its trainer (model, tokenizer, schedule), the strategy, the tokenized splits and the
+    seqeval metrics of the test split (``test_f1``, ``test_precision``, ...)."""
+
+    trainer: Any
+    strategy: Any
+    prepared: DatasetDict
+    metrics: dict[str, float]
+
+    def writer(self, mentions: dict[str, int]) -> Callable[..., None]:
+        """How ``ModelSaver`` writes this run's model (``save_models.ModelSaver.save``): the tagger the train job's way
+        (``run.save_trained_model``: ``AutoModelForTokenClassification`` + tokenizer, LoRA merged) and a tagger card that
+        says it was trained few-shot on a K-mention sample."""
+
+        def write(folder: Path, *, row: dict, metrics: dict, values: dict, final_dir: Path) -> None:
+            from hf_transfer import cards
+            from hf_transfer.redact import command_line
+            from hf_transfer.run import save_record, save_trained_model
+
+            config = save_trained_model(self.trainer, self.strategy, folder, str(final_dir))
+            sample = ", ".join(f"{kind} {count}" for kind, count in sorted(mentions.items()))
+            card = cards.classifier_card(
+                model_name=Path(final_dir).name, **cards.backbone_facts(config), strategy=row["method"],
+                strategy_hyperparameters=self.strategy.hyperparameters(), dataset=row["dataset"], num_train_examples=row["num_train"],
+                objective=(f"token-level cross-entropy on a greedy K-mention sample (`hf-transfer fewshot --task {TASK}`, K={row['k']}, "
+                           f"seed {row['seed']}; mentions per type: {sample})"),
+                training_summary=cards.training_summary(self.trainer.args), metrics=metrics, command=command_line(),
+                adapter_folder=(folder / "adapter").is_dir(), task=TASK)
+            save_record(folder, str(final_dir), values, metrics, card)
+
+        return write
+
+
 def fit_and_score(splits: DatasetDict, id2label: dict[int, str], chosen: list[int], strategy: str, seed: int, model: str,
-                  max_length: int, epochs: float, learning_rate: float | None, workdir: str) -> dict[str, float]:
+                  max_length: int, epochs: float, learning_rate: float | None, workdir: str) -> TaggerRun:
     """Train a tagger with ``strategy`` on the ``chosen`` train sentences (the train job's code: ``prepare_tagger``,
-    ``tagger_trainer``) and return its seqeval metrics on the test split (``test_f1``, ``test_precision``, ...)."""
+    ``tagger_trainer``) and score it on the test split (seqeval metrics ``test_f1``, ``test_precision``, ...)."""
     from hf_transfer.tagging import prepare_tagger, tagger_trainer
 
     set_seed(seed)
@@ -92,7 +129,7 @@ def fit_and_score(splits: DatasetDict, id2label: dict[int, str], chosen: list[in
     strategy_obj, tagger, tokenizer, prepared = prepare_tagger(model_args, STRATEGIES[strategy][1](), data_args, subset, id2label, training)
     trainer = tagger_trainer(tagger, tokenizer, strategy_obj, training, prepared, id2label)
     trainer.train()
-    return trainer.evaluate(prepared["test"], metric_key_prefix="test")
+    return TaggerRun(trainer, strategy_obj, prepared, trainer.evaluate(prepared["test"], metric_key_prefix="test"))
 
 
 def tagging_start(data_dir: str | Path, shots: list[str], methods: list[str], model: str, max_length: int, max_test: int | None,
@@ -111,7 +148,7 @@ def tagging_start(data_dir: str | Path, shots: list[str], methods: list[str], mo
                 check_k_mentions(tags_of(splits["train"], id2label), k, dataset)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, None]:
+        def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, Callable]:
             splits, id2label = loaded[dataset]
             train_tags = tags_of(splits["train"], id2label)
             chosen = k_mention_indices(train_tags, k, seed)
@@ -121,8 +158,8 @@ def tagging_start(data_dir: str | Path, shots: list[str], methods: list[str], mo
                     mentions[kind] = mentions.get(kind, 0) + count
             begin = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hf_transfer_fewshot_ner_") as workdir:
-                metrics = fit_and_score(splits, id2label, chosen, name, seed, model, max_length, epochs, learning_rate, workdir)
-            seconds = time.perf_counter() - begin
+                run = fit_and_score(splits, id2label, chosen, name, seed, model, max_length, epochs, learning_rate, workdir)
+            seconds, metrics = time.perf_counter() - begin, run.metrics
             eval_seconds = metrics.get("test_runtime", 0.0)
             row = {
                 "dataset": dataset, "k": str(k), "k_per_class": min(mentions.values()), "seed": seed, "method": name,
@@ -132,7 +169,7 @@ def tagging_start(data_dir: str | Path, shots: list[str], methods: list[str], mo
                 "train_seconds": round(seconds - eval_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "num_train": len(chosen), "num_test": len(splits["test"]), "model": model,
             }
-            return row, None
+            return row, run.writer(mentions)
 
         return run_one
 

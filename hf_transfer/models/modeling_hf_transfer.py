@@ -97,6 +97,8 @@ class TransferConfig(_TrunkConfig):
     # multi_label_classification: the decision threshold on sigmoid(head) chosen on the validation split; the logits the model
     # returns are shifted by -logit(threshold), so sigmoid(logits) >= 0.5 (what pipeline users cut at) means "label on"
     threshold: float | None = None
+    # multi-label: each text's most probable label is predicted too, whatever its score (few-shot heads: every text has a label)
+    top_label: bool = False
 
 
 class MultiTaskConfig(_TrunkConfig):

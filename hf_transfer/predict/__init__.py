@@ -4,7 +4,8 @@
 runs it through an engine (``engines``: the saved PyTorch model; an ONNX Runtime engine plugs into
 ``ENGINES``), and writes one row per input, in input order, into a staging file renamed into place
 at the end (``writers``): the best labels with their probabilities (single-label), every label whose sigmoid score
-is at least 0.5 (multi-label: the saved logits carry the threshold chosen on validation), or the values (regression). Memory holds one chunk of rows whatever the size of the input. Inside a
+is at least 0.5 (multi-label: the saved logits carry the threshold chosen on validation; a few-shot head's config
+``top_label``: and the best label), or the values (regression). Memory holds one chunk of rows whatever the size of the input. Inside a
 chunk, inputs are batched by token count (fewer pad tokens) and their predictions put back in input order.
 """
 
@@ -42,14 +43,16 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def decide(logits: np.ndarray, labels: list[str], k: int, problem_type: str | None) -> list[Prediction]:
+def decide(logits: np.ndarray, labels: list[str], k: int, problem_type: str | None, top_label: bool = False) -> list[Prediction]:
     """Each row's prediction: the ``k`` most probable labels (softmax), the labels scoring >= 0.5 best first (multi-label,
-    possibly none), or every target with its value (regression)."""
+    possibly none; ``top_label``: and always the best one, as a few-shot multi-label head decides), or every target with
+    its value (regression)."""
     if problem_type == "regression":
         return [[(label, float(value)) for label, value in zip(labels, row)] for row in logits.astype(np.float64)]
     if problem_type == "multi_label_classification":
         scores = sigmoid(logits)
-        return [[(labels[i], float(row[i])) for i in np.argsort(-row, kind="stable") if row[i] >= 0.5] for row in scores]
+        return [[(labels[i], float(row[i])) for rank, i in enumerate(np.argsort(-row, kind="stable")) if row[i] >= 0.5 or (top_label and rank == 0)]
+                for row in scores]
     return top_k(softmax(logits), labels, k)
 
 
@@ -61,7 +64,7 @@ def classify(values: list, encoder: Encoder, engine: Engine, batch_size: int, k:
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         logits = engine.logits(encoder([values[i] for i in rows]))
-        for i, prediction in zip(rows, decide(logits, engine.labels, k, getattr(engine, "problem_type", None))):
+        for i, prediction in zip(rows, decide(logits, engine.labels, k, getattr(engine, "problem_type", None), getattr(engine, "top_label", False))):
             found[i] = prediction
     return found  # type: ignore[return-value]
 

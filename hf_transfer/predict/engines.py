@@ -74,6 +74,7 @@ class TorchEngine:
         self.model = model.to(self.device).eval()
         self.labels, self.task_id = labels, task_id
         self.problem_type = getattr(model.config, "problem_type", None) if task_id is None else None  # how logits become predictions
+        self.top_label = bool(getattr(model.config, "top_label", False))  # multi-label: the best label always predicted
         self.padding = PaddingSkipper(skip_padding)
 
     @torch.inference_mode()
