@@ -49,7 +49,7 @@ def prototype_loo_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
     unit = f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None)
     classes, index, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
     if counts.min() < 2:
-        raise UserInputError(f"class {classes[counts.argmin()]!r} has {counts.min()} example in the support set; leave-one-out "
+        raise UserInputError(f"Class {classes[counts.argmin()].item()!r} has one example in the support set; leave-one-out "
                              "needs two or more per class.", "use K = 2 or more (--k).")
     sums = np.zeros((len(classes), f.shape[1]))
     np.add.at(sums, index, unit)

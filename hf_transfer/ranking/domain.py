@@ -1,0 +1,44 @@
+"""Domain distance between two sets of embeddings: the squared maximum mean discrepancy (MMD) with an RBF kernel.
+
+Which labelled source will help a target? A source whose examples look like the target's, in the feature space of the
+body that will be adapted, moves that body where the target lies. MMD (Gretton et al. 2012) measures how far apart
+two samples are as distributions: ``MMD^2 = E k(s, s') + E k(t, t') - 2 E k(s, t)``, here the unbiased estimate (the
+diagonal terms left out of the within-sample means, so two samples of one distribution give about 0 and it can be
+slightly negative). The kernel is ``k(x, y) = exp(-||x - y||^2 / (2 sigma^2))`` with ``sigma`` the median pairwise
+distance over both samples (the median heuristic): no setting to choose, scale-free.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hf_transfer.errors import UserInputError
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``||a_i - b_j||^2`` for every pair, clipped at 0 (rounding)."""
+    return np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0, None)
+
+
+def median_bandwidth(source: np.ndarray, target: np.ndarray) -> float:
+    """The median heuristic: the median distance between two different examples of the pooled samples."""
+    pooled = np.concatenate([source, target])
+    distances = squared_distances(pooled, pooled)[np.triu_indices(len(pooled), k=1)]
+    median = float(np.sqrt(np.median(distances)))
+    return median if median > 0 else 1.0  # every example identical: any bandwidth gives MMD 0
+
+
+def mmd(source: np.ndarray, target: np.ndarray, bandwidth: float | None = None) -> float:
+    """Unbiased squared MMD between ``source`` ``(m, d)`` and ``target`` ``(n, d)`` with an RBF kernel of width
+    ``bandwidth`` (default: ``median_bandwidth``). Each sample needs two rows or more."""
+    s, t = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if len(s) < 2 or len(t) < 2:
+        raise UserInputError(f"MMD needs two examples or more on each side (got {len(s)} and {len(t)}).",
+                             "give source and target datasets with two train examples or more.")
+    sigma = median_bandwidth(s, t) if bandwidth is None else bandwidth
+    kernel = lambda a, b: np.exp(-squared_distances(a, b) / (2.0 * sigma * sigma))  # noqa: E731
+    k_ss, k_tt, k_st = kernel(s, s), kernel(t, t), kernel(s, t)
+    m, n = len(s), len(t)
+    within_s = (k_ss.sum() - np.trace(k_ss)) / (m * (m - 1))
+    within_t = (k_tt.sum() - np.trace(k_tt)) / (n * (n - 1))
+    return float(within_s + within_t - 2.0 * k_st.mean())
