@@ -23,8 +23,8 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def median_bandwidth(source: np.ndarray, target: np.ndarray) -> float:
     """The median heuristic: the median distance between two different examples of the pooled samples."""
     pooled = np.concatenate([source, target])
-    distances = squared_distances(pooled, pooled)[np.triu_indices(len(pooled), k=1)]
-    median = float(np.sqrt(np.median(distances)))
+    distances = np.sqrt(squared_distances(pooled, pooled)[np.triu_indices(len(pooled), k=1)])
+    median = float(np.median(distances))
     return median if median > 0 else 1.0  # every example identical: any bandwidth gives MMD 0
 
 
