@@ -25,17 +25,18 @@ from pathlib import Path
 from hf_transfer import console, outputs, ranking
 from hf_transfer.cli import run_script
 from hf_transfer.config import parse_config
+from hf_transfer.data.loading import BUNDLED_DIR
 from hf_transfer.errors import UserInputError
 from hf_transfer.options import SEED_MAX, option
-from hf_transfer.data.loading import BUNDLED_DIR
 from hf_transfer.ranking.report import JSONL, MARKDOWN, PLOT, write_ranking, write_source_ranking
 from hf_transfer.ranking.sources import rank_sources
 
 PROG = "hf-transfer rank"
 DESCRIPTION = (
     "Rank candidate backbones for a labelled dataset before fine-tuning: LogME, H-score, kNN accuracy (and NCE/LEEP "
-    "for classifiers) on each candidate's frozen features, per layer. Usage: hf-transfer rank --models M1 M2 ... "
-    "--dataset D --output DIR [--key value ...]."
+    "for classifiers) on each candidate's frozen features, per layer; --k K adds probe-or-tune advice for K-shot training; "
+    "--sources S1 S2 ... ranks labelled source datasets for fewshot --source instead. Usage: hf-transfer rank --models "
+    "M1 M2 ... --dataset D --output DIR [--key value ...]."
 )
 
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
     best, failed = results[0], sum(r.failed for r in results)
     value = best.scores.get(args.sort_by)
     headline = f"best {best.model}, " + (f"{args.sort_by} {value:.4f}" if value is not None else f"no candidate has {args.sort_by}")
+    headline += f"; at K = {args.k}: {best.advice['advice']}" if best.advice else ""
     headline += f" ({failed} of {len(results)} failed)" if failed else ""
     console.done("rank", headline, [("table", folder / MARKDOWN), ("rows", folder / JSONL), ("plot", folder / PLOT)])
     return folder

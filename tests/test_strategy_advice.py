@@ -82,11 +82,13 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv(features_module.CACHE_ENV, str(tmp_path / "embeddings"))
 
 
-def test_rank_with_k_writes_each_candidates_advice_from_its_frozen_last_layer(tiny_text_backbone, toy_text_data, cache, tmp_path):
+def test_rank_with_k_writes_each_candidates_advice_from_its_frozen_last_layer(tiny_text_backbone, toy_text_data, cache, tmp_path,
+                                                                              capsys):
     other = testing.save_tiny_text_backbone(tmp_path / "other", seed=3)
     out = tmp_path / "ranking"
     assert main(["rank", "--models", str(tiny_text_backbone), str(other), "--dataset", str(toy_text_data), "--k", "4",
                  "--seed", "2", "--output", str(out)]) == 0
+    done = capsys.readouterr().out.strip().splitlines()[-1]
     rows = {row["model"]: row for row in map(json.loads, (out / "ranking.jsonl").read_text().splitlines())}
     rows_of_train = [json.loads(line) for line in (toy_text_data / "train.jsonl").read_text().splitlines()]
     texts, labels = [r["text"] for r in rows_of_train], np.array([r["label"] for r in rows_of_train])
@@ -95,6 +97,8 @@ def test_rank_with_k_writes_each_candidates_advice_from_its_frozen_last_layer(ti
         expected = advise_support(last, labels, 4, seed=2)
         assert rows[model]["advice"]["separability"] == pytest.approx(expected.separability)
         assert rows[model]["advice"]["advice"] == expected.advice and rows[model]["advice"]["support_size"] == 12
+    best = next(iter(rows.values()))  # ranking.jsonl is best first
+    assert f"at K = 4: {best['advice']['advice']}" in done
     table = (out / "ranking.md").read_text()
     assert "advice at K = 4" in table and "leave-one-out nearest-prototype" in table
 
