@@ -2,7 +2,7 @@
 
 ``fewshot_source.py`` measured two sources for K-shot banking intents: ``banking77:0-49`` (same domain, other classes)
 and ``hwu64`` (assistant intents). This ranks both for the target ``banking77:50-76`` (its train split, at most
-``--max_examples`` texts of each, embedded by the bundled MiniLM) by MMD, as ``hf-transfer rank --sources`` does;
+``--max_examples`` texts of each, embedded by the bundled MiniLM) by MMD (and reports the proxy A-distance), as ``hf-transfer rank --sources`` does;
 benchmarks/RESULTS.md holds the K-shot gains each source gave, to compare with the order printed here.
 
     HF_HUB_OFFLINE=1 python benchmarks/source_rank_pairs.py
@@ -34,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     target = RankingData([splits.train_texts[i] for i in rows], np.asarray([splits.train_labels[i] for i in rows]), "text", False,
                          splits.num_classes)
     results = rank_sources(args.sources, target, data_dir=args.data_dir, max_examples=args.max_examples)
-    print(f"| source | mmd to {args.target} | train examples | classes |\n|---|---:|---:|---:|")
+    print(f"| source | mmd to {args.target} | proxy A-distance | train examples | classes |\n|---|---:|---:|---:|---:|")
     for result in results:
-        print(f"| {result.source} | {result.mmd:.4f} | {result.num_examples} | {result.num_classes} |")
-    common.print_result("source_rank_pairs", closest=results[0].source, **{f"mmd_{r.source.replace(':', '_')}": f"{r.mmd:.4f}" for r in results})
+        print(f"| {result.source} | {result.mmd:.4f} | {result.proxy_a_distance:.3f} | {result.num_examples} | {result.num_classes} |")
+    fields = {f"{score}_{r.source.replace(':', '_')}": f"{getattr(r, score):.4f}" for r in results for score in ("mmd", "proxy_a_distance")}
+    common.print_result("source_rank_pairs", closest=results[0].source, **fields)
 
 
 if __name__ == "__main__":

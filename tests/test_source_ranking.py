@@ -15,10 +15,10 @@ from hf_transfer.data import load_text_dataset
 from hf_transfer.errors import UserInputError
 from hf_transfer.fewshot import source as source_module
 from hf_transfer.ranking import features as features_module
-from hf_transfer.ranking import logme, mmd, rank_sources
+from hf_transfer.ranking import logme, mmd, proxy_a_distance, rank_sources
 from hf_transfer.ranking.api import data_arguments, load_ranking_data
 from hf_transfer.ranking.candidates import load_candidate
-from hf_transfer.ranking.domain import median_bandwidth
+from hf_transfer.ranking.domain import domain_split, median_bandwidth
 from hf_transfer.ranking.features import embed
 
 
@@ -51,6 +51,26 @@ def test_mmd_is_near_zero_for_one_distribution_and_grows_with_the_shift():
     assert mmd(base, same) < mmd(base, near) < mmd(base, far)
     with pytest.raises(UserInputError, match="two examples"):
         mmd(base[:1], same)
+
+
+def test_proxy_a_distance_equals_scikit_learns_logistic_regression_on_the_same_split():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 3)), rng.normal(size=(50, 3)) + np.array([0.8, 0.0, 0.0])
+    s_train, s_test, t_train, t_test = domain_split(40, 50, seed=3)
+    assert len(s_train) == len(t_train) == 20 and len(s_test) == len(t_test) == 20 and not set(s_train) & set(s_test)
+    # the probe's head is multinomial: with two classes at C = 1 its optimum (w1 = -w0) is the binomial one at C = 2
+    reference = linear_model.LogisticRegression(C=2.0, tol=1e-8, max_iter=1000).fit(
+        np.concatenate([x[s_train], y[t_train]]), [0] * 20 + [1] * 20)
+    error = np.mean(reference.predict(np.concatenate([x[s_test], y[t_test]])) != np.array([0] * 20 + [1] * 20))
+    assert proxy_a_distance(x, y, seed=3) == pytest.approx(2 * (1 - 2 * error))
+
+
+def test_proxy_a_distance_is_two_for_separate_domains_and_near_zero_for_one():
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(400, 4))
+    assert proxy_a_distance(base, rng.normal(size=(400, 4)) + 10.0) == 2.0
+    assert abs(proxy_a_distance(base, rng.normal(size=(400, 4)))) < 0.25
 
 
 @pytest.fixture
@@ -91,7 +111,9 @@ def test_rank_sources_puts_the_near_domain_first_and_rows_hold_the_mmd_of_the_em
     target = embed(candidate, [json.loads(l)["text"] for l in (toy_text_data / "train.jsonl").read_text().splitlines()]).layers[-1]
     for row in rows[:2]:
         texts = load_text_dataset(sources / row["source"]).train_texts
-        assert row["mmd"] == pytest.approx(mmd(_unit(embed(candidate, texts).layers[-1]), _unit(target)), rel=1e-5)
+        source = _unit(embed(candidate, texts).layers[-1])
+        assert row["mmd"] == pytest.approx(mmd(source, _unit(target)), rel=1e-5)
+        assert row["proxy_a_distance"] == pytest.approx(proxy_a_distance(source, _unit(target)), abs=0.1)
         assert row["num_examples"] == len(texts) and row["adapted_logme"] is None
     assert rows[0]["mmd"] < rows[1]["mmd"]
     table = (out / "ranking.md").read_text()

@@ -10,11 +10,11 @@
 Estimators (one file each): LogME (``logme``), H-score with shrinkage (``hscore``), kNN leave-one-out accuracy
 (``knn``), LEEP and NCE from a classifier head (``leep``); ``features`` embeds and caches, ``scores`` scores per
 layer, ``api`` ties them together, ``report`` writes ranking.md / ranking.jsonl / the plot; ``strategy`` advises probe or
-tuning from a K-shot support set; ``domain`` (MMD) and ``sources`` rank source datasets for a target.
+tuning from a K-shot support set; ``domain`` (MMD, proxy A-distance) and ``sources`` rank source datasets for a target.
 """
 
 from hf_transfer.ranking.api import RankingData, data_arguments, load_ranking_data, rank, score_candidate
-from hf_transfer.ranking.domain import mmd
+from hf_transfer.ranking.domain import mmd, proxy_a_distance
 from hf_transfer.ranking.hscore import h_score
 from hf_transfer.ranking.knn import knn_accuracy
 from hf_transfer.ranking.leep import leep, nce
@@ -24,5 +24,5 @@ from hf_transfer.ranking.sources import SourceScore, rank_sources
 from hf_transfer.ranking.strategy import StrategyAdvice, advise, advise_support, prototype_loo_accuracy
 
 __all__ = ["ESTIMATORS", "LAYER_CHOICES", "CandidateScore", "RankingData", "SourceScore", "StrategyAdvice", "advise", "advise_support",
-           "data_arguments", "h_score", "knn_accuracy", "leep", "load_ranking_data", "logme", "mmd", "nce", "prototype_loo_accuracy",
+           "data_arguments", "h_score", "knn_accuracy", "leep", "load_ranking_data", "logme", "mmd", "nce", "prototype_loo_accuracy", "proxy_a_distance",
            "rank", "rank_sources", "score_candidate"]

@@ -84,19 +84,20 @@ def sources_markdown(results, about: str, model: str) -> str:
     """The source table, closest to the target first (``sources.SourceScore`` rows); a failed source gives its reason."""
     lines = [f"# Ranking of {len(results)} sources", "", about, "",
              f"mmd: squared maximum mean discrepancy (RBF kernel, median bandwidth) between the source's and the target's "
-             f"train texts embedded by {model} (unit-length last layer); lower is closer, sorted by it. adapted logme: LogME "
+             f"train texts embedded by {model} (unit-length last layer); lower is closer, sorted by it. pad: proxy A-distance, "
+             "2 (1 - 2 error) of a logistic regression telling source from target (0: indistinguishable, 2: apart). adapted logme: LogME "
              "of the target's labels under the body adapted on the source, where `hf-transfer fewshot --source` has cached "
              "it (target logme: under the unadapted body).", "",
-             "| rank | source | train examples | classes | mmd | adapted logme (target logme) | seconds | note |",
-             "|---:|---|---:|---:|---:|---:|---:|---|"]
+             "| rank | source | train examples | classes | mmd | pad | adapted logme (target logme) | seconds | note |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for position, result in enumerate(results, 1):
         if result.failed:
             reason = result.error.replace("|", "/").replace("\n", " ")
-            lines.append(f"| – | {result.source} | – | – | – | – | {result.seconds:.1f} | failed: {reason} |")
+            lines.append(f"| – | {result.source} | – | – | – | – | – | {result.seconds:.1f} | failed: {reason} |")
             continue
         adapted = "–" if result.adapted_logme is None else f"{result.adapted_logme:.4f} ({result.target_logme:.4f})"
         note = "" if result.adapted_body else "no cached adapted body"
-        lines.append(f"| {position} | {result.source} | {result.num_examples} | {result.num_classes} | {result.mmd:.4f} | {adapted} | "
+        lines.append(f"| {position} | {result.source} | {result.num_examples} | {result.num_classes} | {result.mmd:.4f} | {result.proxy_a_distance:.3f} | {adapted} | "
                      f"{result.seconds:.1f} | {note} |")
     return "\n".join(lines) + "\n"
 

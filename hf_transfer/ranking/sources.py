@@ -23,7 +23,7 @@ from hf_transfer.data.class_subset import split_selection
 from hf_transfer.errors import UserInputError
 from hf_transfer.ranking.api import RankingData, score_candidate
 from hf_transfer.ranking.candidates import load_candidate
-from hf_transfer.ranking.domain import mmd
+from hf_transfer.ranking.domain import mmd, proxy_a_distance
 from hf_transfer.ranking.features import cached_embed
 from hf_transfer.ranking.logme import logme
 from hf_transfer.ranking.scores import one_blas_thread
@@ -31,13 +31,15 @@ from hf_transfer.ranking.scores import one_blas_thread
 
 @dataclass
 class SourceScore:
-    """One source's row: its size, ``mmd`` to the target (lower is closer), and with a cached adapted body its
+    """One source's row: its size, ``mmd`` and ``proxy_a_distance`` to the target (lower is closer; the table is sorted
+    by ``mmd``), and with a cached adapted body its
     ``adapted_logme`` on the target (``target_logme``: the unadapted body's), or the ``error`` that stopped it."""
 
     source: str
     num_examples: int = 0
     num_classes: int = 0
     mmd: float | None = None
+    proxy_a_distance: float | None = None
     target_logme: float | None = None
     adapted_logme: float | None = None
     adapted_body: str | None = None
@@ -110,6 +112,7 @@ def _score(name, candidate, target_unit, target_logme, target, model, data_dir, 
         features = cached_embed(candidate, texts, max_length, batch_size, cache_dir).layers[-1]
         with one_blas_thread():
             result.mmd = mmd(unit(features), target_unit)
+        result.proxy_a_distance = proxy_a_distance(unit(features), target_unit, seed)
         folder = cached_adapted_body(model or backbones.DEFAULT_BACKBONE, max_length, pooling, splits)
         if folder is not None:
             adapted = score_candidate(str(folder), target, max_length=max_length, batch_size=batch_size, pooling=pooling,
