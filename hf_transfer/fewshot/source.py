@@ -103,10 +103,21 @@ def cache_home() -> Path:
 
 def source_fingerprint(encoder: SentenceEncoder, splits: TextSplits, settings: SourceAdaptation) -> str:
     """What the adapted body depends on, hashed: the source's train data, the settings, the base model and its encoding."""
+    return fingerprint_of(encoder.name, encoder.max_length, encoder.pooling, splits, settings)
+
+
+def fingerprint_of(model: str, max_length: int, pooling: str, splits: TextSplits, settings: SourceAdaptation = SourceAdaptation()) -> str:
+    """``source_fingerprint`` from the base model's name and encoding settings (no model loaded)."""
     payload = {"version": FINGERPRINT_VERSION, "texts": splits.train_texts, "labels": splits.train_labels,
-               "class_names": splits.class_names, "settings": asdict(settings), "model": backbones.public_name(encoder.name),
-               "model_sha256": backbones.weights_sha256(encoder.name), "max_length": encoder.max_length, "pooling": encoder.pooling}
+               "class_names": splits.class_names, "settings": asdict(settings), "model": backbones.public_name(model),
+               "model_sha256": backbones.weights_sha256(model), "max_length": max_length, "pooling": pooling}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+
+
+def cached_adapted_body(model: str, max_length: int, pooling: str, splits: TextSplits) -> Path | None:
+    """The folder of the body adapted on ``splits`` from ``model`` (default settings) when it is cached already, else None."""
+    folder = cache_home() / fingerprint_of(model, max_length, pooling, splits)
+    return folder if (folder / ADAPTATION_FILE).is_file() else None
 
 
 class _Progress(TrainerCallback):

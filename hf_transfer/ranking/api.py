@@ -21,6 +21,7 @@ from hf_transfer.errors import UserInputError
 from hf_transfer.ranking.candidates import load_candidate
 from hf_transfer.ranking.features import cached_embed
 from hf_transfer.ranking.scores import ESTIMATORS, CandidateScore, score_features
+from hf_transfer.ranking.strategy import advise_support
 
 
 @dataclass
@@ -68,8 +69,11 @@ def load_ranking_data(args: DataArguments, max_examples: int | None = None, seed
 
 
 def score_candidate(name: str, data: RankingData, *, max_length: int = 128, batch_size: int = 32, pooling: str = "mean",
-                    knn_k: int = 3, layer: str = "mean", cache_dir: str | None = None) -> CandidateScore:
-    """Load, embed (cached) and score one candidate; a load or embedding failure is a failed row, not an error."""
+                    knn_k: int = 3, layer: str = "mean", cache_dir: str | None = None, k: int | None = None,
+                    seed: int = 0) -> CandidateScore:
+    """Load, embed (cached) and score one candidate; a load or embedding failure is a failed row, not an error.
+    With ``k``: the strategy advice (``strategy.advise_support``) on a K-shot support set drawn with ``seed``, from the
+    last layer's features (the ones the few-shot methods use)."""
     start = time.perf_counter()
     try:
         candidate = load_candidate(name, pooling)
@@ -82,11 +86,23 @@ def score_candidate(name: str, data: RankingData, *, max_length: int = 128, batc
         embedding = time.perf_counter() - embedding
         result = score_features(name, features, data.labels, data.regression, knn_k, layer)
         result.embed_seconds = embedding
+        if k is not None and not data.regression:
+            result.advice = advise_support(features.layers[-1], data.labels, k, seed).row()
     except UserInputError as error:
         result = CandidateScore(name, scores=dict.fromkeys(ESTIMATORS), error=str(error))
     result.model = backbones.public_name(name) if name == backbones.DEFAULT_BACKBONE else name
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_advice_data(data: RankingData) -> None:
+    """The strategy advice needs classes, each with two examples or more among the examples ranked."""
+    if data.regression:
+        raise UserInputError("--k advises for K-shot classification; this is a regression target.", "leave out --k.")
+    counts = np.bincount(data.labels)
+    if counts[counts > 0].min() < 2:
+        raise UserInputError(f"A class has one example among the {len(data.labels)} ranked; the --k advice needs two or more per class.",
+                             "raise --max_examples or leave out --k.")
 
 
 def sort_key(sort_by: str):
@@ -96,19 +112,24 @@ def sort_key(sort_by: str):
 
 def rank(models: list[str], dataset: str | DataArguments | RankingData, *, max_examples: int | None = 2000, max_length: int = 128,
          batch_size: int = 32, pooling: str = "mean", knn_k: int = 3, layer: str = "mean", sort_by: str = "logme",
-         seed: int = 0, cache_dir: str | None = None, **columns) -> list[CandidateScore]:
+         seed: int = 0, cache_dir: str | None = None, k: int | None = None, **columns) -> list[CandidateScore]:
     """Score each of ``models`` on the train split of ``dataset`` (a name or folder, ``DataArguments``, or data
     ``load_ranking_data`` read already) and return them best first by ``sort_by``.
 
+    ``k``: also advise, per candidate, linear probe or body tuning for K-shot training on this data (``strategy``).
     ``columns``: ``DataArguments`` keys (``text_column``, ``label_column``, ``task``, ...). Raises ``UserInputError``
     for bad data (one class, a NaN target, ...), fewer than two candidates, or no candidate that could be scored."""
     models = list(dict.fromkeys(models))
+    if k is not None and k < 2:
+        raise UserInputError(f"--k {k}: the strategy advice needs two or more examples per class.", "use --k 2 or more.")
     if len(models) < 2:
         raise UserInputError(f"--models names {len(models)} candidate{'s' * (len(models) != 1)}; ranking needs two or more.",
                              "give --models M1 M2 ... (e.g. --models default path/to/other_model).")
     data = dataset if isinstance(dataset, RankingData) else load_ranking_data(data_arguments(dataset, **columns), max_examples, seed)
+    if k is not None:
+        check_advice_data(data)
     results = [score_candidate(name, data, max_length=max_length, batch_size=batch_size, pooling=pooling, knn_k=knn_k,
-                               layer=layer, cache_dir=cache_dir) for name in models]
+                               layer=layer, cache_dir=cache_dir, k=k, seed=seed) for name in models]
     if all(result.failed for result in results):
         raise UserInputError(f"No candidate could be scored; the first: {results[0].error}", "fix the model names or folders.")
     return sorted(results, key=sort_key(sort_by))

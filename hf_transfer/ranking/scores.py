@@ -39,6 +39,7 @@ class CandidateScore:
     embed_seconds: float = 0.0  # of ``seconds``: embedding the examples (or reading them from the cache)
     cached: bool = False
     error: str | None = None
+    advice: dict | None = None  # ``StrategyAdvice.row()`` of a K-shot support set (``rank(..., k=K)``)
 
     @property
     def failed(self) -> bool:
@@ -47,7 +48,8 @@ class CandidateScore:
     def row(self) -> dict[str, Any]:
         """The candidate's line of ``ranking.jsonl``."""
         return {"model": self.model, **self.scores, **self.variants, "layers": self.layers, "seconds": round(self.seconds, 3),
-                "embed_seconds": round(self.embed_seconds, 3), "cached_embeddings": self.cached, "error": self.error}
+                "embed_seconds": round(self.embed_seconds, 3), "cached_embeddings": self.cached, "error": self.error,
+                **({"advice": self.advice} if self.advice is not None else {})}
 
 
 def _estimators(regression: bool, knn_k: int) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
