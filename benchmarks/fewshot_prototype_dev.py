@@ -149,13 +149,19 @@ def pk_batches(labels, batch_size, g):
     return [sum(chunks[i:i + per], []) for i in range(0, len(chunks), per)]
 
 
-def contrastive_pk(texts, labels, C, k, seed):
-    """The ``contrastive`` method's loss, schedule and rate, on class-balanced batches (``pk_batches``)."""
+def contrastive_pk(texts, labels, C, k, seed, ce_weight=0.0):
+    """The ``contrastive`` method's loss, schedule and rate, on class-balanced batches (``pk_batches``); with
+    ``ce_weight``, plus that times cross-entropy against learned cosine class vectors (x ``a.scale``) initialised at
+    the frozen prototypes, learned at 10x the body's rate (FastFit's in-batch + classification terms)."""
     from hf_transfer.objectives.contrastive import contrastive_loss
     m = contrastive_for(k, C); loss_fn = contrastive_loss(m.loss)
     torch.manual_seed(seed)
     body = enc.fresh_body(); y = torch.tensor(labels)
-    opt = torch.optim.AdamW(body.parameters(), lr=m.learning_rate, weight_decay=0.01)
+    W = torch.nn.Parameter(class_prototypes(enc, texts, labels, C))
+    groups = [{"params": body.parameters(), "lr": m.learning_rate, "weight_decay": 0.01}]
+    if ce_weight:
+        groups.append({"params": [W], "lr": 10 * m.learning_rate, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups)
     n = len(texts); bs = min(m.batch_size, n); total = int(m.epochs * math.ceil(n / bs)); warm = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
     g = torch.Generator().manual_seed(seed); step = 0
@@ -164,8 +170,22 @@ def contrastive_pk(texts, labels, C, k, seed):
             if step >= total: break
             z = F.normalize(enc.embed(body, [texts[j] for j in idx]), dim=-1)
             loss = loss_fn(z, y[idx], temperature=m.temperature)
+            if ce_weight:
+                loss = loss + ce_weight * F.cross_entropy(a.scale * z @ F.normalize(W, dim=-1).T, y[idx])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
     return body.eval()
+
+
+def cv_C(features, y, C, seed, grid=(0.1, 1.0, 10.0, 100.0), folds=4):
+    """The head's C with the most correct out-of-fold predictions (each class dealt round-robin into ``folds``); ties:
+    the C nearest 1."""
+    g = torch.Generator().manual_seed(seed); fold = torch.empty(len(y), dtype=torch.long)
+    for c in range(C):
+        members = (y == c).nonzero().flatten(); members = members[torch.randperm(len(members), generator=g)]
+        fold[members] = torch.arange(len(members)) % folds
+    cv = {c: sum((LogisticRegressionHead(c).fit(features[fold != f], y[fold != f], C).predict(features[fold == f]) == y[fold == f]).sum().item()
+                 for f in range(folds)) for c in grid}
+    return max(cv, key=lambda c: (cv[c], -abs(math.log10(c))))
 
 
 out = Path(a.out)
@@ -184,7 +204,20 @@ for ds in a.datasets.split(","):
         row = {"dataset": ds, "k": a.k, "seed": s, "epochs": a.epochs, "lr": a.lr, "bs": a.bs, "scale": a.scale, "min_steps": a.min_steps, "tag": a.tag}
         for arm in a.arms:
             t0 = time.perf_counter()
-            if arm == "probe":
+            if arm == "probe_cv":  # the probe's C: fixed 1, fixed 10, and chosen by stratified 4-fold CV over the support set
+                fs, ft_ = enc.encode(texts), enc.encode(dt)
+                for c in (1.0, 10.0):
+                    row[f"probe_C{c:g}"] = acc(LogisticRegressionHead(c).fit(fs, y, C).predict(ft_))
+                best = cv_C(fs, y, C, s)
+                row["probe_cv_C"] = best; row["probe_cv"] = acc(LogisticRegressionHead(best).fit(fs, y, C).predict(ft_))
+            elif arm == "contrastive_cv":  # the shipped body; head C 1, 10, and by 4-fold CV over the (tuned) support embeddings
+                m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
+                zs, zt = enc.encode(texts, body), enc.encode(dt, body)
+                for c in (1.0, 10.0):
+                    row[f"{arm}_C{c:g}"] = acc(LogisticRegressionHead(c).fit(zs, y, C).predict(zt))
+                best = cv_C(zs, y, C, s); row[arm + "_C"] = best
+                row[arm] = acc(LogisticRegressionHead(best).fit(zs, y, C).predict(zt))
+            elif arm == "probe":
                 h = LogisticRegressionHead(1.0).fit(enc.encode(texts), y, C); row[arm] = acc(h.predict(enc.encode(dt)))
             elif arm == "proto":
                 h = PrototypeHead().fit(enc.encode(texts), y, C); row[arm] = acc(h.predict(enc.encode(dt)))
@@ -196,6 +229,13 @@ for ds in a.datasets.split(","):
             elif arm in ("contrastive", "contrastive_random"):  # as it ships (class-balanced batches) / random batches
                 m = replace(contrastive_for(a.k, C), class_balanced=arm == "contrastive"); body = m.train_body(enc, texts, labels, s)
                 h = LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C); row[arm] = acc(h.predict(enc.encode(dt, body)))
+            elif arm.startswith(("contrastive_e", "contrastive_b")):  # passes (_e8) or batch size (_b64), rate by contrastive_for's rule
+                n = len(texts); m = contrastive_for(a.k, C); value = int(arm[len("contrastive_e"):])
+                epochs, bs = (value, m.batch_size) if arm[12] == "e" else (m.epochs, value)
+                steps = epochs * math.ceil(n / bs)
+                m = replace(m, epochs=epochs, batch_size=bs, learning_rate=min(1e-4, max(2e-5, 2e-5 * 2.5 * n / steps)))
+                body = m.train_body(enc, texts, labels, s)
+                row[arm] = acc(LogisticRegressionHead(m.C).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))
             elif arm == "contrastive_names":  # class names as extra labelled members of the batches and of the head's data
                 m = contrastive_for(a.k, C); cn = known_class_texts(splits.class_names)
                 row["names_help"] = names_help(enc, texts, labels, C, cn)
@@ -203,6 +243,22 @@ for ds in a.datasets.split(","):
                 zs, zt = enc.encode(texts, body), enc.encode(dt, body); zn = enc.encode(cn, body)
                 row[arm] = acc(LogisticRegressionHead(m.C).fit(torch.cat([zs, zn]), torch.cat([y, torch.arange(C)]), C).predict(zt))
                 row[arm + "_headx"] = acc(LogisticRegressionHead(m.C).fit(zs, y, C).predict(zt))  # names in training only
+            elif arm == "contrastive_heads":  # the shipped body; heads: C, prototypes, [tuned, frozen] concat, tuned+frozen average
+                m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
+                zs, zt, fs, ft_ = enc.encode(texts, body), enc.encode(dt, body), enc.encode(texts), enc.encode(dt)
+                for c in (1.0, 10.0, 100.0):
+                    row[f"{arm}_C{c:g}"] = acc(LogisticRegressionHead(c).fit(zs, y, C).predict(zt))
+                row[arm + "_proto"] = acc(PrototypeHead().fit(zs, y, C).predict(zt))
+                for c in (1.0, 10.0):  # the frozen probe's head at the same C values
+                    row[f"probe_C{c:g}"] = acc(LogisticRegressionHead(c).fit(fs, y, C).predict(ft_))
+                row[arm + "_concat"] = acc(LogisticRegressionHead(1.0).fit(torch.cat([zs, fs], 1), y, C).predict(torch.cat([zt, ft_], 1)))
+                pt = LogisticRegressionHead(1.0).fit(zs, y, C).probabilities(zt); pf = LogisticRegressionHead(1.0).fit(fs, y, C).probabilities(ft_)
+                row[arm + "_avg"] = acc((pt + pf).argmax(-1))
+            elif arm.startswith("contrastive_ce"):  # contrastive_ce1: in-batch loss + 1 x cross-entropy to learned class vectors
+                body = contrastive_pk(texts, labels, C, a.k, s, ce_weight=float(arm[len("contrastive_ce"):]))
+                zs, zt = enc.encode(texts, body), enc.encode(dt, body)
+                row[arm] = acc(LogisticRegressionHead(1.0).fit(zs, y, C).predict(zt))
+                row[arm + "_C10"] = acc(LogisticRegressionHead(10.0).fit(zs, y, C).predict(zt))
             elif arm == "contrastive_pk":
                 body = contrastive_pk(texts, labels, C, a.k, s)
                 row[arm] = acc(LogisticRegressionHead(1.0).fit(enc.encode(texts, body), y, C).predict(enc.encode(dt, body)))

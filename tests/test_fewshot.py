@@ -110,6 +110,53 @@ def test_heads_fit_separable_features():
         assert (head.fit(features, labels, 3).predict(features) == labels).float().mean() == 1.0
 
 
+def _nuisance_classes(per_class, classes=20, dim=32):
+    """Unit features whose classes differ by a small offset under a large shared nuisance component: a head needs big
+    weights (a large C) to find the offsets, and a strongly regularised one (C = 1) sits near chance."""
+    generator = torch.Generator().manual_seed(0)
+    centers, nuisance = torch.randn(classes, dim, generator=generator), 3 * torch.randn(4, dim, generator=generator)
+
+    def sample(seed):
+        g = torch.Generator().manual_seed(seed)
+        labels = torch.arange(classes).repeat_interleave(per_class)
+        x = 0.3 * centers[labels] + torch.randn(len(labels), 4, generator=g) @ nuisance + 0.05 * torch.randn(len(labels), dim, generator=g)
+        return torch.nn.functional.normalize(x, dim=-1), labels
+
+    return sample
+
+
+def test_cross_validated_C_picks_the_weak_penalty_that_held_out_data_needs_and_keeps_1_on_ties():
+    from hf_transfer.fewshot.heads import cross_validated_C
+
+    sample = _nuisance_classes(8)
+    features, labels = sample(1)
+    fresh, fresh_labels = sample(2)
+    chosen = cross_validated_C(features, labels, 20, seed=0)
+    accuracy = {C: (LogisticRegressionHead(C).fit(features, labels, 20).predict(fresh) == fresh_labels).float().mean().item()
+                for C in (1.0, chosen)}
+    assert chosen == 100.0 and accuracy[chosen] > accuracy[1.0] + 0.3
+    assert cross_validated_C(features, labels, 20, seed=0) == chosen  # seeded folds
+    separable = torch.eye(3)[torch.arange(3).repeat_interleave(4)] + 0.01 * torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+    assert cross_validated_C(separable, torch.arange(3).repeat_interleave(4), 3, seed=0) == 1.0  # every C ties: 1
+    assert cross_validated_C(features[:20], torch.arange(20), 20, seed=0) == 1.0  # one example a class: no fold can test it
+
+
+def test_linear_probe_records_the_C_it_chose_and_keeps_a_given_one(tiny_text_backbone):
+    from hf_transfer.fewshot.heads import cross_validated_C
+    from hf_transfer.fewshot.methods.linear_probe import LinearProbe
+
+    encoder = SentenceEncoder(str(tiny_text_backbone))
+    texts = ["goal team", "match score", "rain snow", "cloud wind", "pizza pasta", "bread soup"] * 2
+    labels = [0, 0, 1, 1, 2, 2] * 2
+    probe = get_method("linear_probe", 4, 3)
+    probe.fit(encoder, texts, labels, 3, seed=0)
+    assert probe.head_C == cross_validated_C(encoder.encode(texts), labels, 3, seed=0)
+    fixed = LinearProbe(C=0.1)
+    model = fixed.fit(encoder, texts, labels, 3, seed=0)
+    assert fixed.head_C == 0.1
+    assert torch.allclose(model.weight, LogisticRegressionHead(0.1).fit(encoder.encode(texts), torch.tensor(labels), 3).weight)
+
+
 def test_logistic_head_matches_sklearn_when_available():
     sklearn = pytest.importorskip("sklearn.linear_model")
     rng = np.random.default_rng(0)

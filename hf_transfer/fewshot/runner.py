@@ -204,6 +204,7 @@ def run_experiment(
                 "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "mcc": metrics["mcc"],
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "num_train": len(texts), "num_test": len(splits.test_texts), "model": model, **({"source": source} if source else {}),
+                **({"head_C": method.head_C} if getattr(method, "head_C", None) else {}),  # a C cross-validation chose
             }
             names = splits.class_names or [str(i) for i in range(splits.num_classes)]
             return row, run_model_writer(predict, dict(enumerate(names)), method)

@@ -16,7 +16,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from hf_transfer.fewshot.encoder import SentenceEncoder
-from hf_transfer.fewshot.heads import LogisticRegressionHead
+from hf_transfer.fewshot.heads import LogisticRegressionHead, cross_validated_C
 from hf_transfer.fewshot.methods.base import Predictor, register_method, tokenized, train_on_sample
 from hf_transfer.fewshot.model import EmbeddingClassifier
 from hf_transfer.objectives.contrastive import contrastive_loss
@@ -32,12 +32,13 @@ class Contrastive:
     learning_rate: float = 2e-5
     batch_size: int = 32
     temperature: float = 0.05
-    C: float = 1.0
+    C: float | None = None  # the head's; None: chosen by support-set cross-validation (heads.cross_validated_C)
     lora: bool = False
     train_layers: int | None = None  # train only the top N layers, on cached states of the frozen rest
     skip_padding: bool = True  # linear layers on real tokens only (hf_transfer.padding): same results, faster
     class_balanced: bool = True  # batches of same-class pairs: every example has a positive, whatever the class count
     min_per_class: ClassVar[int] = 2  # a same-class pair in every class: with one example a class has no positive pair
+    head_C: float | None = None  # set by fit: the C the head was fitted with
 
     def fit(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], num_classes: int, seed: int) -> Predictor:
         """An ``EmbeddingClassifier`` (saveable), or with ``train_layers`` a predictor over cached states (runner only)."""
@@ -45,8 +46,15 @@ class Contrastive:
             torch.manual_seed(seed)
             return self._fit_top_layers(encoder, texts, labels, num_classes, seed)
         body = self.train_body(encoder, texts, labels, seed)
-        head = LogisticRegressionHead(self.C).fit(encoder.encode(texts, body), torch.tensor(labels), num_classes)
+        head = self._head(encoder.encode(texts, body), labels, num_classes, seed)
         return EmbeddingClassifier(encoder, body, head.weight, head.bias)
+
+    def _head(self, features: torch.Tensor, labels: list[int], num_classes: int, seed: int) -> LogisticRegressionHead:
+        """Stage 2 on the tuned body's embeddings, at ``C`` or the C cross-validation over the support set chooses (the
+        body saw every support example, so the folds test the head only: they separate C values only where the tuned
+        classes still overlap, as with many classes; elsewhere every C ties and 1 is kept)."""
+        self.head_C = self.C or cross_validated_C(features, labels, num_classes, seed)
+        return LogisticRegressionHead(self.head_C).fit(features, torch.tensor(labels), num_classes)
 
     def train_body(self, encoder: SentenceEncoder, texts: list[str], labels: list[int], seed: int,
                    callbacks: list | None = None) -> torch.nn.Module:
@@ -78,7 +86,7 @@ class Contrastive:
         top = TopLayers(encoder.body, self.train_layers).train()
         states = encoder.hidden_states(texts, top.start)
         train_on_sample(ContrastiveTrainer, top, self, CachedStates(states, list(labels)), pad_states, seed, **self._loss_options(encoder))
-        head = LogisticRegressionHead(self.C).fit(encoder.encode_top(top, texts), torch.tensor(labels), num_classes)
+        head = self._head(encoder.encode_top(top, texts), labels, num_classes, seed)
         return lambda test: head.predict(encoder.encode_top(top, test)).numpy()
 
 
@@ -95,7 +103,8 @@ def contrastive_for(k: int, num_classes: int, passes: int = 8) -> Contrastive:
     classes: SetFit's objective over every pair (cosine -> 1 for same-class pairs, -> 0 otherwise). Three or more:
     in-batch multiple-negatives ranking (temperature 0.1), where each sentence must pick a same-class sentence out
     of all other-class ones. The learning rate makes learning rate x steps equal SetFit's (2e-5 x 2.5 n steps),
-    within [2e-5, 1e-4]; batches of 16 sentences give enough steps for that.
+    within [2e-5, 1e-4]; batches of 16 sentences give enough steps for that. The head's C is chosen by
+    cross-validation over the support set.
     """
     n = k * num_classes
     batch_size = min(16, n)
@@ -103,4 +112,4 @@ def contrastive_for(k: int, num_classes: int, passes: int = 8) -> Contrastive:
     steps = epochs * math.ceil(n / batch_size)
     learning_rate = min(1e-4, max(SETFIT_LEARNING_RATE, SETFIT_LEARNING_RATE * SETFIT_STEPS_PER_EXAMPLE * n / steps))
     loss = "pairwise_cosine" if num_classes <= 2 else "multiple_negatives"
-    return Contrastive(loss=loss, temperature=0.1, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, C=1.0)
+    return Contrastive(loss=loss, temperature=0.1, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
