@@ -146,6 +146,7 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     from hf_transfer.fewshot.methods import get_method
     from hf_transfer.fewshot.methods.zeroshot import known_class_texts
     from hf_transfer.fewshot.source import load_source_task, source_encoder
+    from hf_transfer.fewshot.source_gate import choose_body
     from hf_transfer.fewshot.zero_shot_data import wants_zero_shot, zero_shot_data
 
     name = config.extra[FewShotModelArguments].fewshot_method
@@ -183,8 +184,9 @@ def train_fewshot(config: RecipeConfig) -> dict[str, float]:
     source = config.extra[FewShotModelArguments].source
     source_task = load_source_task(source, None) if source else None  # bad source data: one line, before the output exists
     encoder = SentenceEncoder(config.model.model, max_length=data.max_length, pooling=config.model.pooling)  # a bad model: one line
-    if source_task is not None:
-        encoder = source_encoder(encoder, source_task, source)  # cached by fingerprint
+    if source_task is not None:  # the adapted body (cached by fingerprint) when the support set prefers it (source_gate)
+        choice = choose_body(encoder, source_encoder(encoder, source_task, source), name, method, texts, labels)
+        encoder, method = choice.encoder, choice.method
 
     run = Run.start(training, fingerprint(config.source))  # staging folder, push once at the end
     start = time.perf_counter()

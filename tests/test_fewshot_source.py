@@ -3,11 +3,13 @@ on the target from it; class selection (``NAME:0-49``, ``classes``) relabels; ba
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from hf_transfer import testing
 from hf_transfer.cli import main as cli_main
@@ -61,6 +63,16 @@ def calls(monkeypatch):
     return counter
 
 
+@pytest.fixture
+def gate_open(monkeypatch):
+    """The support-set gate always keeps the adapted body (tests of what a run with the adapted body writes): the
+    leave-one-out accuracy it measures is 0 for the pretrained body (measured first) and 1 for the adapted one."""
+    from hf_transfer.ranking import strategy
+
+    scores = itertools.cycle([0.0, 1.0])
+    monkeypatch.setattr(strategy, "prototype_loo_accuracy", lambda features, labels: next(scores))
+
+
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -107,20 +119,53 @@ def test_a_bad_source_is_one_error_line_and_no_output(value, words, data, tiny_t
     assert not output.exists() and not Path(f"{output}.incomplete").exists() and not cache.exists()
 
 
-def test_the_target_run_uses_the_body_adapted_on_the_source(data, tiny_text_backbone, tmp_path, cache, calls):
-    rows = _grid(data, tmp_path / "out", tiny_text_backbone, "src:0-1")
-    assert calls["n"] == 1 and [(r["method"], r["source"]) for r in rows] == [("linear_probe", "src:0-1")]
+def test_each_target_run_uses_the_body_the_support_set_gate_chose(data, tiny_text_backbone, tmp_path, cache, calls):
+    from hf_transfer.ranking.strategy import prototype_loo_accuracy
+
+    rows = _grid(data, tmp_path / "out", tiny_text_backbone, "src:0-1", seeds=(0, 1, 2))
+    assert calls["n"] == 1 and {(r["method"], r["source"]) for r in rows} == {("linear_probe", "src:0-1")}
     [folder] = [p for p in cache.iterdir()]
     record = json.loads((folder / source_module.ADAPTATION_FILE).read_text())
     assert record["source"] == "src:0-1" and record["num_classes"] == 2 and record["num_examples"] == 200 and record["settings"]["epochs"] == 1.0
     base, adapted = SentenceEncoder(str(tiny_text_backbone)), SentenceEncoder(str(folder))  # the cache is a model folder
     target = load_text_dataset(data / "toy")
     assert not torch.allclose(base.encode(target.test_texts), adapted.encode(target.test_texts), atol=1e-4)  # the body moved
-    chosen = k_shot_indices(target.train_labels, "2", 0)
-    predict = get_method("linear_probe", 2, 3).fit(adapted, [target.train_texts[i] for i in chosen],
-                                                   [target.train_labels[i] for i in chosen], 3, 0)
-    accuracy = classification_metrics(target.test_labels, predict(target.test_texts), 3)["accuracy"]
-    assert rows[0]["accuracy"] == pytest.approx(accuracy)  # the runner's result is the adapted body's
+    for row in rows:  # the gate's evidence is the support set's leave-one-out accuracy under each body; the result the chosen body's
+        chosen = k_shot_indices(target.train_labels, "2", row["seed"])
+        texts, labels = [target.train_texts[i] for i in chosen], [target.train_labels[i] for i in chosen]
+        before, after = (prototype_loo_accuracy(e.encode(texts).numpy(), labels) for e in (base, adapted))
+        assert row["source_gate"] == {"pretrained_loo": pytest.approx(before), "adapted_loo": pytest.approx(after)}
+        assert row["source_used"] == (after > before)
+        predict = get_method("linear_probe", 2, 3).fit(adapted if row["source_used"] else base, texts, labels, 3, row["seed"])
+        assert row["accuracy"] == pytest.approx(classification_metrics(target.test_labels, predict(target.test_texts), 3)["accuracy"])
+
+
+def test_the_gate_keeps_the_adapted_body_only_where_the_support_set_separates_better_and_then_only_fits_a_head():
+    from hf_transfer.fewshot.methods.linear_probe import LinearProbe
+    from hf_transfer.fewshot.source_gate import choose_body
+
+    class Fixed(SentenceEncoder):  # embeddings given per text (never loaded)
+        def __init__(self, table):
+            self.table = table
+
+        def encode(self, texts, body=None):
+            return torch.tensor([self.table[t] for t in texts], dtype=torch.float32)
+
+    texts, labels = ["a", "b", "c", "d"], [0, 0, 1, 1]
+    mixed = Fixed({"a": [1, 0], "b": [0, 1], "c": [1, 0.1], "d": [0.1, 1]})  # classes interleaved: leave-one-out 0
+    apart = Fixed({"a": [1, 0], "b": [1, 0.1], "c": [0, 1], "d": [0.1, 1]})  # classes apart: leave-one-out 1
+    method = get_method("recommended", 2, 2)
+    kept = choose_body(mixed, apart, "recommended", method, texts, labels)
+    assert kept.used and kept.encoder is apart and isinstance(kept.method, LinearProbe)
+    assert kept.record() == {"source_used": True, "source_gate": {"pretrained_loo": 0.0, "adapted_loo": 1.0}}
+    ignored = choose_body(apart, mixed, "recommended", method, texts, labels)
+    assert not ignored.used and ignored.encoder is apart and ignored.method is method
+    tie = choose_body(apart, apart, "protonet", method, texts, labels)
+    assert not tie.used  # strictly better, or the pretrained body
+    other = choose_body(mixed, apart, "protonet", method, texts, labels)
+    assert other.used and other.method is method  # methods other than recommended run unchanged on the kept body
+    one_each = choose_body(apart, mixed, "linear_probe", method, ["a", "c"], [0, 1])
+    assert one_each.used and one_each.pretrained_loo is None  # nothing to leave out: the source is used as asked
 
 
 def test_a_sweep_adapts_once_and_source_runs_are_apart_from_plain_runs(data, tiny_text_backbone, tmp_path, cache, calls, capsys):
@@ -181,7 +226,7 @@ def test_an_unknown_source_objective_is_refused(data, tiny_text_backbone, cache)
                                    source_module.SourceAdaptation(objective="maml"))
 
 
-def test_the_train_job_with_a_source_says_so_in_the_card(data, tiny_text_backbone, tmp_path, cache, calls):
+def test_the_train_job_with_a_source_says_so_in_the_card(data, tiny_text_backbone, tmp_path, cache, calls, gate_open):
     train = testing.write_jsonl(tmp_path / "train.jsonl", testing.toy_sentences(3, seed=4))
     output = tmp_path / "model"
     train_main([CONFIG, "--model", str(tiny_text_backbone), "--train_file", str(train), "--output_dir", str(output),
@@ -195,7 +240,25 @@ def test_the_train_job_with_a_source_says_so_in_the_card(data, tiny_text_backbon
                     "--output_dir", str(tmp_path / "x"), "--source", str(data / "toy")])
 
 
-def test_saved_models_of_a_source_grid_are_apart_and_their_card_names_the_source(data, tiny_text_backbone, tmp_path, cache, capsys):
+def test_the_train_job_keeps_the_pretrained_body_when_the_gate_says_so(data, tiny_text_backbone, tmp_path, cache, monkeypatch):
+    from hf_transfer.ranking import strategy
+
+    scores = itertools.cycle([1.0, 0.5])  # the pretrained body separates the support set better
+    monkeypatch.setattr(strategy, "prototype_loo_accuracy", lambda features, labels: next(scores))
+    train = testing.write_jsonl(tmp_path / "train.jsonl", testing.toy_sentences(3, seed=4))
+    output = tmp_path / "model"
+    train_main([CONFIG, "--model", str(tiny_text_backbone), "--train_file", str(train), "--output_dir", str(output),
+                "--fewshot_method", "linear_probe", "--source", f"{data / 'src'}:0-1"])
+    assert "adapted on the source" not in (output / "README.md").read_text()
+    base = SentenceEncoder(str(tiny_text_backbone))
+    texts = [row["text"] for row in testing.toy_sentences(3, seed=4)]
+    saved = AutoModelForSequenceClassification.from_pretrained(output).eval()  # the pretrained body's weights shipped
+    tokens = base.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(saved.backbone(**tokens).last_hidden_state, base.body(**tokens).last_hidden_state, atol=1e-5)
+
+
+def test_saved_models_of_a_source_grid_are_apart_and_their_card_names_the_source(data, tiny_text_backbone, tmp_path, cache, capsys, gate_open):
     models, output = tmp_path / "models", tmp_path / "out"
     for source in (None, "src:0-1"):
         run_experiment(data, ["toy"], ["2"], [0], ["linear_probe"], output, model=str(tiny_text_backbone), source=source, save_models=models)
@@ -217,7 +280,7 @@ def test_the_train_job_refuses_a_bad_source_before_any_output(data, tiny_text_ba
     assert not output.exists() and not Path(f"{output}.incomplete").exists() and not cache.exists()
 
 
-def test_best_models_with_and_without_a_source_are_kept_apart(data, tiny_text_backbone, tmp_path, cache):
+def test_best_models_with_and_without_a_source_are_kept_apart(data, tiny_text_backbone, tmp_path, cache, gate_open):
     output = tmp_path / "out"
     for source in (None, "src:0-1"):
         run_experiment(data, ["toy"], ["2"], [0, 1], ["linear_probe", "protonet"], output, model=str(tiny_text_backbone),

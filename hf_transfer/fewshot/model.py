@@ -71,7 +71,8 @@ def prototype_head(prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 METHOD_DESCRIPTIONS = {
     "recommended": "contrastive tuning of the body on class-balanced batches of same-class pairs, then a "
                    "logistic-regression head (settings chosen from K and the class count; with one example per class, "
-                   "prototype tuning)",
+                   "prototype tuning; on a body adapted on a source task, which is kept when the support set separates "
+                   "better under it, only the head is fitted)",
     "prototype_tuning": "the body fine-tuned by cross-entropy against frozen class prototypes (cosine similarity), "
                         "then a logistic-regression head",
     "contrastive": "contrastive tuning of the body on label-derived pairs, then a logistic-regression head "

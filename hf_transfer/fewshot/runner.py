@@ -166,6 +166,7 @@ def run_experiment(
     def start(plan: list[tuple]) -> Callable:
         from hf_transfer.fewshot.encoder import SentenceEncoder
         from hf_transfer.fewshot.source import load_source_task, source_encoder
+        from hf_transfer.fewshot.source_gate import choose_body
 
         loaded: dict[str, TextSplits] = {}
         zero_shot: dict[str, ZeroShot] = {}
@@ -179,8 +180,8 @@ def run_experiment(
         source_task = load_source_task(source, data_dir, sources) if source else None  # bad source data fails here too
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         encoder = SentenceEncoder(model, max_length=max_length)  # a bad model fails before the staging folder exists
-        if source_task is not None:
-            encoder = source_encoder(encoder, source_task, source)  # cached by fingerprint: a sweep adapts once
+        adapted = source_encoder(encoder, source_task, source) if source_task is not None else None  # cached by
+        # fingerprint: a sweep adapts once; each run's support set decides whether it is used (``source_gate``)
 
         def run_one(dataset: str, k: str, seed: int, name: str) -> tuple[dict, Callable]:
             splits = loaded[dataset]
@@ -193,7 +194,10 @@ def run_experiment(
             method = zero_shot[dataset] if k == ZERO_SHOT else get_method(
                 name, per_class, splits.num_classes, known_class_texts(splits.class_names, label_descriptions.get(dataset)))
             begin = time.perf_counter()
-            predict = method.fit(encoder, texts, labels, splits.num_classes, seed)
+            choice = choose_body(encoder, adapted, name, method, texts, labels) if adapted is not None else None
+            if choice is not None:
+                method = choice.method
+            predict = method.fit(choice.encoder if choice else encoder, texts, labels, splits.num_classes, seed)
             train_seconds = time.perf_counter() - begin
             begin = time.perf_counter()
             predictions = predict(splits.test_texts)
@@ -205,6 +209,7 @@ def run_experiment(
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "num_train": len(texts), "num_test": len(splits.test_texts), "model": model, **({"source": source} if source else {}),
                 **({"head_C": method.head_C} if getattr(method, "head_C", None) else {}),  # a C cross-validation chose
+                **(choice.record() if choice else {}),
             }
             names = splits.class_names or [str(i) for i in range(splits.num_classes)]
             return row, run_model_writer(predict, dict(enumerate(names)), method)
