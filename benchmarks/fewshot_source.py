@@ -10,7 +10,8 @@ Two source -> target pairs, on the bundled all-MiniLM-L6-v2 (``default``):
 Each pair is one ``hf-transfer fewshot`` grid (``hf_transfer.fewshot.runner.run_experiment``, exactly what the command
 runs): methods ``recommended`` and ``linear_probe``, K = 5 and 8, seeds 0-4, first without a source, then with
 ``source=`` the pair's source into the same folder, so both arms see the identical K-shot sample per (K, seed) and the
-identical test set. The adaptation (``hf_transfer.fewshot.source``: stage 1 of ``prototype_tuning``, one epoch over
+identical test set; with the source, each run's support set decides whether the adapted body is used
+(``hf_transfer.fewshot.source_gate``; the table counts how often it was kept). The adaptation (``hf_transfer.fewshot.source``: stage 1 of ``prototype_tuning``, one epoch over
 the source) runs once per pair and is cached (``$HF_TRANSFER_ADAPTED_CACHE``, here ``benchmarks/.cache/adapted``
 unless set); the grids are kept in ``--grids``, so an interrupted run resumes; rows are reused by method *name*, so after
 ``recommended`` changes, give a new ``--grids`` folder (or delete ``benchmarks/.cache/fewshot_source``). Its time is not in ``train_seconds``
@@ -76,16 +77,18 @@ def run_pair(tag: str, args: argparse.Namespace) -> list[dict]:
     return [{**row, "pair": tag} for row in read_results(output) if str(row["k"]) in wanted and row["seed"] in args.seeds]
 
 
-def gains(rows: list[dict], tag: str, k: str, method: str) -> tuple[float, float, float, int]:
-    """(mean accuracy without, with the source, mean gain in points over paired seeds, seeds)."""
-    pick = {(row["seed"], bool(row.get("source"))): row["accuracy"] for row in rows
+def gains(rows: list[dict], tag: str, k: str, method: str) -> tuple[float, float, float, int, int]:
+    """(mean accuracy without, with the source, mean gain in points over paired seeds, seeds, seeds whose support-set
+    gate kept the adapted body)."""
+    mine = {(row["seed"], bool(row.get("source"))): row for row in rows
             if row["pair"] == tag and str(row["k"]) == k and row["method"] == method}
-    seeds = sorted({seed for seed, _ in pick if (seed, False) in pick and (seed, True) in pick})
+    seeds = sorted({seed for seed, _ in mine if (seed, False) in mine and (seed, True) in mine})
     if not seeds:
-        return float("nan"), float("nan"), float("nan"), 0
-    plain = [100 * pick[(s, False)] for s in seeds]
-    adapted = [100 * pick[(s, True)] for s in seeds]
-    return statistics.mean(plain), statistics.mean(adapted), statistics.mean(a - p for a, p in zip(adapted, plain)), len(seeds)
+        return float("nan"), float("nan"), float("nan"), 0, 0
+    plain = [100 * mine[(s, False)]["accuracy"] for s in seeds]
+    adapted = [100 * mine[(s, True)]["accuracy"] for s in seeds]
+    used = sum(bool(mine[(s, True)].get("source_used", True)) for s in seeds)
+    return statistics.mean(plain), statistics.mean(adapted), statistics.mean(a - p for a, p in zip(adapted, plain)), len(seeds), used
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,13 +109,13 @@ def main(argv: list[str] | None = None) -> None:
 
     write_text(args.output, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"\n{common.machine_line()}; rows in {args.output}\n")
-    print("| pair | K | method | seeds | no source (%) | with source (%) | gain (points) |\n|---|---|---|---|---|---|---|")
+    print("| pair | K | method | seeds | no source (%) | with source (%) | gain (points) | adapted body kept |\n|---|---|---|---|---|---|---|---|")
     fields: dict[str, str] = {}
     for method, prefix in (("recommended", "gain"), ("linear_probe", "probe_gain")):
         for k in args.shots:
             for tag in tags:
-                plain, adapted, gain, seeds = gains(rows, tag, k, method)
-                print(f"| {' -> '.join(reversed(PAIRS[tag]))} | {k} | {method} | {seeds} | {plain:.1f} | {adapted:.1f} | {gain:+.1f} |")
+                plain, adapted, gain, seeds, used = gains(rows, tag, k, method)
+                print(f"| {' -> '.join(reversed(PAIRS[tag]))} | {k} | {method} | {seeds} | {plain:.1f} | {adapted:.1f} | {gain:+.1f} | {used}/{seeds} |")
                 fields[f"{prefix}_k{k}_{tag}"] = f"{gain:+.2f}"
     if "5" in args.shots:
         fields["min_gain_k5"] = f"{min(float(fields[f'gain_k5_{tag}']) for tag in tags):+.2f}"
