@@ -2,7 +2,9 @@
 
 The winners come from rows measured already (no training here): per (dataset, seed) at K = 8, the held-out-train
 accuracy of the linear probe against the tuned body in ``fewshot_dev.jsonl`` (``frozen`` vs ``tuned_8`` / ``tuned``),
-``fewshot_prototype_dev.jsonl`` and ``fewshot_names_dev.jsonl`` (``probe`` vs ``contrastive``, = ``recommended``).
+``fewshot_prototype_dev.jsonl`` and ``fewshot_names_dev.jsonl`` (``probe`` vs ``contrastive``, = ``recommended``, both
+with C = 1 heads) and ``fewshot_passes_dev.jsonl`` (``probe_cv`` vs ``contrastive_cv``: the heads' C chosen by
+support-set cross-validation, as both methods ship now).
 ``fewshot_vs_setfit.jsonl`` has no probe rows, so it cannot name a winner between the two and is not read. Where
 several rows measure one (dataset, seed), the winner is the sign of their mean difference (a tie goes to the probe:
 it is cheaper). The advice is computed here from the support set alone: the same K-shot draw as those rows
@@ -24,14 +26,22 @@ ARMS = {  # file: (probe column, tuned columns in order of preference, points pe
     "fewshot_dev.jsonl": ("frozen", ("tuned_8", "tuned"), 100.0),  # stores fractions
     "fewshot_prototype_dev.jsonl": ("probe", ("contrastive",), 1.0),
     "fewshot_names_dev.jsonl": ("probe", ("contrastive",), 1.0),
+    "fewshot_passes_dev.jsonl": ("probe_cv", ("contrastive_cv",), 1.0),  # both heads' C by support-set CV (as shipped now)
 }
+MERGED = {"fewshot_passes_dev.jsonl"}  # its two arms ran as separate rows of the same support sets: joined per (dataset, K, seed)
 
 
 def measured_gains(folder: Path) -> dict[tuple[str, int, int], list[float]]:
     """(dataset, K, seed) -> tuned minus probe accuracy (points), one value per row that measured both."""
     gains = defaultdict(list)
     for name, (probe, tuned_columns, scale) in ARMS.items():
-        for row in common.read_jsonl(folder / name):
+        rows = common.read_jsonl(folder / name)
+        if name in MERGED:
+            joined: dict[tuple, dict] = {}
+            for row in rows:
+                joined.setdefault((row["dataset"], int(row["k"]), int(row["seed"])), {}).update(row)
+            rows = list(joined.values())
+        for row in rows:
             tuned = next((row[c] for c in tuned_columns if row.get(c) is not None), None)
             if row.get(probe) is None or tuned is None:
                 continue
