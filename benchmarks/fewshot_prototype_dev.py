@@ -14,7 +14,13 @@ development set of ``--dev_size`` other train examples (disjoint from every supp
   ``ftce_ninit``: the class names counted into the initial class vectors, which are then learned as in ``ftce``;
   ``prototype_tuning`` / ``recommended``: the library's methods as they ship (frozen prototypes, names when ``names_help`` says so); ``ftce_refresh``: frozen class vectors
   recomputed (class means + names, by the *current* body) at the start of every pass; ``ftce_names``: FastFit-like, the class vectors are the *tuned* body's embeddings of the
-  names at every step. Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
+  names at every step.
+- ``contrastive_e4`` / ``_e8``: ``contrastive`` with 4 / 8 passes, ``_b32`` / ``_b64``: batches of 32 / 64 (rate by
+  ``contrastive_for``'s rule); ``contrastive_heads``: the shipped body with several heads (C 1/10/100, prototypes,
+  [tuned, frozen] concatenated, tuned + frozen averaged); ``contrastive_ce1``: the in-batch loss plus cross-entropy to
+  learned class vectors (``contrastive_pk``); ``probe_cv`` / ``contrastive_cv`` / ``prototype_tuning_cv``: heads at
+  C = 1 and at the C 4-fold cross-validation over the support set picks (``cv_C``, as the library's
+  ``heads.cross_validated_C``). Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
   ``_lr`` (logistic regression, what the method ships), ``_proto`` (prototypes recomputed).
 
 The training loop is written out here (AdamW, 10 % warm-up, linear decay, as ``TrainingArguments`` does) so that the
@@ -210,6 +216,13 @@ for ds in a.datasets.split(","):
                     row[f"probe_C{c:g}"] = acc(LogisticRegressionHead(c).fit(fs, y, C).predict(ft_))
                 best = cv_C(fs, y, C, s)
                 row["probe_cv_C"] = best; row["probe_cv"] = acc(LogisticRegressionHead(best).fit(fs, y, C).predict(ft_))
+            elif arm == "prototype_tuning_cv":  # prototype_tuning's body (no names), heads at C = 1 and by support-set CV
+                from hf_transfer.fewshot.methods.prototype_tuning import PrototypeTuning
+                body = PrototypeTuning().train_body(enc, texts, labels, C, s)
+                zs, zt = enc.encode(texts, body), enc.encode(dt, body)
+                row[arm + "_C1"] = acc(LogisticRegressionHead(1.0).fit(zs, y, C).predict(zt))
+                best = cv_C(zs, y, C, s); row[arm + "_C"] = best
+                row[arm] = acc(LogisticRegressionHead(best).fit(zs, y, C).predict(zt))
             elif arm == "contrastive_cv":  # the shipped body; head C 1, 10, and by 4-fold CV over the (tuned) support embeddings
                 m = contrastive_for(a.k, C); body = m.train_body(enc, texts, labels, s)
                 zs, zt = enc.encode(texts, body), enc.encode(dt, body)
