@@ -19,8 +19,7 @@ development set of ``--dev_size`` other train examples (disjoint from every supp
   ``contrastive_for``'s rule); ``contrastive_heads``: the shipped body with several heads (C 1/10/100, prototypes,
   [tuned, frozen] concatenated, tuned + frozen averaged); ``contrastive_ce1``: the in-batch loss plus cross-entropy to
   learned class vectors (``contrastive_pk``); ``probe_cv`` / ``contrastive_cv`` / ``prototype_tuning_cv``: heads at
-  C = 1 and at the C 4-fold cross-validation over the support set picks (``cv_C``, as the library's
-  ``heads.cross_validated_C``). Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
+  C = 1 and at the C 4-fold cross-validation over the support set picks (``heads.cross_validated_C``). Each reports three heads on the tuned body: ``_cos`` (the training-time class vectors),
   ``_lr`` (logistic regression, what the method ships), ``_proto`` (prototypes recomputed).
 
 The training loop is written out here (AdamW, 10 % warm-up, linear decay, as ``TrainingArguments`` does) so that the
@@ -37,7 +36,7 @@ import common  # offline env (benchmarks/ is on sys.path when run as a script)
 from hf_transfer.data import load_text_dataset
 from hf_transfer.data.sampling import k_shot_indices
 from hf_transfer.fewshot.encoder import SentenceEncoder
-from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead
+from hf_transfer.fewshot.heads import LogisticRegressionHead, PrototypeHead, cross_validated_C as cv_C
 from hf_transfer.fewshot.methods.contrastive import contrastive_for
 from hf_transfer.fewshot.methods import get_method
 from hf_transfer.fewshot.methods.prototype_tuning import class_prototypes, names_help
@@ -180,18 +179,6 @@ def contrastive_pk(texts, labels, C, k, seed, ce_weight=0.0):
                 loss = loss + ce_weight * F.cross_entropy(a.scale * z @ F.normalize(W, dim=-1).T, y[idx])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step(); step += 1
     return body.eval()
-
-
-def cv_C(features, y, C, seed, grid=(0.1, 1.0, 10.0, 100.0), folds=4):
-    """The head's C with the most correct out-of-fold predictions (each class dealt round-robin into ``folds``); ties:
-    the C nearest 1."""
-    g = torch.Generator().manual_seed(seed); fold = torch.empty(len(y), dtype=torch.long)
-    for c in range(C):
-        members = (y == c).nonzero().flatten(); members = members[torch.randperm(len(members), generator=g)]
-        fold[members] = torch.arange(len(members)) % folds
-    cv = {c: sum((LogisticRegressionHead(c).fit(features[fold != f], y[fold != f], C).predict(features[fold == f]) == y[fold == f]).sum().item()
-                 for f in range(folds)) for c in grid}
-    return max(cv, key=lambda c: (cv[c], -abs(math.log10(c))))
 
 
 out = Path(a.out)

@@ -195,9 +195,8 @@ def run_experiment(
                 name, per_class, splits.num_classes, known_class_texts(splits.class_names, label_descriptions.get(dataset)))
             begin = time.perf_counter()
             choice = choose_body(encoder, adapted, name, method, texts, labels) if adapted is not None else None
-            if choice is not None:
-                method = choice.method
-            predict = method.fit(choice.encoder if choice else encoder, texts, labels, splits.num_classes, seed)
+            body_encoder, method = (choice.encoder, choice.method) if choice else (encoder, method)
+            predict = method.fit(body_encoder, texts, labels, splits.num_classes, seed)
             train_seconds = time.perf_counter() - begin
             begin = time.perf_counter()
             predictions = predict(splits.test_texts)
